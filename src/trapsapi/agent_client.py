@@ -1,0 +1,67 @@
+"""The client trapsd uses to talk to the ESM communication servers (standard library only)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from trapsapi import routes
+from trapsapi.http import ServerPool
+from trapsapi.wire import (
+    CheckinRequest,
+    CheckinResponse,
+    EnrollRequest,
+    EnrollResponse,
+    EventAck,
+    SecurityEvent,
+)
+
+
+def enroll(
+    servers: Sequence[str],
+    request: EnrollRequest,
+    timeout: float = 10.0,
+    ca_file: str | None = None,
+) -> EnrollResponse:
+    """Trade an enrollment token for an agent identity, trying each server in turn."""
+    pool = ServerPool(servers, timeout, ca_file)
+    try:
+        response: EnrollResponse = pool.request("POST", routes.AGENT_ENROLL, dict(request))
+    finally:
+        pool.close()
+    return response
+
+
+class AgentClient:
+    """Authenticated agent calls, with failover along the server list."""
+
+    def __init__(
+        self,
+        servers: Sequence[str],
+        agent_id: str,
+        secret: str,
+        timeout: float = 10.0,
+        ca_file: str | None = None,
+    ) -> None:
+        self.pool = ServerPool(servers, timeout, ca_file)
+        self.agent_id = agent_id
+        self._headers = {"Authorization": f"Bearer {agent_id}.{secret}"}
+
+    @property
+    def server(self) -> str:
+        return self.pool.current_url
+
+    def checkin(self, request: CheckinRequest) -> CheckinResponse:
+        response: CheckinResponse = self.pool.request(
+            "POST", routes.AGENT_CHECKIN, dict(request), self._headers
+        )
+        return response
+
+    def upload_events(self, events: Sequence[SecurityEvent]) -> EventAck:
+        """Send a batch; the reply lists the IDs the server has committed (new or duplicate)."""
+        ack: EventAck = self.pool.request(
+            "POST", routes.AGENT_EVENTS, {"events": list(events)}, self._headers
+        )
+        return ack
+
+    def close(self) -> None:
+        self.pool.close()

@@ -1,0 +1,56 @@
+"""Enumerations of the wire contract (plain str enums, importable without pydantic)."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Mode(StrEnum):
+    PREVENTION = "prevention"
+    NOTIFICATION = "notification"
+    OFF = "off"
+
+
+class Severity(StrEnum):
+    INFORMATIONAL = "informational"
+    LOW = "low"
+    MEDIUM = "medium"
+    HIGH = "high"
+    CRITICAL = "critical"
+
+
+class EventAction(StrEnum):
+    PREVENTED = "prevented"
+    """Stopped before the process ran (fanotify DENY)."""
+    KILLED = "killed"
+    """Stopped after it started (detection mechanisms that cannot block)."""
+    NOTIFIED = "notified"
+    """Allowed and reported (notification mode)."""
+
+
+class Verdict(StrEnum):
+    MALWARE = "malware"
+    BENIGN = "benign"
+    GRAYWARE = "grayware"
+    UNKNOWN = "unknown"
+
+
+class Role(StrEnum):
+    SUPERUSER = "superuser"
+    """Everything, including users and enrollment tokens."""
+    VIEWER = "viewer"
+    """Read-only access to every admin resource."""
+
+
+class Health(StrEnum):
+    CONNECTED = "connected"
+    DISCONNECTED = "disconnected"
+
+
+class OperationalStatus(StrEnum):
+    PROTECTED = "protected"
+    PARTIALLY_PROTECTED = "partially_protected"
+    UNPROTECTED = "unprotected"
+
+
+SEVERITY_ORDER = {s: i for i, s in enumerate(Severity)}

@@ -1,0 +1,177 @@
+"""A small keep-alive JSON-over-HTTP(S) transport built on :mod:`http.client`.
+
+Why not httpx: importing httpx pulls in click and rich when they are installed (+6 MB RSS,
+~100 more modules), which the agent's 30 MB budget and the console's start-up time cannot
+afford. One connection per base URL is kept open and reused; a server list gives failover.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import socket
+import ssl
+import threading
+from collections.abc import Mapping, Sequence
+from typing import Any
+from urllib.parse import urlencode, urlsplit
+
+from trapsapi.errors import Unreachable, UsageError, error_for_status
+
+JSON = Any
+USER_AGENT = "traps/0.1"
+
+
+def parse_server_url(url: str) -> tuple[str, str, int, str]:
+    """Split ``https://host:port/prefix`` into (scheme, host, port, path prefix); reject junk."""
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise UsageError(f"invalid server URL {url!r}: expected http(s)://host[:port]")
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        raise UsageError(f"invalid server URL {url!r}: bad port") from None
+    return parts.scheme, parts.hostname, port, parts.path.rstrip("/")
+
+
+class Connection:
+    """One keep-alive connection to one server; thread-safe by a lock (requests serialise)."""
+
+    def __init__(self, url: str, timeout: float = 10.0, ca_file: str | None = None) -> None:
+        self.url = url.rstrip("/")
+        self.scheme, self.host, self.port, self.prefix = parse_server_url(url)
+        self.timeout = timeout
+        self.ca_file = ca_file
+        self._conn: http.client.HTTPConnection | None = None
+        self._lock = threading.Lock()
+
+    def _connect(self) -> http.client.HTTPConnection:
+        if self.scheme == "https":
+            context = ssl.create_default_context(cafile=self.ca_file)
+            return http.client.HTTPSConnection(
+                self.host, self.port, timeout=self.timeout, context=context
+            )
+        return http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: JSON = None,
+        headers: Mapping[str, str] | None = None,
+        params: Mapping[str, Any] | None = None,
+    ) -> JSON:
+        """Send one request and return the decoded JSON body; raise the mapped error otherwise."""
+        query = {k: v for k, v in (params or {}).items() if v is not None}
+        target = self.prefix + path + (f"?{urlencode(query, doseq=True)}" if query else "")
+        payload = None if body is None else json.dumps(body, separators=(",", ":")).encode()
+        send_headers = {"Accept": "application/json", "User-Agent": USER_AGENT}
+        if payload is not None:
+            send_headers["Content-Type"] = "application/json"
+        send_headers.update(headers or {})
+        with self._lock:
+            status, reason, raw, retry_after = self._send(method, target, payload, send_headers)
+        data: JSON = None
+        if raw:
+            try:
+                data = json.loads(raw)
+            except ValueError:
+                data = None
+        if status >= 400:
+            detail = data.get("detail") if isinstance(data, dict) else None
+            message = str(detail) if detail else f"{status} {reason}"
+            raise error_for_status(status, message, retry_after)
+        return data
+
+    def _send(
+        self, method: str, target: str, payload: bytes | None, headers: dict[str, str]
+    ) -> tuple[int, str, bytes, float | None]:
+        # A kept-alive connection may have been closed by the server: retry once on a fresh one.
+        for attempt in (1, 2):
+            fresh = self._conn is None
+            if self._conn is None:
+                self._conn = self._connect()
+            try:
+                self._conn.request(method, target, body=payload, headers=headers)
+                response = self._conn.getresponse()
+                raw = response.read()
+            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError) as exc:
+                self._conn.close()
+                self._conn = None
+                if fresh or attempt == 2:
+                    raise Unreachable(f"{self.url}: connection lost ({exc})") from None
+                continue
+            except (OSError, http.client.HTTPException) as exc:
+                self._conn.close()
+                self._conn = None
+                raise Unreachable(f"{self.url}: {_describe(exc)}") from None
+            if response.getheader("Connection", "").lower() == "close":
+                self._conn.close()
+                self._conn = None
+            retry = response.getheader("Retry-After")
+            retry_after = float(retry) if retry and retry.replace(".", "", 1).isdigit() else None
+            return response.status, response.reason, raw, retry_after
+        raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, ssl.SSLError | ssl.CertificateError):
+        return f"TLS error: {exc}"
+    if isinstance(exc, socket.timeout | TimeoutError):
+        return "timed out"
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(exc, socket.gaierror):
+        return f"cannot resolve host ({exc.strerror})"
+    return str(exc) or type(exc).__name__
+
+
+class ServerPool:
+    """An ordered list of servers: requests go to the current one and fail over on Unreachable.
+
+    The last server that answered stays current, so a healthy server is not abandoned for
+    the first one of the list on every request.
+    """
+
+    def __init__(
+        self, urls: Sequence[str], timeout: float = 10.0, ca_file: str | None = None
+    ) -> None:
+        if not urls:
+            raise UsageError("no server URL given")
+        self.connections = [Connection(u, timeout, ca_file) for u in urls]
+        self.current = 0
+
+    @property
+    def current_url(self) -> str:
+        return self.connections[self.current].url
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: JSON = None,
+        headers: Mapping[str, str] | None = None,
+        params: Mapping[str, Any] | None = None,
+    ) -> JSON:
+        errors: list[str] = []
+        count = len(self.connections)
+        for offset in range(count):
+            index = (self.current + offset) % count
+            try:
+                result = self.connections[index].request(method, path, body, headers, params)
+            except Unreachable as exc:
+                errors.append(exc.message)
+                continue
+            self.current = index
+            return result
+        raise Unreachable("no ESM server reachable: " + "; ".join(errors))
+
+    def close(self) -> None:
+        for connection in self.connections:
+            connection.close()
