@@ -1,0 +1,1 @@
+"""The HTTP layer: dependencies, middleware and one router per resource."""

@@ -1,0 +1,49 @@
+"""The agent protocol: enroll, check in, upload events.
+
+Check-in and event upload are the hot paths: ``async`` routes with a single dependency that
+hand the whole request (authentication included) to one service call in one transaction,
+run by ``Database.run``. The agent's identity comes only from its credential, never from
+the request body.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, status
+
+from esmd.api.deps import AGENT_SECURITY, AgentCallDep, DatabaseDep, SettingsDep
+from esmd.api.params import ERRORS
+from esmd.services import checkin as checkin_service
+from esmd.services import enrollment, ingest
+from trapsapi import routes
+from trapsapi.models import (
+    CheckinRequest,
+    CheckinResponse,
+    EnrollRequest,
+    EnrollResponse,
+    EventAck,
+    EventBatch,
+)
+
+router = APIRouter(tags=["agent"], responses=ERRORS)
+
+
+@router.post(routes.AGENT_ENROLL, status_code=status.HTTP_201_CREATED)
+def enroll(
+    body: EnrollRequest, request: Request, db: DatabaseDep, settings: SettingsDep
+) -> EnrollResponse:
+    """Trade an enrollment token for an agent ID and secret (the secret is shown once)."""
+    return enrollment.enroll(db, settings, body, settings.servers_for(str(request.base_url)))
+
+
+@router.post(routes.AGENT_CHECKIN, openapi_extra=AGENT_SECURITY)
+async def checkin(body: CheckinRequest, call: AgentCallDep) -> CheckinResponse:
+    """Report status; receive the effective policy, pending actions and the server list."""
+    return await call.db.run(
+        checkin_service.checkin, call.policies, call.credential, body, call.servers
+    )
+
+
+@router.post(routes.AGENT_EVENTS, openapi_extra=AGENT_SECURITY)
+async def upload_events(body: EventBatch, call: AgentCallDep) -> EventAck:
+    """Store a batch idempotently; the reply comes only after the commit."""
+    return await call.db.run(ingest.ingest, call.credential, body)

@@ -1,0 +1,59 @@
+"""Enrollment tokens: created and revoked by superusers, listed by any admin."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, status
+from sqlalchemy import func
+from sqlmodel import col, select
+
+from esmd.api.deps import CurrentAdmin, DatabaseDep, SessionDep, Superuser
+from esmd.api.params import ADMIN_ERRORS, NOT_FOUND, Limit, Offset
+from esmd.db.tables import EnrollmentToken
+from esmd.errors import NotFound
+from esmd.services.audit import audit
+from esmd.services.enrollment import create_token, token_public
+from esmd.services.storable import check_storable
+from trapsapi import routes
+from trapsapi.models import Page, TokenCreate, TokenPublic
+
+router = APIRouter(tags=["enrollment-tokens"], responses=ADMIN_ERRORS)
+
+
+@router.post(routes.ENROLLMENT_TOKENS, status_code=status.HTTP_201_CREATED)
+def create(body: TokenCreate, db: DatabaseDep, admin: Superuser) -> TokenPublic:
+    """The reply is the only place the token itself ever appears."""
+    check_storable(body)
+    with db.write_session() as session:
+        return create_token(session, admin.username, body)
+
+
+@router.get(routes.ENROLLMENT_TOKENS)
+def list_tokens(
+    session: SessionDep, _admin: CurrentAdmin, limit: Limit = 100, offset: Offset = 0
+) -> Page[TokenPublic]:
+    """Newest first; the token secrets are never shown again."""
+    statement = select(EnrollmentToken)
+    count = session.exec(select(func.count()).select_from(statement.subquery())).one()
+    rows = session.exec(
+        statement.order_by(col(EnrollmentToken.created_at).desc(), col(EnrollmentToken.id))
+        .offset(offset)
+        .limit(limit)
+    ).all()
+    return Page[TokenPublic](data=[token_public(r) for r in rows], count=count)
+
+
+@router.delete(
+    f"{routes.ENROLLMENT_TOKENS}/{{token_id}}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=NOT_FOUND,
+)
+def revoke(token_id: str, db: DatabaseDep, admin: Superuser) -> None:
+    """Revoke a token: enrollment with it fails from now on; enrolled agents stay."""
+    with db.write_session() as session:
+        row = session.get(EnrollmentToken, token_id)
+        if row is None:
+            raise NotFound(f"no enrollment token {token_id!r}")
+        if not row.revoked:
+            row.revoked = True
+            session.add(row)
+            audit(session, admin.username, "token.revoke", token_id, {"label": row.label})

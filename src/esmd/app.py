@@ -1,0 +1,88 @@
+"""The FastAPI application factory (no import-time state: everything hangs off the app)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.routing import APIRoute
+
+from esmd import __version__
+from esmd.api.middleware import GuardMiddleware
+from esmd.api.routes import agent_protocol, agents, auth, events, hashes, health, tokens
+from esmd.config import Settings
+from esmd.db.engine import Database
+from esmd.errors import install_error_handlers
+from esmd.services.policy import PolicyCache
+from esmd.setup import check_schema, describe_url
+
+log = logging.getLogger(__name__)
+
+
+def _operation_id(route: APIRoute) -> str:
+    return f"{route.tags[0]}-{route.name}" if route.tags else route.name
+
+
+def create_app(settings: Settings) -> FastAPI:
+    """A communication server for ``settings``; the database is opened by the lifespan."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        db = Database.from_url(settings.url, settings.db_pool_size, settings.db_max_overflow)
+        try:
+            check_schema(db.engine)
+            app.state.db = db
+            app.state.policies = PolicyCache(settings.heartbeat_interval_s)
+            log.info("esmd %s serving database %s", __version__, describe_url(settings.url))
+            yield
+        finally:
+            db.dispose()
+
+    app = FastAPI(
+        title="Traps Endpoint Security Manager",
+        version=__version__,
+        summary="Agent protocol and admin API of esmd.",
+        lifespan=lifespan,
+        generate_unique_id_function=_operation_id,
+    )
+    app.state.settings = settings
+    install_error_handlers(app)
+    for module in (health, auth, agent_protocol, agents, events, hashes, tokens):
+        app.include_router(module.router)
+    app.add_middleware(GuardMiddleware, max_body_bytes=settings.max_body_bytes)
+    _one_line_errors_in_openapi(app)
+    return app
+
+
+def _one_line_errors_in_openapi(app: FastAPI) -> None:
+    """Document the real 422 body (``ErrorBody``), not FastAPI's list of validation errors,
+    and the agent credential of the hot routes (which read their header themselves)."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = generate()
+        for path in schema.get("paths", {}).values():
+            for operation in path.values():
+                reply = operation.get("responses", {}).get("422")
+                if reply is not None:
+                    reply["description"] = "Invalid request (the field and the reason in one line)"
+                    reply["content"] = {
+                        "application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}
+                    }
+        components = schema.setdefault("components", {})
+        components.get("schemas", {}).pop("HTTPValidationError", None)
+        components.get("schemas", {}).pop("ValidationError", None)
+        components.setdefault("securitySchemes", {})["AgentCredential"] = {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "`<agent_id>.<agent_secret>` as returned by enrollment.",
+        }
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

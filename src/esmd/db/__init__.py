@@ -1,0 +1,1 @@
+"""The policy database: engine and connection policy, column types, and tables."""

@@ -1,0 +1,1 @@
+"""Alembic migrations of the policy database, run programmatically by ``esmd init``."""

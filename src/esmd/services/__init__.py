@@ -1,0 +1,1 @@
+"""What the server does, independent of HTTP: the routes call these."""

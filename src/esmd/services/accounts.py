@@ -1,0 +1,141 @@
+"""Admin accounts: login with throttling, bearer sessions, and who is calling."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import delete, select, update
+
+from esmd.config import Settings
+from esmd.db.engine import Database
+from esmd.db.tables import ADMIN_SESSIONS, LOGIN_FAILURES, USERS
+from esmd.errors import Forbidden, TooManyRequests, Unauthorized
+from esmd.security import (
+    burn_password_check,
+    hash_password,
+    new_token,
+    password_needs_rehash,
+    token_hash,
+    verify_password,
+)
+from esmd.timeutil import utcnow
+from trapsapi.enums import Role
+from trapsapi.models import LoginResponse
+
+
+@dataclass(frozen=True)
+class AdminIdentity:
+    user_id: int
+    username: str
+    role: Role
+    session_id: int
+
+    def require(self, role: Role) -> None:
+        if role is Role.SUPERUSER and self.role is not Role.SUPERUSER:
+            raise Forbidden(f"this needs the superuser role; {self.username!r} is a {self.role}")
+
+
+def _throttle(db: Database, settings: Settings, username: str, now: datetime) -> None:
+    """429 once a user name has collected the maximum of failures within the window."""
+    window = timedelta(seconds=settings.login_window_s)
+    limit = settings.login_max_failures
+    with db.read() as connection:
+        recent = (
+            connection.execute(
+                select(LOGIN_FAILURES.c.at)
+                .where(LOGIN_FAILURES.c.username == username, LOGIN_FAILURES.c.at > now - window)
+                .order_by(LOGIN_FAILURES.c.at.desc())
+                .limit(limit)
+            )
+            .scalars()
+            .all()
+        )
+    if len(recent) >= limit:
+        retry = int((recent[-1] + window - now).total_seconds()) + 1
+        raise TooManyRequests(
+            f"too many failed logins for {username!r}; try again in {retry} s", retry
+        )
+
+
+def login(db: Database, settings: Settings, username: str, password: str) -> LoginResponse:
+    now = utcnow()
+    _throttle(db, settings, username, now)
+    with db.read() as connection:
+        user = connection.execute(
+            select(USERS.c.id, USERS.c.password_hash, USERS.c.role).where(
+                USERS.c.username == username
+            )
+        ).first()
+    if user is None:
+        burn_password_check(password)
+    if user is None or not verify_password(user.password_hash, password):
+        window = timedelta(seconds=settings.login_window_s)
+        with db.write() as connection:
+            connection.execute(
+                delete(LOGIN_FAILURES).where(
+                    LOGIN_FAILURES.c.username == username, LOGIN_FAILURES.c.at <= now - window
+                )
+            )
+            connection.execute(LOGIN_FAILURES.insert().values(username=username, at=now))
+        raise Unauthorized("invalid user name or password")
+    token = new_token()
+    expires_at = now + timedelta(seconds=settings.session_ttl_s)
+    with db.write() as connection:
+        connection.execute(delete(LOGIN_FAILURES).where(LOGIN_FAILURES.c.username == username))
+        connection.execute(
+            delete(ADMIN_SESSIONS).where(ADMIN_SESSIONS.c.expires_at < now - timedelta(days=1))
+        )
+        connection.execute(
+            ADMIN_SESSIONS.insert().values(
+                token_hash=token_hash(token),
+                user_id=user.id,
+                created_at=now,
+                expires_at=expires_at,
+                revoked=False,
+            )
+        )
+        if password_needs_rehash(user.password_hash):
+            connection.execute(
+                update(USERS)
+                .where(USERS.c.id == user.id)
+                .values(password_hash=hash_password(password))
+            )
+    return LoginResponse(token=token, expires_at=expires_at, username=username, role=user.role)
+
+
+def authenticate_admin(db: Database, token: str) -> AdminIdentity:
+    """The user behind an admin bearer token, or Unauthorized."""
+    if not token or "." in token or len(token) > 128:
+        raise Unauthorized("not an admin token: log in first")
+    with db.read() as connection:
+        row = connection.execute(
+            select(
+                ADMIN_SESSIONS.c.id,
+                ADMIN_SESSIONS.c.expires_at,
+                ADMIN_SESSIONS.c.revoked,
+                USERS.c.id.label("user_id"),
+                USERS.c.username,
+                USERS.c.role,
+            )
+            .join(USERS, USERS.c.id == ADMIN_SESSIONS.c.user_id)
+            .where(ADMIN_SESSIONS.c.token_hash == token_hash(token))
+        ).first()
+    if row is None:
+        raise Unauthorized("invalid admin token: log in again")
+    if row.revoked:
+        raise Unauthorized("this session was logged out: log in again")
+    if row.expires_at <= utcnow():
+        raise Unauthorized("this session has expired: log in again")
+    return AdminIdentity(
+        user_id=row.user_id, username=row.username, role=Role(row.role), session_id=row.id
+    )
+
+
+def logout(db: Database, admin: AdminIdentity) -> None:
+    with db.write() as connection:
+        connection.execute(
+            update(ADMIN_SESSIONS)
+            .where(ADMIN_SESSIONS.c.id == admin.session_id)
+            .values(revoked=True)
+        )

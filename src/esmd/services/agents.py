@@ -1,0 +1,110 @@
+"""Agent identity (the per-agent credential) and how admins see agents (health, status)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, bindparam, select
+
+from esmd.config import Settings
+from esmd.db.engine import Database
+from esmd.db.tables import AGENTS, POLICY_STATE, Agent
+from esmd.errors import Unauthorized
+from esmd.security import token_matches
+from esmd.services.policy import POLICY_ROW
+from trapsapi.enums import Health, OperationalStatus
+from trapsapi.models import AgentPublic, Footprint, ModuleState
+
+_NO_HASH = "0" * 64
+# One primary-key lookup authenticates the agent and reads the current policy version.
+_AUTHENTICATE = select(
+    AGENTS.c.secret_hash,
+    AGENTS.c.hostname,
+    select(POLICY_STATE.c.version)
+    .where(POLICY_STATE.c.id == POLICY_ROW)
+    .scalar_subquery()
+    .label("policy_version"),
+).where(AGENTS.c.agent_id == bindparam("agent_id"))
+
+
+@dataclass(frozen=True)
+class AgentIdentity:
+    """The calling agent, known only from its credential (never from a request body)."""
+
+    agent_id: str
+    hostname: str
+    current_policy_version: int = 0
+    """The global policy version, read in the same lookup (not the agent's applied one)."""
+
+
+def parse_agent_credential(credential: str) -> tuple[str, str]:
+    """Split ``<agent_id>.<secret>``; the agent ID must be a UUID."""
+    agent_id, dot, secret = credential.partition(".")
+    if not dot or not secret or len(credential) > 200:
+        raise Unauthorized("not an agent credential")
+    try:
+        return str(uuid.UUID(agent_id)), secret
+    except ValueError:
+        raise Unauthorized("not an agent credential") from None
+
+
+def authenticate(connection: Connection, credential: str) -> AgentIdentity:
+    """The agent behind ``<agent_id>.<secret>``, checked in constant time, or Unauthorized."""
+    agent_id, secret = parse_agent_credential(credential)
+    row = connection.execute(_AUTHENTICATE, {"agent_id": agent_id}).first()
+    # Compare even for unknown agents, so timing does not tell which agent IDs exist.
+    matches = token_matches(secret, row.secret_hash if row is not None else _NO_HASH)
+    if row is None or not matches:
+        raise Unauthorized("invalid agent credential")
+    return AgentIdentity(agent_id, row.hostname, int(row.policy_version or 0))
+
+
+def authenticate_agent(db: Database, credential: str) -> AgentIdentity:
+    with db.read() as connection:
+        return authenticate(connection, credential)
+
+
+def connected_since(settings: Settings, now: datetime) -> datetime:
+    """Agents whose last check-in is after this are connected."""
+    return now - timedelta(seconds=settings.heartbeat_interval_s + settings.heartbeat_grace_s)
+
+
+def health_of(last_checkin_at: datetime | None, settings: Settings, now: datetime) -> Health:
+    if last_checkin_at is not None and last_checkin_at > connected_since(settings, now):
+        return Health.CONNECTED
+    return Health.DISCONNECTED
+
+
+def status_of(modules: Sequence[Mapping[str, Any]]) -> OperationalStatus:
+    """Protected when every enabled module is healthy, partially when some are, else not."""
+    enabled = [m for m in modules if m.get("enabled") and m.get("mode") != "off"]
+    healthy = [m for m in enabled if m.get("healthy")]
+    if enabled and len(healthy) == len(enabled):
+        return OperationalStatus.PROTECTED
+    if healthy:
+        return OperationalStatus.PARTIALLY_PROTECTED
+    return OperationalStatus.UNPROTECTED
+
+
+def agent_public(row: Agent, settings: Settings, now: datetime) -> AgentPublic:
+    return AgentPublic(
+        agent_id=row.agent_id,
+        hostname=row.hostname,
+        os=row.os,
+        os_version=row.os_version,
+        agent_version=row.agent_version,
+        ips=list(row.ips or []),
+        enrolled_at=row.enrolled_at,
+        last_checkin_at=row.last_checkin_at,
+        health=health_of(row.last_checkin_at, settings, now),
+        status=status_of(row.modules or []),
+        modules=[ModuleState.model_validate(m) for m in row.modules or []],
+        footprint=Footprint.model_validate(row.footprint) if row.footprint else None,
+        policy_version=row.policy_version,
+        outbox_depth=row.outbox_depth,
+        events_dropped=row.events_dropped,
+    )

@@ -1,0 +1,18 @@
+"""The audit log: one row per admin change, written in the transaction of the change."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlmodel import Session
+
+from esmd.db.tables import AuditEntry
+from esmd.timeutil import utcnow
+
+
+def audit(
+    session: Session, actor: str, action: str, target: str, detail: dict[str, Any] | None = None
+) -> None:
+    session.add(
+        AuditEntry(at=utcnow(), actor=actor, action=action, target=target, detail=detail or {})
+    )
