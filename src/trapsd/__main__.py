@@ -1,0 +1,5 @@
+import sys
+
+from trapsd.cli import main
+
+sys.exit(main())

@@ -1,0 +1,218 @@
+"""The ``trapsd`` command line: enroll, run, status, checkin.
+
+One error funnel: every failure is one line on stderr and an exit code from
+:class:`trapsapi.errors.ExitCode` (2 for usage); ``-v`` adds debug logs and tracebacks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import logging.handlers
+import os
+import queue
+import sys
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+from trapsapi.errors import ExitCode, TrapsError, UsageError
+from trapsd import __version__
+from trapsd.config import AgentSettings, load
+
+log = logging.getLogger("trapsd")
+TOKEN_ENV = "TRAPSD_ENROLL_TOKEN"
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{message} (see {self.prog} --help)")
+
+
+class _StderrHandler(logging.Handler):
+    """Writes to whatever ``sys.stderr`` is at the time (the CLI may run in-process)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            sys.stderr.write(self.format(record) + "\n")
+            sys.stderr.flush()
+        except Exception:
+            self.handleError(record)
+
+
+class _DroppingQueueHandler(logging.handlers.QueueHandler):
+    """Logging never blocks a daemon thread: when stderr is stuck, lines are dropped."""
+
+    def enqueue(self, record: logging.LogRecord) -> None:
+        try:
+            self.queue.put_nowait(record)
+        except queue.Full:
+            pass
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="trapsd", description="Traps endpoint agent.")
+    parser.add_argument("--version", action="version", version=f"trapsd {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logs, tracebacks")
+    parser.add_argument(
+        "--config",
+        type=Path,
+        help="settings file (default: $TRAPSD_CONFIG or /etc/trapsd/trapsd.toml)",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    commands.required = True
+
+    def command(name: str, help_text: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        sub.add_argument("--state-dir", type=Path, help="default: /var/lib/trapsd")
+        sub.add_argument(
+            "-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="as above"
+        )
+        return sub
+
+    enroll = command("enroll", "Trade an enrollment token for an agent identity.")
+    enroll.add_argument("--server", required=True, help="ESM URL(s), comma-separated")
+    source = enroll.add_mutually_exclusive_group()
+    source.add_argument("--token", help=f"enrollment token (prefer --token-file or ${TOKEN_ENV})")
+    source.add_argument("--token-file", help="read the token from this file, '-' for stdin")
+    enroll.add_argument("--force", action="store_true", help="replace an existing identity")
+    enroll.add_argument("-o", "--output", choices=("table", "json"), default="table")
+    command("run", "Run the agent in the foreground (SIGTERM/SIGINT stop it).")
+    status = command("status", "Modules, server, last check-in, outbox (daemon up or down).")
+    status.add_argument("-o", "--output", choices=("table", "json"), default="table")
+    checkin = command("checkin", "Ask the running daemon to check in now.")
+    checkin.add_argument("-o", "--output", choices=("table", "json"), default="table")
+    return parser
+
+
+def _settings(args: argparse.Namespace) -> AgentSettings:
+    overrides = {"state_dir": args.state_dir.absolute()} if args.state_dir else {}
+    return load(args.config, overrides)
+
+
+def _read_token(args: argparse.Namespace) -> str:
+    if args.token:
+        token = str(args.token)
+    elif args.token_file:
+        try:
+            if args.token_file == "-":
+                token = sys.stdin.readline()
+            else:
+                token = Path(args.token_file).read_text().splitlines()[0]
+        except (OSError, IndexError) as exc:
+            raise UsageError(f"--token-file: cannot read a token ({exc})") from None
+    else:
+        token = os.environ.get(TOKEN_ENV, "")
+    token = token.strip()
+    if not token:
+        raise UsageError(f"no enrollment token: give --token, --token-file or ${TOKEN_ENV}")
+    return token
+
+
+def _enroll(args: argparse.Namespace) -> int:
+    from trapsd.identity import enroll, parse_servers
+
+    settings = _settings(args)
+    servers = parse_servers(args.server)
+    identity = enroll(
+        settings.state_dir,
+        servers,
+        _read_token(args),
+        settings.request_timeout_s,
+        settings.ca_file,
+        args.force,
+    )
+    if args.output == "json":
+        reply = {"agent_id": identity.agent_id, "servers": identity.servers}
+        sys.stdout.write(json.dumps({**reply, "state_dir": str(settings.state_dir)}) + "\n")
+    else:
+        sys.stdout.write(
+            f"enrolled as agent {identity.agent_id} ({', '.join(identity.servers)}); "
+            f"identity in {settings.state_dir}\n"
+        )
+    return ExitCode.OK
+
+
+def _run(args: argparse.Namespace) -> int:
+    from trapsd.daemon import Agent
+
+    settings = _settings(args)
+    _daemon_logging(args.verbose, settings.log_level)
+    Agent(settings).run()
+    return ExitCode.OK
+
+
+def _status(args: argparse.Namespace) -> int:
+    from trapsd.status import gather, render
+
+    render(gather(_settings(args).state_dir), args.output)
+    return ExitCode.OK
+
+
+def _checkin(args: argparse.Namespace) -> int:
+    from trapsd.control import call
+
+    settings = _settings(args)
+    timeout = settings.request_timeout_s * 4 + 10
+    reply: dict[str, Any] = call(settings.state_dir, {"cmd": "checkin"}, timeout)
+    if args.output == "json":
+        sys.stdout.write(json.dumps(reply, sort_keys=True) + "\n")
+    elif reply.get("ok"):
+        version = reply.get("policy_version")
+        sys.stdout.write(f"checked in to {reply.get('server')}: policy version {version}\n")
+    if not reply.get("ok"):
+        try:
+            code = ExitCode(int(reply.get("exit_code") or ExitCode.ERROR))
+        except ValueError:
+            code = ExitCode.ERROR
+        error = TrapsError(f"check-in failed: {reply.get('error')}")
+        error.exit_code = code
+        raise error
+    return ExitCode.OK
+
+
+def _daemon_logging(verbose: bool, level: str) -> None:
+    """Records go through a bounded queue to one thread that writes stderr."""
+    records: queue.Queue[logging.LogRecord] = queue.Queue(10_000)
+    stream = _StderrHandler()
+    stream.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    listener = logging.handlers.QueueListener(records, stream)
+    listener.start()
+    root = logging.getLogger()
+    root.handlers[:] = [_DroppingQueueHandler(records)]
+    root.setLevel(logging.DEBUG if verbose else level.upper())
+    import atexit
+
+    atexit.register(listener.stop)
+
+
+COMMANDS = {"enroll": _enroll, "run": _run, "status": _status, "checkin": _checkin}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    raw = list(sys.argv[1:] if argv is None else argv)
+    verbose = "-v" in raw or "--verbose" in raw
+    root = logging.getLogger()
+    if not any(isinstance(h, _StderrHandler) for h in root.handlers):
+        handler = _StderrHandler()
+        handler.setFormatter(logging.Formatter("trapsd: %(levelname)s: %(message)s"))
+        root.addHandler(handler)
+    root.setLevel(logging.DEBUG if verbose else logging.WARNING)
+    try:
+        args = _parser().parse_args(argv)
+        return int(COMMANDS[args.command](args))
+    except TrapsError as exc:
+        if verbose:
+            traceback.print_exc()
+        sys.stderr.write(f"trapsd: error: {exc.message}\n")
+        return int(exc.exit_code)
+    except KeyboardInterrupt:
+        sys.stderr.write("trapsd: interrupted\n")
+        return int(ExitCode.INTERRUPTED)
+    except Exception as exc:
+        if verbose:
+            traceback.print_exc()
+        sys.stderr.write(f"trapsd: error: {type(exc).__name__}: {exc} (-v for details)\n")
+        return int(ExitCode.ERROR)

@@ -1,0 +1,334 @@
+"""``trapsd run``: wires the sensor, the event writer, the ESM link and the control socket.
+
+Threads: the sensor's own (verdict + watchdog, or kill loop); ``writer`` (detections ->
+durable outbox -> wake the link); ``comms`` (check-in and upload); ``control`` (local socket).
+The main thread only waits for SIGTERM/SIGINT.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import fcntl
+import logging
+import os
+import queue
+import signal
+import threading
+import time
+from typing import Any
+
+from trapsapi.errors import TrapsError
+from trapsapi.wire import CheckinRequest, CheckinResponse, ModuleState
+from trapsd import __version__, hostinfo
+from trapsd.checkin import Comms
+from trapsd.config import AgentSettings
+from trapsd.control import ControlServer, socket_path
+from trapsd.events import Detection, build_event
+from trapsd.files import ensure_private_dir, write_json
+from trapsd.footprint import FootprintMeter
+from trapsd.identity import load_identity
+from trapsd.outbox import Outbox, outbox_path
+from trapsd.policy import (
+    MALWARE,
+    Policy,
+    PolicyError,
+    compile_policy,
+    decide,
+    default_policy,
+    load_policy,
+    save_policy,
+)
+from trapsd.sensors.base import Judge, Sensor, SensorUnavailable, create_sensor
+from trapsd.status import STATUS_FILE
+
+log = logging.getLogger(__name__)
+LOCK_FILE = "trapsd.lock"
+QUEUE_MAX = 10_000
+WRITE_BATCH = 500
+_STOP = object()
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+
+
+class Agent:
+    def __init__(self, settings: AgentSettings, judge: Judge = decide) -> None:
+        self.settings = settings
+        self.state_dir = settings.state_dir
+        self.judge = judge
+        self.stopping = threading.Event()
+        self.started_at = _now()
+        self.sensor: Sensor | None = None
+        self.sensor_error = ""
+        self.queue: queue.Queue[Any] = queue.Queue(QUEUE_MAX)
+        self.queue_drops = 0
+        self._drops_counted = 0
+        self._sensor_lock = threading.RLock()
+        self._status_lock = threading.Lock()
+        self._lock_fd = -1
+        self._shut_down = False
+        self._threads: list[threading.Thread] = []
+        self.comms: Comms | None = None
+        self.control: ControlServer | None = None
+        self.policy: Policy = default_policy()
+
+    # --- lifecycle -------------------------------------------------------------------------
+    def start(self) -> None:
+        os.umask(0o077)
+        ensure_private_dir(self.state_dir)
+        self._lock_state_dir()
+        self.identity = load_identity(self.state_dir)
+        try:
+            self.policy = load_policy(self.state_dir) or default_policy()
+        except (PolicyError, TrapsError) as exc:
+            log.error("ignoring the saved policy: %s", exc)
+        self.outbox = Outbox(outbox_path(self.state_dir), self.settings.outbox_max_bytes)
+        self.meter = FootprintMeter(self.state_dir)
+        writer = threading.Thread(target=self._write_loop, name="writer", daemon=True)
+        writer.start()
+        self._threads.append(writer)
+        self._update_sensor(self.policy)
+        self.comms = Comms(
+            self.settings,
+            self.identity,
+            self.outbox,
+            self._checkin_request,
+            self._on_reply,
+            self.write_status,
+        )
+        self.comms.set_heartbeat(self.policy.heartbeat_interval_s)
+        self.control = ControlServer(
+            socket_path(self.state_dir), self._control, self.settings.control_socket_group
+        )
+        self.control.start()
+        self.comms.start()
+        self.write_status()
+        _, detail = self._sensor_health()
+        log.info(
+            "trapsd %s running: agent %s, malware module via %s (%s)",
+            __version__,
+            self.identity.agent_id,
+            self.sensor.mechanism if self.sensor else "none",
+            detail,
+        )
+
+    def _lock_state_dir(self) -> None:
+        fd = os.open(self.state_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise TrapsError(f"another trapsd is running with state dir {self.state_dir}") from None
+        self._lock_fd = fd
+
+    def run(self) -> None:
+        """Start, then block until SIGTERM/SIGINT (or :meth:`request_stop`), then stop."""
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, lambda *_: self.stopping.set())
+        try:
+            self.start()
+            while not self.stopping.wait(1.0):
+                pass
+            log.info("stopping")
+        finally:
+            self.shutdown()
+
+    def request_stop(self) -> None:
+        self.stopping.set()
+
+    def shutdown(self) -> None:
+        """Stop in the order that keeps the host safe: the exec sensor first (fail open)."""
+        if self._shut_down:
+            return
+        self._shut_down = True
+        self.stopping.set()
+        with self._sensor_lock:
+            if self.sensor is not None:
+                self.sensor.stop()
+        if self.control is not None:
+            self.control.stop()
+        if hasattr(self, "outbox"):
+            self.queue.put(_STOP)
+            for thread in self._threads:
+                thread.join(5)
+        if self.comms is not None:
+            self.comms.stop()
+        if hasattr(self, "outbox"):
+            self.write_status(running=False)
+            self.outbox.close()
+        if self._lock_fd >= 0:
+            os.close(self._lock_fd)
+            self._lock_fd = -1
+
+    # --- sensor ----------------------------------------------------------------------------
+    def emit(self, detection: Detection) -> None:
+        """Called on sensor threads: never blocks (a full queue is counted, not waited on)."""
+        try:
+            self.queue.put_nowait(detection)
+        except queue.Full:
+            self.queue_drops += 1
+
+    def _update_sensor(self, policy: Policy) -> None:
+        with self._sensor_lock:
+            if policy.malware.active and self.sensor is None:
+                try:
+                    self.sensor = create_sensor(self.settings, policy, self.emit, self.judge)
+                    self.sensor_error = ""
+                except SensorUnavailable as exc:
+                    self.sensor_error = f"no exec sensor available: {exc}"
+                    log.error("%s", self.sensor_error)
+            elif not policy.malware.active and self.sensor is not None:
+                self.sensor.stop()
+                self.sensor = None
+            elif self.sensor is not None:
+                self.sensor.set_policy(policy)
+
+    def apply_policy(self, policy: Policy) -> None:
+        """Persist, then switch: enforcement after a restart equals enforcement now."""
+        if policy.wire is not None:
+            try:
+                save_policy(self.state_dir, policy.wire)
+            except OSError as exc:
+                log.error("cannot save the policy (enforcing it anyway): %s", exc)
+        self.policy = policy
+        self._update_sensor(policy)
+        if self.comms is not None:
+            self.comms.set_heartbeat(policy.heartbeat_interval_s)
+        log.info(
+            "policy %s applied: malware %s, %d blocked hashes",
+            policy.version,
+            policy.malware.mode if policy.malware.enabled else "disabled",
+            len(policy.blocked),
+        )
+
+    def _sensor_health(self) -> tuple[bool, str]:
+        with self._sensor_lock:
+            if self.sensor is not None:
+                return self.sensor.health()
+            if not self.policy.malware.active:
+                return True, "disabled by policy"
+            return False, self.sensor_error or "not running"
+
+    def module_states(self) -> list[ModuleState]:
+        config = self.policy.malware
+        healthy, detail = self._sensor_health()
+        sensor = self.sensor
+        return [
+            {
+                "name": MALWARE,
+                "enabled": config.enabled,
+                "mode": config.mode,
+                "mechanism": sensor.mechanism if sensor else "none",
+                "healthy": healthy,
+                "detail": detail,
+            }
+        ]
+
+    # --- writer thread ---------------------------------------------------------------------
+    def _write_loop(self) -> None:
+        stop = False
+        while not stop:
+            try:
+                item = self.queue.get(timeout=1.0)
+            except queue.Empty:
+                item = None
+            batch: list[Detection] = []
+            while item is not None:
+                if item is _STOP:
+                    stop = True
+                else:
+                    batch.append(item)
+                if len(batch) >= WRITE_BATCH:
+                    break
+                try:
+                    item = self.queue.get_nowait()
+                except queue.Empty:
+                    item = None
+            self._count_queue_drops()
+            if batch:
+                self._store(batch)
+
+    def _store(self, batch: list[Detection]) -> None:
+        self.outbox.add([build_event(d) for d in batch])
+        for d in batch:
+            log.warning(
+                "malware %s: %s (sha256 %s, pid %s)", d.action, d.process_path, d.sha256, d.pid
+            )
+        if self.comms is not None:
+            self.comms.notify_events(checkin=True)
+
+    def _count_queue_drops(self) -> None:
+        drops = self.queue_drops
+        if drops > self._drops_counted:
+            self.outbox.count_dropped(drops - self._drops_counted)
+            log.error("event queue full: %d events dropped", drops - self._drops_counted)
+            self._drops_counted = drops
+
+    # --- ESM link --------------------------------------------------------------------------
+    def _checkin_request(self) -> CheckinRequest:
+        return {
+            "hostname": hostinfo.hostname(),
+            "os": hostinfo.os_name(),
+            "os_version": hostinfo.os_version(),
+            "agent_version": __version__,
+            "ips": hostinfo.ip_addresses(),
+            "modules": self.module_states(),
+            "footprint": self.meter.measure(),
+            "policy_version": self.policy.version,
+            "outbox_depth": self.outbox.depth,
+            "events_dropped": self.outbox.dropped,
+        }
+
+    def _on_reply(self, reply: CheckinResponse) -> None:
+        policy = compile_policy(reply["policy"])
+        current = self.policy
+        if policy.wire != current.wire or policy.version != current.version:
+            self.apply_policy(policy)
+        if reply.get("actions"):
+            log.info("ignoring %d pending actions (not supported yet)", len(reply["actions"]))
+
+    # --- status and control ----------------------------------------------------------------
+    def status(self, running: bool = True) -> dict[str, Any]:
+        link = self.comms.snapshot() if self.comms is not None else {}
+        sensor = self.sensor
+        modules = self.module_states()
+        if not running:  # what status.json says once the daemon is gone: nothing protects
+            stopped = f"trapsd stopped at {_now()}"
+            modules = [{**m, "healthy": False, "detail": stopped} for m in modules]
+        return {
+            "version": __version__,
+            "agent_id": self.identity.agent_id,
+            "state_dir": str(self.state_dir),
+            "pid": os.getpid(),
+            "running": running,
+            "started_at": self.started_at,
+            "updated_at": _now(),
+            **link,
+            "policy_version": self.policy.version,
+            "outbox_depth": self.outbox.depth,
+            "events_dropped": self.outbox.dropped,
+            "modules": modules,
+            "sensor_stats": sensor.stats() if sensor else {},
+        }
+
+    def write_status(self, running: bool = True) -> None:
+        if running and self.stopping.is_set():
+            return  # a late writer must not undo the final "not running"
+        with self._status_lock:
+            try:
+                write_json(self.state_dir / STATUS_FILE, self.status(running))
+            except OSError as exc:
+                log.warning("cannot write %s: %s", STATUS_FILE, exc)
+
+    def _control(self, request: dict[str, Any]) -> dict[str, Any]:
+        command = request.get("cmd")
+        if command == "status":
+            return {"ok": True, "status": self.status()}
+        if command == "checkin" and self.comms is not None:
+            timeout = self.settings.request_timeout_s * (len(self.identity.servers) + 1) + 5
+            started = time.monotonic()
+            result = self.comms.checkin_now(timeout)
+            result["elapsed_s"] = round(time.monotonic() - started, 3)
+            return result
+        return {"ok": False, "error": f"unknown command {command!r}", "exit_code": 2}

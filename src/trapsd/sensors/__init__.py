@@ -1,0 +1,1 @@
+"""Exec sensors of the malware module: fanotify (blocks), proc connector and psutil (kill)."""
