@@ -1,0 +1,1 @@
+complete --command trapsctl --no-files --arguments "(env _TRAPSCTL_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=get-args _TYPER_COMPLETE_ARGS=(commandline -cp) trapsctl)" --condition "env _TRAPSCTL_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=is-args _TYPER_COMPLETE_ARGS=(commandline -cp) trapsctl"

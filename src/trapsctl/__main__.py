@@ -1,0 +1,5 @@
+"""``python -m trapsctl`` runs the console."""
+
+from trapsctl.cli import main
+
+main()

@@ -1,0 +1,177 @@
+"""The ``trapsctl`` command: root options, the command tree and the one error funnel.
+
+Every failure leaves through :class:`ErrorFunnelGroup`: a :class:`TrapsError` becomes one line
+``error: <message>`` on stderr and its exit code; usage errors exit 2 (Typer's own handling);
+Ctrl-C exits 130; anything unexpected exits 1 with a hint to rerun with ``-v``, which shows
+the traceback (plain, without local variables, so no secret is printed).
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated, Any
+
+import typer
+from typer.core import TyperGroup
+
+from trapsapi.errors import ExitCode, TrapsError
+from trapsctl import __version__, coercion
+from trapsctl.commands import agents, auth, completion, contexts, events, hashes, tokens
+from trapsctl.options import CONTEXT_SETTINGS, MARKUP_MODE, OutputOption
+from trapsctl.output import OutputFormat, write_json
+from trapsctl.session import GlobalOptions, global_options, output_format
+
+EPILOG = """\
+Exit codes:
+
+\b
+    0  ok
+    1  error (rejected by the ESM, conflict, server error)
+    2  usage (bad option or value, unknown context)
+    3  ESM unreachable (connection refused, DNS, TLS, timeout)
+    4  authentication (not logged in, expired or revoked token, role not allowed)
+    5  not found
+  130  interrupted (Ctrl-C)
+
+\b
+Credentials: --server > TRAPSCTL_SERVER > context; token: TRAPSCTL_TOKEN > OS keyring
+> --insecure-storage file. Files: $XDG_CONFIG_HOME/trapsctl/config.toml (no tokens).
+Environment: TRAPSCTL_SERVER, TRAPSCTL_TOKEN, TRAPSCTL_CONTEXT, TRAPSCTL_OUTPUT,
+TRAPSCTL_TIMEOUT (seconds, default 30), TRAPSCTL_CA_FILE (CA bundle for https).
+"""
+
+
+def _report(message: str) -> None:
+    sys.stderr.write(f"error: {message}\n")
+    sys.stderr.flush()
+
+
+class ErrorFunnelGroup(TyperGroup):
+    """The root group: turns every exception of a command into a message and an exit code."""
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        coercion.install()  # parameters without pydantic: see trapsctl.coercion
+        return super().main(*args, **kwargs)
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (typer.Exit, typer.Abort, typer.TyperException, BrokenPipeError):
+            raise  # Typer's own: exit codes, usage errors (2), EPIPE
+        except KeyboardInterrupt:
+            sys.stderr.write("\n")
+            raise typer.Exit(ExitCode.INTERRUPTED) from None
+        except TrapsError as exc:
+            self._show_traceback_if_verbose(ctx)
+            _report(exc.message)
+            raise typer.Exit(exc.exit_code) from None
+        except Exception as exc:
+            if self._show_traceback_if_verbose(ctx):
+                _report(f"unexpected {type(exc).__name__}: {exc}")
+            else:
+                _report(f"unexpected {type(exc).__name__}: {exc} (run with -v for details)")
+            raise typer.Exit(ExitCode.ERROR) from None
+
+    @staticmethod
+    def _show_traceback_if_verbose(ctx: Any) -> bool:
+        """With -v, print the traceback (plain: no local variables, so no secrets)."""
+        options = ctx.find_object(GlobalOptions)
+        if options and options.verbose:
+            import traceback
+
+            traceback.print_exc()
+            return True
+        return False
+
+
+app = typer.Typer(
+    name="trapsctl",
+    cls=ErrorFunnelGroup,
+    help="The Traps admin console: agents, security events, hash verdicts, enrollment tokens.",
+    epilog=EPILOG,
+    no_args_is_help=True,
+    rich_markup_mode=MARKUP_MODE,
+    context_settings=CONTEXT_SETTINGS,
+    pretty_exceptions_enable=False,
+    pretty_exceptions_show_locals=False,
+)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        sys.stdout.write(f"trapsctl {__version__}\n")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    server: Annotated[
+        str | None,
+        typer.Option(
+            "--server",
+            envvar="TRAPSCTL_SERVER",
+            metavar="URL",
+            help="ESM URL (default: the current context's).",
+        ),
+    ] = None,
+    context: Annotated[
+        str | None,
+        typer.Option(
+            "--context",
+            envvar="TRAPSCTL_CONTEXT",
+            metavar="NAME",
+            help="Use this saved context instead of the current one.",
+        ),
+    ] = None,
+    output: Annotated[
+        OutputFormat,
+        typer.Option(
+            "--output",
+            "-o",
+            envvar="TRAPSCTL_OUTPUT",
+            case_sensitive=False,
+            help="table (for people) or json (the stable contract for scripts).",
+        ),
+    ] = OutputFormat.TABLE,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Show tracebacks of errors.")
+    ] = False,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version."
+        ),
+    ] = False,
+) -> None:
+    ctx.obj = GlobalOptions(server=server, context=context, output=output, verbose=verbose)
+
+
+def version(ctx: typer.Context, output: OutputOption = None) -> None:
+    """Print the version of trapsctl and of the API it speaks."""
+    from trapsapi import API_VERSION
+
+    if output_format(ctx, output) is OutputFormat.JSON:
+        write_json({"trapsctl": __version__, "api": API_VERSION})
+    else:
+        sys.stdout.write(f"trapsctl {__version__} (API {API_VERSION})\n")
+
+
+app.command("login")(auth.login)
+app.command("logout")(auth.logout)
+app.command("whoami")(auth.whoami)
+app.add_typer(contexts.app, name="contexts")
+app.add_typer(agents.app, name="agents")
+app.add_typer(events.app, name="events")
+app.add_typer(hashes.app, name="hashes")
+app.add_typer(tokens.app, name="tokens")
+app.command("completion")(completion.completion)
+app.command("version")(version)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app(prog_name="trapsctl")
+
+
+__all__ = ["app", "global_options", "main"]

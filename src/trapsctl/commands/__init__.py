@@ -1,0 +1,1 @@
+"""One module per noun; :mod:`trapsctl.cli` combines them."""

@@ -1,0 +1,108 @@
+"""``trapsctl agents``: the enrolled endpoints, their health and protection status."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+
+from trapsapi.enums import Health
+from trapsctl.options import LimitOption, OutputOption, noun_app
+from trapsctl.output import Column, emit_list, emit_object, joined, printable, timestamp
+from trapsctl.session import connect, output_format
+
+app = noun_app("Agents (endpoints): list, show.")
+
+
+def _modules_summary(agent: dict[str, Any]) -> str:
+    modules = agent.get("modules") or []
+    healthy = sum(1 for m in modules if m.get("healthy"))
+    return f"{healthy}/{len(modules)} healthy" if modules else "-"
+
+
+def _footprint(agent: dict[str, Any]) -> str:
+    footprint = agent.get("footprint")
+    if not footprint:
+        return "-"
+    rss_mb = footprint.get("rss_bytes", 0) / 2**20
+    return f"{footprint.get('cpu_percent', 0):.2f}% CPU, {rss_mb:.1f} MiB RSS"
+
+
+def _module_mode(module: dict[str, Any]) -> str:
+    return printable(module.get("mode")) if module.get("enabled") else "off"
+
+
+AGENT_COLUMNS = [
+    Column("AGENT ID", "agent_id"),
+    Column("HOSTNAME", "hostname", wrap=True),
+    Column("HEALTH", "health", styled=True),
+    Column("STATUS", "status", styled=True),
+    Column("OS", "os"),
+    Column("VERSION", "agent_version"),
+    Column("LAST CHECK-IN", "last_checkin_at", timestamp),
+]
+AGENT_FIELDS = [
+    Column("AGENT ID", "agent_id"),
+    Column("HOSTNAME", "hostname"),
+    Column("HEALTH", "health", styled=True),
+    Column("STATUS", "status", styled=True),
+    Column("OS", "os", get=lambda a: f"{a.get('os', '')} {a.get('os_version', '')}".strip()),
+    Column("AGENT VERSION", "agent_version"),
+    Column("IPS", "ips", joined),
+    Column("ENROLLED", "enrolled_at", timestamp),
+    Column("LAST CHECK-IN", "last_checkin_at", timestamp),
+    Column("POLICY VERSION", "policy_version"),
+    Column("MODULES", "modules", get=_modules_summary),
+    Column("FOOTPRINT", "footprint", get=_footprint),
+    Column("OUTBOX", "outbox_depth"),
+    Column("EVENTS DROPPED", "events_dropped"),
+]
+MODULE_COLUMNS = [
+    Column("MODULE", "name"),
+    Column("MODE", "mode", get=_module_mode),
+    Column("MECHANISM", "mechanism"),
+    Column("HEALTHY", "healthy"),
+    Column("DETAIL", "detail", wrap=True),
+]
+
+
+@app.command("list")
+def list_agents(
+    ctx: typer.Context,
+    health: Annotated[
+        Health | None,
+        typer.Option("--health", case_sensitive=False, help="Only agents in this health state."),
+    ] = None,
+    hostname: Annotated[
+        str | None,
+        typer.Option(
+            "--hostname", metavar="TEXT", help="Only hostnames containing this (case-insensitive)."
+        ),
+    ] = None,
+    limit: LimitOption = None,
+    output: OutputOption = None,
+) -> None:
+    """List agents with their health and protection status."""
+    with connect(ctx) as client:
+        page = client.list_agents(
+            health=health.value if health else None, hostname=hostname, limit=limit
+        )
+    emit_list(page, AGENT_COLUMNS, output_format(ctx, output), "agents")
+
+
+@app.command("show")
+def show(
+    ctx: typer.Context,
+    agent_id: Annotated[str, typer.Argument(metavar="ID", help="The agent's ID (agents list).")],
+    output: OutputOption = None,
+) -> None:
+    """Show one agent: identity, health, protection modules and footprint."""
+    with connect(ctx) as client:
+        agent = client.get_agent(agent_id)
+    modules = agent.get("modules") or []
+    emit_object(
+        agent,
+        AGENT_FIELDS,
+        output_format(ctx, output),
+        sections=[("Modules", modules, MODULE_COLUMNS)],
+    )

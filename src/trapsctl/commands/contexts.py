@@ -1,0 +1,49 @@
+"""``trapsctl contexts``: the ESMs this console has logged in to, and which one is current."""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from typing import Annotated
+
+import typer
+
+from trapsctl.config import load_config, save_config
+from trapsctl.options import OutputOption, noun_app
+from trapsctl.output import Column, emit_list
+from trapsctl.session import output_format
+
+app = noun_app("Named ESM contexts: list, use.")
+
+CONTEXT_COLUMNS = [
+    Column("CURRENT", "current", lambda v: "*" if v else ""),
+    Column("NAME", "name"),
+    Column("SERVER", "server", wrap=True),
+    Column("USERNAME", "username"),
+    Column("TOKEN STORAGE", "token_storage"),
+]
+
+
+@app.command("list")
+def list_contexts(ctx: typer.Context, output: OutputOption = None) -> None:
+    """List contexts (server, user, where the token is kept; never the token)."""
+    config = load_config()
+    rows = [
+        {**dataclasses.asdict(context), "current": name == config.current_context}
+        for name, context in sorted(config.contexts.items())
+    ]
+    emit_list(
+        {"data": rows, "count": len(rows)}, CONTEXT_COLUMNS, output_format(ctx, output), "contexts"
+    )
+
+
+@app.command("use")
+def use(
+    name: Annotated[str, typer.Argument(metavar="NAME", help="A context from contexts list.")],
+) -> None:
+    """Make a context the current one."""
+    config = load_config()
+    config.context(name)  # an unknown name is a usage error
+    config.current_context = name
+    save_config(config)
+    sys.stderr.write(f"Current context: {name}\n")

@@ -1,0 +1,45 @@
+"""The parts every command module shares: the Typer settings, ``-o/--output`` and ``--limit``."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+
+from trapsctl.output import OutputFormat
+
+# Plain Click-style help: no rich import for --help, and usage errors stay one clean block.
+MARKUP_MODE: Any = None
+CONTEXT_SETTINGS: dict[str, Any] = {"help_option_names": ["-h", "--help"]}
+
+
+def noun_app(help_text: str) -> typer.Typer:
+    """A Typer for one noun (``agents``, ``events`` …), set up like the root."""
+    return typer.Typer(
+        help=help_text,
+        no_args_is_help=True,
+        rich_markup_mode=MARKUP_MODE,
+        context_settings=CONTEXT_SETTINGS,
+        pretty_exceptions_enable=False,
+        add_completion=False,
+    )
+
+
+OutputOption = Annotated[
+    OutputFormat | None,
+    typer.Option(
+        "--output",
+        "-o",
+        case_sensitive=False,
+        show_default=False,
+        help="table (for people) or json (the stable contract for scripts). "
+        "Default: the global -o, else table.",
+    ),
+]
+
+LimitOption = Annotated[
+    int | None,
+    typer.Option(
+        "--limit", metavar="N", min=1, max=1000, help="Return at most this many rows (1-1000)."
+    ),
+]

@@ -1,0 +1,272 @@
+"""What the console writes on stdout: data only, as JSON (the stable contract) or a table.
+
+JSON is the server's objects unchanged: a list command prints the ``data`` array of the page,
+a single-object command the object. Tables are for people: key columns only, timestamps in
+UTC, long hashes shortened, no box drawing (so they survive pipes, ``grep`` and ``cut``), and
+colour only on a terminal without ``NO_COLOR``. rich is imported only to draw a table.
+
+Every value shown in a table comes from agents or admins and may hold terminal escape
+sequences; control characters are shown escaped (``\\x1b``) so they cannot drive the terminal.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import IO, TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from rich.console import Console, RenderableType
+    from rich.text import Text
+
+Row = dict[str, Any]
+
+
+class OutputFormat(StrEnum):
+    TABLE = "table"
+    JSON = "json"
+
+
+# --- cell formatting ----------------------------------------------------------------------
+
+
+def _escape_control(char: str) -> str:
+    code = ord(char)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def printable(value: Any) -> str:
+    """``value`` as one line of text with every control character escaped."""
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    text = value if isinstance(value, str) else str(value)
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else _escape_control(c) for c in text)
+
+
+def timestamp(value: Any) -> str:
+    """An ISO 8601 time from the server as ``YYYY-MM-DD HH:MM:SSZ`` (UTC)."""
+    if not value:
+        return "-"
+    try:
+        moment = datetime.fromisoformat(str(value))
+    except ValueError:
+        return printable(value)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def short_hash(value: Any) -> str:
+    """The first 12 hex digits of a SHA-256 (enough to find it again with grep)."""
+    return printable(value)[:12] if value else "-"
+
+
+def joined(value: Any) -> str:
+    return ", ".join(printable(v) for v in value) if value else "-"
+
+
+STYLES = {
+    "critical": "bold red",
+    "high": "red",
+    "medium": "yellow",
+    "low": "cyan",
+    "informational": "dim",
+    "connected": "green",
+    "disconnected": "red",
+    "protected": "green",
+    "partially_protected": "yellow",
+    "unprotected": "red",
+    "prevented": "green",
+    "killed": "green",
+    "notified": "yellow",
+    "malware": "red",
+    "grayware": "yellow",
+    "benign": "green",
+    "active": "green",
+    "revoked": "dim",
+    "expired": "dim",
+    "used up": "dim",
+}
+
+
+@dataclass(frozen=True)
+class Column:
+    """One table column: a header and how to get the cell's text from a row."""
+
+    header: str
+    key: str
+    format: Callable[[Any], str] = printable
+    get: Callable[[Row], Any] | None = None
+    wrap: bool = False
+    """Free text (paths, hostnames, comments): folds over lines when the terminal is narrow;
+    the other columns keep their width."""
+    styled: bool = False
+    """Colour the cell by its value (severity, health, verdict …) on a colour terminal."""
+
+    def cell(self, row: Row) -> str:
+        value = self.get(row) if self.get else row.get(self.key)
+        return self.format(value)
+
+
+# --- writing --------------------------------------------------------------------------------
+
+
+def write_json(data: Any, stream: IO[str] | None = None) -> None:
+    stream = stream or sys.stdout
+    stream.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+    stream.flush()
+
+
+def _console(stream: IO[str], width: int | None) -> Console:
+    from rich.console import Console
+
+    is_terminal = stream.isatty()
+    if width is None and not is_terminal:
+        width = 100_000  # piped: never wrap or cut a row
+    return Console(
+        file=stream,
+        width=width,
+        force_terminal=is_terminal,
+        no_color=None,  # rich honours NO_COLOR itself
+        highlight=False,
+        markup=False,
+        emoji=False,
+        soft_wrap=False,
+    )
+
+
+def _text(column: Column, row: Row) -> Text:
+    from rich.text import Text
+
+    value = column.cell(row)
+    return Text(value, style=STYLES.get(value, "") if column.styled else "")
+
+
+def _write(
+    renderables: Sequence[RenderableType], stream: IO[str], width: int | None, min_width: int = 0
+) -> None:
+    console = _console(stream, width)
+    if console.width < min_width:
+        console.width = min_width  # too narrow a terminal: let it wrap lines, lose no cell
+    with console.capture() as capture:
+        for number, renderable in enumerate(renderables):
+            if number:
+                console.print()  # a blank line between an object and its sub-tables
+            console.print(renderable)
+    text = "\n".join(line.rstrip() for line in capture.get().splitlines())
+    stream.write(text + "\n" if text else "")
+    stream.flush()
+
+
+FOLDED_MIN_WIDTH = 16
+"""A free-text column (paths, hostnames) is folded over lines, but never below this width."""
+
+
+def _min_table_width(rows: Sequence[Row], columns: Sequence[Column]) -> int:
+    """The width below which a table would cut cells: fixed columns whole, folded ones >= 16."""
+    from rich.cells import cell_len
+
+    total = 2 * (len(columns) - 1)
+    for column in columns:
+        natural = max([cell_len(column.header)] + [cell_len(column.cell(row)) for row in rows])
+        total += min(natural, FOLDED_MIN_WIDTH) if column.wrap else natural
+    return total
+
+
+def _table(rows: Sequence[Row], columns: Sequence[Column], title: str | None = None) -> Any:
+    from rich.table import Table
+
+    table = Table(
+        box=None,
+        pad_edge=False,
+        show_edge=False,
+        header_style="bold",
+        title=title,
+        title_justify="left",
+        title_style="bold",
+    )
+    for column in columns:
+        table.add_column(column.header, no_wrap=not column.wrap, overflow="fold")
+    for row in rows:
+        table.add_row(*(_text(column, row) for column in columns))
+    return table
+
+
+def _details(obj: Row, fields: Sequence[Column]) -> Any:
+    from rich.table import Table
+
+    table = Table(box=None, pad_edge=False, show_edge=False, show_header=False)
+    table.add_column(style="bold", no_wrap=True)
+    table.add_column(overflow="fold")
+    for field in fields:
+        table.add_row(field.header, _text(field, obj))
+    return table
+
+
+def write_table(
+    rows: Sequence[Row],
+    columns: Sequence[Column],
+    stream: IO[str] | None = None,
+    width: int | None = None,
+) -> None:
+    """A table with one line per row and a header line."""
+    _write([_table(rows, columns)], stream or sys.stdout, width, _min_table_width(rows, columns))
+
+
+def write_details(
+    obj: Row,
+    fields: Sequence[Column],
+    sections: Sequence[tuple[str, Sequence[Row], Sequence[Column]]] = (),
+    stream: IO[str] | None = None,
+    width: int | None = None,
+) -> None:
+    """One object as ``KEY  value`` lines, then titled sub-tables (e.g. an agent's modules)."""
+    renderables = [_details(obj, fields)]
+    min_width = 0
+    for title, rows, columns in sections:
+        if rows:
+            renderables.append(_table(rows, columns, title=title))
+            min_width = max(min_width, _min_table_width(rows, columns))
+    _write(renderables, stream or sys.stdout, width, min_width)
+
+
+def emit_list(
+    page: Row,
+    columns: Sequence[Column],
+    fmt: OutputFormat,
+    noun: str,
+    stream: IO[str] | None = None,
+) -> None:
+    """Print the ``data`` of a page; in a table, say on stderr when there is more or nothing."""
+    rows: list[Row] = page.get("data", [])
+    if fmt is OutputFormat.JSON:
+        write_json(rows, stream)
+        return
+    if not rows:
+        sys.stderr.write(f"No {noun} found.\n")
+        return
+    write_table(rows, columns, stream)
+    total = page.get("count")
+    if isinstance(total, int) and total > len(rows):
+        sys.stderr.write(f"Showing {len(rows)} of {total} {noun}; use --limit to see more.\n")
+
+
+def emit_object(
+    obj: Row,
+    fields: Sequence[Column],
+    fmt: OutputFormat,
+    sections: Sequence[tuple[str, Sequence[Row], Sequence[Column]]] = (),
+    stream: IO[str] | None = None,
+) -> None:
+    if fmt is OutputFormat.JSON:
+        write_json(obj, stream)
+    else:
+        write_details(obj, fields, sections, stream)
