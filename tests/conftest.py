@@ -36,7 +36,10 @@ def _postgres_base_url() -> str | None:
         with socket.create_connection(("127.0.0.1", 5432), timeout=1):
             pass
     except OSError:
-        if os.environ.get("TRAPS_REQUIRE_POSTGRES") == "1" or "TRAPS_TEST_DATABASE_URL" in os.environ:
+        if (
+            os.environ.get("TRAPS_REQUIRE_POSTGRES") == "1"
+            or "TRAPS_TEST_DATABASE_URL" in os.environ
+        ):
             pytest.fail(f"PostgreSQL required but not reachable at {url}")
         return None
     return url

@@ -1,0 +1,383 @@
+"""`make bench`: measure Traps against this machine's own limits and write docs/benchmarks.md.
+
+Figures are ratios taken in one run (absolute numbers drift between runs on a shared VM):
+- esmd check-ins/s (SQLite) / a bare uvicorn endpoint's requests/s, same generator, same body size;
+- esmd events/s ingested over HTTP / a raw batched sqlite3 insert of the same rows;
+- trapsd RSS after start (all modules on) / the 30 MB budget, and against bare `python -c`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import secrets
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from loadgen import Result, build_request, run_load
+
+from trapsapi import routes
+from trapsapi.admin_client import AdminClient
+from trapsapi.agent_client import enroll
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+AGENT_RSS_GOAL_MB = 30.0
+CHECKIN_RATIO_GOAL = 0.40
+INGEST_RATIO_GOAL = 0.25
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def wait_healthy(url: str, path: str = "/healthz", timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url + path, timeout=1):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise SystemExit(f"{url} did not come up")
+
+
+@contextmanager
+def process(args: list[str], log: Path, env: dict[str, str] | None = None) -> Iterator[int]:
+    with log.open("ab") as handle:
+        child = subprocess.Popen(args, stdout=handle, stderr=subprocess.STDOUT, env=env)
+    try:
+        yield child.pid
+    finally:
+        child.send_signal(signal.SIGTERM)
+        try:
+            child.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def checkin_body(n: int) -> dict[str, Any]:
+    return {
+        "hostname": f"bench-{n:05d}",
+        "os": "linux",
+        "os_version": platform.release(),
+        "agent_version": "0.1.0",
+        "ips": ["10.0.0.1", "fe80::1"],
+        "modules": [
+            {
+                "name": "malware",
+                "enabled": True,
+                "mode": "prevention",
+                "mechanism": "fanotify",
+                "healthy": True,
+                "detail": "",
+            },
+        ],
+        "footprint": {"rss_bytes": 25_000_000, "cpu_percent": 0.01, "disk_bytes": 1_000_000},
+        "policy_version": 1,
+        "outbox_depth": 0,
+        "events_dropped": 0,
+    }
+
+
+def event(n: int) -> dict[str, Any]:
+    return {
+        "id": str(uuid.uuid4()),
+        "time": datetime.now(UTC).isoformat(),
+        "module": "malware",
+        "severity": "high",
+        "action": "prevented",
+        "process_path": f"/tmp/bench/evil-{n}",
+        "sha256": secrets.token_hex(32),
+        "pid": 1000 + n,
+        "ppid": 1,
+        "parent_path": "/bin/bash",
+        "user": "root",
+        "uid": 0,
+        "cmdline": f"/tmp/bench/evil-{n} --flag",
+        "details": {},
+    }
+
+
+def measure_esmd(work: Path, agents: int, seconds: float) -> dict[str, Result]:
+    esm = work / "esm"
+    password = secrets.token_urlsafe(16)
+    subprocess.run(
+        [
+            str(BIN / "esmd"),
+            "init",
+            "--data-dir",
+            str(esm),
+            "--admin-user",
+            "admin",
+            "--admin-password-stdin",
+        ],
+        input=password + "\n",
+        text=True,
+        check=True,
+        capture_output=True,
+    )
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    with process(
+        [str(BIN / "esmd"), "serve", "--data-dir", str(esm), "--port", str(port)], work / "esmd.log"
+    ):
+        wait_healthy(url)
+        admin = AdminClient(url)
+        admin.login("admin", password)
+        token = admin.create_token(label="bench", max_uses=agents)["token"]
+        creds = []
+        for n in range(agents):
+            reply = enroll(
+                [url],
+                {
+                    "token": token,
+                    "hostname": f"bench-{n:05d}",
+                    "os": "linux",
+                    "os_version": "bench",
+                    "agent_version": "0.1.0",
+                },
+            )
+            creds.append((n, f"Bearer {reply['agent_id']}.{reply['agent_secret']}"))
+        checkins = [
+            build_request(
+                "127.0.0.1",
+                port,
+                "POST",
+                routes.AGENT_CHECKIN,
+                checkin_body(n),
+                {"Authorization": auth},
+            )
+            for n, auth in creds
+        ]
+        run_load("127.0.0.1", port, checkins, seconds=1.5)
+        results = {"checkin": run_load("127.0.0.1", port, checkins, seconds=seconds)}
+        batches = [
+            build_request(
+                "127.0.0.1",
+                port,
+                "POST",
+                routes.AGENT_EVENTS,
+                {"events": [event(b * 100 + i) for i in range(100)]},
+                {"Authorization": creds[b % len(creds)][1]},
+            )
+            for b in range(300)
+        ]
+        results["ingest"] = run_load("127.0.0.1", port, batches, connections=8, seconds=seconds)
+    return results
+
+
+def measure_bare(work: Path, seconds: float) -> Result:
+    port = free_port()
+    with process(
+        [sys.executable, str(Path(__file__).parent / "bare_app.py"), str(port)], work / "bare.log"
+    ):
+        wait_healthy(f"http://127.0.0.1:{port}", "/")
+        requests = [build_request("127.0.0.1", port, "POST", "/", checkin_body(0), {})]
+        run_load("127.0.0.1", port, requests, seconds=1.5)
+        return run_load("127.0.0.1", port, requests, seconds=seconds)
+
+
+def measure_raw_insert(work: Path, rows: int = 50_000) -> float:
+    """Rows/s of executemany in 100-row transactions into SQLite WAL: the database's limit."""
+    db = sqlite3.connect(work / "raw.db", isolation_level=None)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=NORMAL")
+    db.execute(
+        "CREATE TABLE e (agent_id TEXT, id TEXT, time TEXT, module TEXT, severity TEXT,"
+        " action TEXT, process_path TEXT, sha256 TEXT, pid INT, ppid INT, parent_path TEXT,"
+        " user TEXT, uid INT, cmdline TEXT, details TEXT, PRIMARY KEY (agent_id, id))"
+    )
+    data = []
+    for n in range(rows):
+        values = list(event(n).values())
+        values[-1] = "{}"  # details, as JSON text
+        data.append(("agent", *values))
+    started = time.perf_counter()
+    for start in range(0, rows, 100):
+        db.execute("BEGIN")
+        db.executemany(
+            f"INSERT OR IGNORE INTO e VALUES ({','.join('?' * 15)})", data[start : start + 100]
+        )
+        db.execute("COMMIT")
+    elapsed = time.perf_counter() - started
+    db.close()
+    return rows / elapsed
+
+
+def measure_agent_rss(work: Path) -> tuple[float, float]:
+    """RSS of `trapsd run` (all modules on) 3 s after its first check-in; and bare python's."""
+    esm = work / "esm-agent"
+    password = secrets.token_urlsafe(16)
+    subprocess.run(
+        [
+            str(BIN / "esmd"),
+            "init",
+            "--data-dir",
+            str(esm),
+            "--admin-user",
+            "admin",
+            "--admin-password-stdin",
+        ],
+        input=password + "\n",
+        text=True,
+        check=True,
+        capture_output=True,
+    )
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    with process(
+        [str(BIN / "esmd"), "serve", "--data-dir", str(esm), "--port", str(port)],
+        work / "esmd-agent.log",
+    ):
+        wait_healthy(url)
+        admin = AdminClient(url)
+        admin.login("admin", password)
+        token = admin.create_token(label="rss")["token"]
+        state = work / "agent"
+        subprocess.run(
+            [
+                str(BIN / "trapsd"),
+                "enroll",
+                "--server",
+                url,
+                "--token-file",
+                "-",
+                "--state-dir",
+                str(state),
+            ],
+            input=token + "\n",
+            text=True,
+            check=True,
+        )
+        with process(
+            [str(BIN / "trapsd"), "run", "--state-dir", str(state)], work / "trapsd.log"
+        ) as pid:
+            deadline = time.monotonic() + 30
+            while not admin.list_agents(health="connected")["data"]:
+                if time.monotonic() > deadline:
+                    raise SystemExit("agent did not check in")
+                time.sleep(0.2)
+            time.sleep(3)
+            agent_rss = rss_mb(pid)
+    bare = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(5)"])
+    time.sleep(1)
+    bare_rss = rss_mb(bare.pid)
+    bare.kill()
+    bare.wait()
+    return agent_rss, bare_rss
+
+
+def report(figures: dict[str, Any]) -> str:
+    f = figures
+    lines = [
+        "# Benchmarks",
+        "",
+        f"Latest run: {f['date']} on {f['machine']} (`make bench`; each figure is from one run,",
+        "ratios are against limits measured in the same run, on the same machine).",
+        "",
+        "| what | measured | limit on this machine | ratio | goal | met |",
+        "|---|---|---|---|---|---|",
+        _row(
+            "esmd check-ins/s, SQLite, 1 process",
+            f["checkin_rate"],
+            f["bare_rate"],
+            "bare uvicorn req/s",
+            CHECKIN_RATIO_GOAL,
+            higher=True,
+        ),
+        _row(
+            "esmd events/s ingested over HTTP (100/batch), SQLite",
+            f["ingest_rate"],
+            f["raw_insert_rate"],
+            "raw sqlite3 rows/s",
+            INGEST_RATIO_GOAL,
+            higher=True,
+        ),
+        f"| trapsd RSS after start, all modules on | {f['agent_rss']:.1f} MB | budget "
+        f"{AGENT_RSS_GOAL_MB:.0f} MB (bare python {f['bare_rss']:.1f} MB) | "
+        f"{f['agent_rss'] / AGENT_RSS_GOAL_MB:.2f} | ≤ 1.00 | "
+        f"{'yes' if f['agent_rss'] <= AGENT_RSS_GOAL_MB else 'no'} |",
+        "",
+        f"Check-in latency: p50 {f['checkin_p50']:.1f} ms, p99 {f['checkin_p99']:.1f} ms "
+        f"({f['checkin_errors']} errors) with 32 connections and {f['agents']} enrolled agents.",
+        "The load generator (bench/loadgen.py) shares the 2 cores with the server, so absolute",
+        "rates are lower bounds; the ratios compare like with like.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _row(name: str, value: float, limit: float, limit_name: str, goal: float, higher: bool) -> str:
+    ratio = value / limit if limit else 0.0
+    met = ratio >= goal if higher else ratio <= goal
+    return (
+        f"| {name} | {value:,.0f}/s | {limit:,.0f}/s ({limit_name}) | {ratio:.2f} | "
+        f"≥ {goal:.2f} | {'yes' if met else 'no'} |"
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=8.0)
+    parser.add_argument("--agents", type=int, default=200)
+    parser.add_argument("--no-write", action="store_true", help="do not update docs/benchmarks.md")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="traps-bench-") as tmp:
+        work = Path(tmp)
+        esmd = measure_esmd(work, args.agents, args.seconds)
+        bare = measure_bare(work, args.seconds)
+        raw = measure_raw_insert(work)
+        agent_rss, bare_rss = measure_agent_rss(work)
+    figures = {
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": f"{os.cpu_count()} cores, Python {platform.python_version()}, "
+        f"kernel {platform.release()}, {'root' if os.geteuid() == 0 else 'not root'}",
+        "agents": args.agents,
+        "checkin_rate": esmd["checkin"].rate,
+        "checkin_p50": esmd["checkin"].percentile(0.5),
+        "checkin_p99": esmd["checkin"].percentile(0.99),
+        "checkin_errors": esmd["checkin"].errors + esmd["ingest"].errors,
+        "bare_rate": bare.rate,
+        "ingest_rate": esmd["ingest"].rate * 100,
+        "raw_insert_rate": raw,
+        "agent_rss": agent_rss,
+        "bare_rss": bare_rss,
+    }
+    text = report(figures)
+    sys.stdout.write(text)
+    sys.stdout.write(json.dumps(figures, indent=2) + "\n")
+    if not args.no_write:
+        (ROOT / "docs" / "benchmarks.md").write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
