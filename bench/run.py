@@ -21,7 +21,6 @@ import sys
 import tempfile
 import time
 import urllib.request
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -31,6 +30,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from loadgen import Result, build_request, run_load
+from payloads import checkin_body, event
+from sim import simulate
 
 from trapsapi import routes
 from trapsapi.admin_client import AdminClient
@@ -41,6 +42,7 @@ BIN = Path(sys.executable).parent
 AGENT_RSS_GOAL_MB = 30.0
 CHECKIN_RATIO_GOAL = 0.40
 INGEST_RATIO_GOAL = 0.25
+FLEET_P99_GOAL_MS = 100.0
 
 
 def free_port() -> int:
@@ -83,58 +85,16 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
-def checkin_body(n: int) -> dict[str, Any]:
-    return {
-        "hostname": f"bench-{n:05d}",
-        "os": "linux",
-        "os_version": platform.release(),
-        "agent_version": "0.1.0",
-        "ips": ["10.0.0.1", "fe80::1"],
-        "modules": [
-            {
-                "name": "malware",
-                "enabled": True,
-                "mode": "prevention",
-                "mechanism": "fanotify",
-                "healthy": True,
-                "detail": "",
-            },
-        ],
-        "footprint": {"rss_bytes": 25_000_000, "cpu_percent": 0.01, "disk_bytes": 1_000_000},
-        "policy_version": 1,
-        "outbox_depth": 0,
-        "events_dropped": 0,
-    }
-
-
-def event(n: int) -> dict[str, Any]:
-    return {
-        "id": str(uuid.uuid4()),
-        "time": datetime.now(UTC).isoformat(),
-        "module": "malware",
-        "severity": "high",
-        "action": "prevented",
-        "process_path": f"/tmp/bench/evil-{n}",
-        "sha256": secrets.token_hex(32),
-        "pid": 1000 + n,
-        "ppid": 1,
-        "parent_path": "/bin/bash",
-        "user": "root",
-        "uid": 0,
-        "cmdline": f"/tmp/bench/evil-{n} --flag",
-        "details": {},
-    }
-
-
-def measure_esmd(work: Path, agents: int, seconds: float) -> dict[str, Result]:
-    esm = work / "esm"
+@contextmanager
+def running_esm(work: Path, name: str) -> Iterator[tuple[int, AdminClient]]:
+    """A fresh ESM (SQLite under work/name) served by `esmd serve`; yields (port, admin client)."""
     password = secrets.token_urlsafe(16)
     subprocess.run(
         [
             str(BIN / "esmd"),
             "init",
             "--data-dir",
-            str(esm),
+            str(work / name),
             "--admin-user",
             "admin",
             "--admin-password-stdin",
@@ -146,12 +106,17 @@ def measure_esmd(work: Path, agents: int, seconds: float) -> dict[str, Result]:
     )
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    with process(
-        [str(BIN / "esmd"), "serve", "--data-dir", str(esm), "--port", str(port)], work / "esmd.log"
-    ):
+    command = [str(BIN / "esmd"), "serve", "--data-dir", str(work / name), "--port", str(port)]
+    with process(command, work / f"{name}.log"):
         wait_healthy(url)
         admin = AdminClient(url)
         admin.login("admin", password)
+        yield port, admin
+
+
+def measure_esmd(work: Path, agents: int, seconds: float) -> dict[str, Result]:
+    with running_esm(work, "esm") as (port, admin):
+        url = f"http://127.0.0.1:{port}"
         token = admin.create_token(label="bench", max_uses=agents)["token"]
         creds = []
         for n in range(agents):
@@ -232,34 +197,19 @@ def measure_raw_insert(work: Path, rows: int = 50_000) -> float:
     return rows / elapsed
 
 
+def measure_fleet(work: Path, agents: int, seconds: float) -> dict[str, Any]:
+    """Simulated agents checking in every 60 s with jitter, on a fresh connection each."""
+    with running_esm(work, "esm-fleet") as (port, admin):
+        token = admin.create_token(label="fleet", max_uses=agents)["token"]
+        return simulate(
+            f"http://127.0.0.1:{port}", token, agents, 60.0, seconds, 0.0, work / "fleet.json"
+        )
+
+
 def measure_agent_rss(work: Path) -> tuple[float, float]:
     """RSS of `trapsd run` (all modules on) 3 s after its first check-in; and bare python's."""
-    esm = work / "esm-agent"
-    password = secrets.token_urlsafe(16)
-    subprocess.run(
-        [
-            str(BIN / "esmd"),
-            "init",
-            "--data-dir",
-            str(esm),
-            "--admin-user",
-            "admin",
-            "--admin-password-stdin",
-        ],
-        input=password + "\n",
-        text=True,
-        check=True,
-        capture_output=True,
-    )
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    with process(
-        [str(BIN / "esmd"), "serve", "--data-dir", str(esm), "--port", str(port)],
-        work / "esmd-agent.log",
-    ):
-        wait_healthy(url)
-        admin = AdminClient(url)
-        admin.login("admin", password)
+    with running_esm(work, "esm-agent") as (port, admin):
+        url = f"http://127.0.0.1:{port}"
         token = admin.create_token(label="rss")["token"]
         state = work / "agent"
         subprocess.run(
@@ -328,11 +278,27 @@ def report(figures: dict[str, Any]) -> str:
         "",
         f"Check-in latency: p50 {f['checkin_p50']:.1f} ms, p99 {f['checkin_p99']:.1f} ms "
         f"({f['checkin_errors']} errors) with 32 connections and {f['agents']} enrolled agents.",
+        *_fleet_lines(f["fleet"]),
         "The load generator (bench/loadgen.py) shares the 2 cores with the server, so absolute",
         "rates are lower bounds; the ratios compare like with like.",
         "",
     ]
     return "\n".join(lines)
+
+
+def _fleet_lines(fleet: dict[str, Any] | None) -> list[str]:
+    if not fleet:
+        return []
+    met = "met" if fleet["p99_ms"] < FLEET_P99_GOAL_MS and not fleet["errors"] else "NOT met"
+    return [
+        "",
+        f"Simulated fleet (bench/sim.py): {fleet['agents']:,} agents checking in every "
+        f"{fleet['interval_s']:.0f} s with jitter, a new connection each, one esmd on SQLite: "
+        f"{fleet['checkins_per_s']}/s, p50 {fleet['p50_ms']} ms, p95 {fleet['p95_ms']} ms, "
+        f"p99 {fleet['p99_ms']} ms, errors {fleet['errors'] or 0} "
+        f"(goal p99 < {FLEET_P99_GOAL_MS} ms: {met}).",
+        "",
+    ]
 
 
 def _row(name: str, value: float, limit: float, limit_name: str, goal: float, higher: bool) -> str:
@@ -348,6 +314,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--agents", type=int, default=200)
+    parser.add_argument("--fleet", type=int, default=20_000, help="simulated agents (0: skip)")
+    parser.add_argument("--fleet-seconds", type=float, default=120.0)
     parser.add_argument("--no-write", action="store_true", help="do not update docs/benchmarks.md")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="traps-bench-") as tmp:
@@ -356,6 +324,7 @@ def main() -> int:
         bare = measure_bare(work, args.seconds)
         raw = measure_raw_insert(work)
         agent_rss, bare_rss = measure_agent_rss(work)
+        fleet = measure_fleet(work, args.fleet, args.fleet_seconds) if args.fleet else None
     figures = {
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": f"{os.cpu_count()} cores, Python {platform.python_version()}, "
@@ -370,6 +339,7 @@ def main() -> int:
         "raw_insert_rate": raw,
         "agent_rss": agent_rss,
         "bare_rss": bare_rss,
+        "fleet": fleet,
     }
     text = report(figures)
     sys.stdout.write(text)
