@@ -13,14 +13,11 @@ import json
 import os
 import platform
 import secrets
-import signal
-import socket
 import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -28,8 +25,10 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
 
 from loadgen import Result, build_request, run_load
+from localrun import Programs, describe, free_port, healthy
 from payloads import checkin_body, event
 from sim import simulate
 
@@ -38,44 +37,10 @@ from trapsapi.admin_client import AdminClient
 from trapsapi.agent_client import enroll
 
 ROOT = Path(__file__).resolve().parent.parent
-BIN = Path(sys.executable).parent
 AGENT_RSS_GOAL_MB = 30.0
 CHECKIN_RATIO_GOAL = 0.40
 INGEST_RATIO_GOAL = 0.25
 FLEET_P99_GOAL_MS = 100.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def wait_healthy(url: str, path: str = "/healthz", timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url + path, timeout=1):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise SystemExit(f"{url} did not come up")
-
-
-@contextmanager
-def process(args: list[str], log: Path, env: dict[str, str] | None = None) -> Iterator[int]:
-    with log.open("ab") as handle:
-        child = subprocess.Popen(args, stdout=handle, stderr=subprocess.STDOUT, env=env)
-    try:
-        yield child.pid
-    finally:
-        child.send_signal(signal.SIGTERM)
-        try:
-            child.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            child.kill()
-            child.wait()
 
 
 def rss_mb(pid: int) -> float:
@@ -86,36 +51,32 @@ def rss_mb(pid: int) -> float:
 
 
 @contextmanager
-def running_esm(work: Path, name: str) -> Iterator[tuple[int, AdminClient]]:
-    """A fresh ESM (SQLite under work/name) served by `esmd serve`; yields (port, admin client)."""
+def running_esm(work: Path, name: str) -> Iterator[tuple[int, AdminClient, Programs]]:
+    """A fresh ESM (SQLite under work/name), served; yields (port, admin client, programs)."""
     password = secrets.token_urlsafe(16)
-    subprocess.run(
-        [
-            str(BIN / "esmd"),
+    with Programs(work) as programs:
+        init = programs.run(
+            "esmd",
             "init",
             "--data-dir",
             str(work / name),
             "--admin-user",
             "admin",
             "--admin-password-stdin",
-        ],
-        input=password + "\n",
-        text=True,
-        check=True,
-        capture_output=True,
-    )
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    command = [str(BIN / "esmd"), "serve", "--data-dir", str(work / name), "--port", str(port)]
-    with process(command, work / f"{name}.log"):
-        wait_healthy(url)
-        admin = AdminClient(url)
+            stdin=password + "\n",
+        )
+        if init.returncode:
+            raise SystemExit(f"esmd init: {describe(init)}")
+        port = free_port()
+        programs.start("esmd", "serve", "--data-dir", str(work / name), "--port", str(port))
+        programs.wait_for("esmd", lambda: healthy(f"http://127.0.0.1:{port}"), timeout=30)
+        admin = AdminClient(f"http://127.0.0.1:{port}")
         admin.login("admin", password)
-        yield port, admin
+        yield port, admin, programs
 
 
 def measure_esmd(work: Path, agents: int, seconds: float) -> dict[str, Result]:
-    with running_esm(work, "esm") as (port, admin):
+    with running_esm(work, "esm") as (port, admin, _):
         url = f"http://127.0.0.1:{port}"
         token = admin.create_token(label="bench", max_uses=agents)["token"]
         creds = []
@@ -161,10 +122,9 @@ def measure_esmd(work: Path, agents: int, seconds: float) -> dict[str, Result]:
 
 def measure_bare(work: Path, seconds: float) -> Result:
     port = free_port()
-    with process(
-        [sys.executable, str(Path(__file__).parent / "bare_app.py"), str(port)], work / "bare.log"
-    ):
-        wait_healthy(f"http://127.0.0.1:{port}", "/")
+    with Programs(work) as programs:
+        programs.start("python", str(Path(__file__).parent / "bare_app.py"), str(port))
+        programs.wait_for("the bare app", lambda: healthy(f"http://127.0.0.1:{port}", "/"))
         requests = [build_request("127.0.0.1", port, "POST", "/", checkin_body(0), {})]
         run_load("127.0.0.1", port, requests, seconds=1.5)
         return run_load("127.0.0.1", port, requests, seconds=seconds)
@@ -199,7 +159,7 @@ def measure_raw_insert(work: Path, rows: int = 50_000) -> float:
 
 def measure_fleet(work: Path, agents: int, seconds: float) -> dict[str, Any]:
     """Simulated agents checking in every 60 s with jitter, on a fresh connection each."""
-    with running_esm(work, "esm-fleet") as (port, admin):
+    with running_esm(work, "esm-fleet") as (port, admin, _):
         token = admin.create_token(label="fleet", max_uses=agents)["token"]
         return simulate(
             f"http://127.0.0.1:{port}", token, agents, 60.0, seconds, 0.0, work / "fleet.json"
@@ -208,35 +168,26 @@ def measure_fleet(work: Path, agents: int, seconds: float) -> dict[str, Any]:
 
 def measure_agent_rss(work: Path) -> tuple[float, float]:
     """RSS of `trapsd run` (all modules on) 3 s after its first check-in; and bare python's."""
-    with running_esm(work, "esm-agent") as (port, admin):
-        url = f"http://127.0.0.1:{port}"
+    with running_esm(work, "esm-agent") as (port, admin, programs):
         token = admin.create_token(label="rss")["token"]
-        state = work / "agent"
-        subprocess.run(
-            [
-                str(BIN / "trapsd"),
-                "enroll",
-                "--server",
-                url,
-                "--token-file",
-                "-",
-                "--state-dir",
-                str(state),
-            ],
-            input=token + "\n",
-            text=True,
-            check=True,
+        state = str(work / "agent")
+        enrolled = programs.run(
+            "trapsd",
+            "enroll",
+            "--server",
+            f"http://127.0.0.1:{port}",
+            "--token-file",
+            "-",
+            "--state-dir",
+            state,
+            stdin=token + "\n",
         )
-        with process(
-            [str(BIN / "trapsd"), "run", "--state-dir", str(state)], work / "trapsd.log"
-        ) as pid:
-            deadline = time.monotonic() + 30
-            while not admin.list_agents(health="connected")["data"]:
-                if time.monotonic() > deadline:
-                    raise SystemExit("agent did not check in")
-                time.sleep(0.2)
-            time.sleep(3)
-            agent_rss = rss_mb(pid)
+        if enrolled.returncode:
+            raise SystemExit(f"trapsd enroll: {describe(enrolled)}")
+        agent = programs.start("trapsd", "run", "--state-dir", state)
+        programs.wait_for("the agent", lambda: admin.list_agents(health="connected")["data"])
+        time.sleep(3)
+        agent_rss = rss_mb(agent.pid)
     bare = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(5)"])
     time.sleep(1)
     bare_rss = rss_mb(bare.pid)

@@ -12,24 +12,19 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
-from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from localrun import Programs, describe, free_port, healthy
 from rich.console import Console
 
 ROOT = Path(__file__).resolve().parent.parent
-BIN = Path(sys.executable).parent
 DEMO = ROOT / ".traps" / "demo"
 STEPS = 9
 
 console = Console(stderr=True, highlight=False, soft_wrap=True)
-started: list[subprocess.Popen[bytes]] = []
 
 
 class DemoFailed(Exception):
@@ -44,7 +39,7 @@ def detail(text: str) -> None:
     console.print(f"      {text}", style="dim")
 
 
-def env() -> dict[str, str]:
+def demo_env() -> dict[str, str]:
     """The demo's own trapsctl config dir, so the user's real contexts are never touched."""
     values = dict(os.environ)
     values["XDG_CONFIG_HOME"] = str(DEMO / "config")
@@ -54,71 +49,11 @@ def env() -> dict[str, str]:
     return values
 
 
-def run(args: Sequence[str], stdin: str | None = None, check: bool = True) -> str:
-    result = subprocess.run(
-        [str(BIN / args[0]), *args[1:]],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        env=env(),
-        timeout=60,
-    )
-    if check and result.returncode != 0:
-        message = result.stderr.strip().splitlines()[-1:] or [f"exit {result.returncode}"]
-        raise DemoFailed(f"{' '.join(args[:3])}: {message[0]}")
+def run(programs: Programs, *args: str, stdin: str | None = None) -> str:
+    result = programs.run(*args, stdin=stdin)
+    if result.returncode != 0:
+        raise DemoFailed(f"{' '.join(args[:3])}: {describe(result)}")
     return result.stdout
-
-
-def start(args: Sequence[str], log: Path) -> subprocess.Popen[bytes]:
-    handle = log.open("ab")
-    process = subprocess.Popen(
-        [str(BIN / args[0]), *args[1:]],
-        stdout=handle,
-        stderr=subprocess.STDOUT,
-        env=env(),
-        start_new_session=True,
-    )
-    started.append(process)
-    return process
-
-
-def stop_all() -> None:
-    for process in reversed(started):
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-
-
-def wait_for(what: str, probe: Callable[[], Any], timeout: float = 20.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = probe()
-        if value:
-            return value
-        for process in started:
-            if process.poll() is not None:
-                raise DemoFailed(f"{what}: {process.args[0]} exited ({process.returncode})")
-        time.sleep(0.2)
-    raise DemoFailed(f"timed out waiting for {what}")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def healthy(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{url}/healthz", timeout=1) as reply:
-            return bool(reply.status == 200)
-    except OSError:
-        return False
 
 
 def make_test_binary(path: Path) -> str:
@@ -145,76 +80,69 @@ def attack(binary: Path) -> str:
     raise DemoFailed(f"the test binary exited with {code}: it was not stopped")
 
 
-def demo() -> None:
+def demo(programs: Programs) -> None:
     is_root = os.geteuid() == 0
-    shutil.rmtree(DEMO, ignore_errors=True)
-    DEMO.mkdir(parents=True)
     esm_dir, agent_dir = DEMO / "esm", DEMO / "agent"
     password = secrets.token_urlsafe(18)
     (DEMO / "admin-password").write_text(password + "\n")
     (DEMO / "admin-password").chmod(0o600)
 
+    def ctl(*args: str) -> Any:
+        return json.loads(run(programs, "trapsctl", *args, "-o", "json"))
+
     step(1, "Initialising an embedded ESM (SQLite) under .traps/demo/esm")
     run(
-        [
-            "esmd",
-            "init",
-            "--data-dir",
-            str(esm_dir),
-            "--admin-user",
-            "admin",
-            "--admin-password-stdin",
-        ],
+        programs,
+        "esmd",
+        "init",
+        "--data-dir",
+        str(esm_dir),
+        "--admin-user",
+        "admin",
+        "--admin-password-stdin",
         stdin=password + "\n",
     )
     detail("superuser 'admin', password in .traps/demo/admin-password")
 
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
+    url = f"http://127.0.0.1:{free_port()}"
     step(2, f"Starting esmd on {url}")
-    start(["esmd", "serve", "--data-dir", str(esm_dir), "--port", str(port)], DEMO / "esmd.log")
-    wait_for("esmd to answer /healthz", lambda: healthy(url))
+    programs.start("esmd", "serve", "--data-dir", str(esm_dir), "--port", url.rsplit(":", 1)[1])
+    programs.wait_for("esmd to answer /healthz", lambda: healthy(url))
 
     step(3, "Logging in with trapsctl and creating an enrollment token")
     run(
-        [
-            "trapsctl",
-            "login",
-            "--server",
-            url,
-            "--username",
-            "admin",
-            "--password-stdin",
-            "--insecure-storage",
-        ],
+        programs,
+        "trapsctl",
+        "login",
+        "--server",
+        url,
+        "--username",
+        "admin",
+        "--password-stdin",
+        "--insecure-storage",
         stdin=password + "\n",
     )
-    token = json.loads(
-        run(
-            [
-                "trapsctl",
-                "tokens",
-                "create",
-                "--label",
-                "demo",
-                "--max-uses",
-                "1",
-                "--expires-in",
-                "1h",
-                "-o",
-                "json",
-            ]
-        )
-    )["token"]
+    token = ctl("tokens", "create", "--label", "demo", "--max-uses", "1", "--expires-in", "1h")
     detail("token: single use, expires in 1 h")
 
     step(4, "Enrolling a real trapsd agent on this host and starting it")
     run(
-        ["trapsd", "enroll", "--server", url, "--token-file", "-", "--state-dir", str(agent_dir)],
-        stdin=token + "\n",
+        programs,
+        "trapsd",
+        "enroll",
+        "--server",
+        url,
+        "--token-file",
+        "-",
+        "--state-dir",
+        str(agent_dir),
+        stdin=token["token"] + "\n",
     )
-    start(["trapsd", "run", "--state-dir", str(agent_dir)], DEMO / "trapsd.log")
-    agent = wait_for("the agent to check in", lambda: connected_agent())
+    programs.start("trapsd", "run", "--state-dir", str(agent_dir))
+    agent = programs.wait_for(
+        "the agent to check in",
+        lambda: next((a for a in ctl("agents", "list") if a["health"] == "connected"), None),
+    )
     detail(f"agent {agent['agent_id']} ({agent['hostname']}) is {agent['health']}")
     mechanism = module_mechanism(agent)
     if is_root:
@@ -230,25 +158,22 @@ def demo() -> None:
     detail(f"{binary.relative_to(ROOT)}  sha256 {sha256}")
 
     step(6, "Marking its SHA-256 as malware (trapsctl hashes block)")
-    run(["trapsctl", "hashes", "block", sha256, "--comment", "make demo test binary"])
+    run(programs, "trapsctl", "hashes", "block", sha256, "--comment", "make demo test binary")
 
     step(7, "Telling the agent to check in now, so it pulls the new policy")
-    run(["trapsd", "checkin", "--state-dir", str(agent_dir)])
+    run(programs, "trapsd", "checkin", "--state-dir", str(agent_dir))
 
     step(8, f"Running {binary.name}")
-    outcome = attack(binary)
-    detail(outcome)
+    detail(attack(binary))
 
     step(9, "The security event, as the ESM shows it (trapsctl events list)")
-    wait_for("the event to reach the ESM", lambda: event_for(sha256), timeout=15)
-    table = run(["trapsctl", "events", "list", "--since", "1h"])
-    sys.stdout.write(table)
+    programs.wait_for(
+        "the event to reach the ESM",
+        lambda: any(e["sha256"] == sha256 for e in ctl("events", "list", "--since", "1h")),
+        timeout=15,
+    )
+    sys.stdout.write(run(programs, "trapsctl", "events", "list", "--since", "1h"))
     console.print("[bold green]Demo complete:[/] the attack was stopped and reported.")
-
-
-def connected_agent() -> dict[str, Any] | None:
-    agents = json.loads(run(["trapsctl", "agents", "list", "-o", "json"]))
-    return next((a for a in agents if a["health"] == "connected"), None)
 
 
 def module_mechanism(agent: dict[str, Any]) -> str:
@@ -258,25 +183,21 @@ def module_mechanism(agent: dict[str, Any]) -> str:
     return "unknown"
 
 
-def event_for(sha256: str) -> bool:
-    events = json.loads(run(["trapsctl", "events", "list", "-o", "json", "--since", "1h"]))
-    return any(e.get("sha256") == sha256 for e in events)
-
-
 def main() -> int:
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    shutil.rmtree(DEMO, ignore_errors=True)
+    DEMO.mkdir(parents=True)
     try:
-        demo()
+        with Programs(DEMO, demo_env()) as programs:
+            demo(programs)
         return 0
-    except DemoFailed as exc:
+    except (DemoFailed, TimeoutError) as exc:
         console.print(f"[bold red]demo failed:[/] {exc}")
         console.print(f"logs: {DEMO / 'esmd.log'}, {DEMO / 'trapsd.log'}")
         return 1
     except KeyboardInterrupt:
         console.print("interrupted")
         return 130
-    finally:
-        stop_all()
 
 
 if __name__ == "__main__":

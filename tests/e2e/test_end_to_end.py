@@ -12,9 +12,8 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,93 +21,33 @@ import pytest
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 
-BIN = Path(sys.executable).parent
 ROOT = Path(__file__).resolve().parents[2]
 PASSWORD = "e2e password, long enough"
+sys.path.insert(0, str(ROOT / "scripts"))
+
+from localrun import Programs, free_port, healthy  # noqa: E402
 
 
-class Fleet:
-    """Starts and always stops the programs of one test; runs CLIs with an isolated config."""
+class Fleet(Programs):
+    """The programs of one test, with an isolated trapsctl config; commands must succeed."""
 
-    def __init__(self, tmp_path: Path) -> None:
-        self.tmp = tmp_path
-        self.processes: list[subprocess.Popen[bytes]] = []
-        self.env = dict(os.environ)
-        self.env["XDG_CONFIG_HOME"] = str(tmp_path / "config")
-
-    def run(self, *args: str, stdin: str | None = None, expect: int = 0) -> str:
-        result = subprocess.run(
-            [str(BIN / args[0]), *args[1:]],
-            input=stdin,
-            capture_output=True,
-            text=True,
-            env=self.env,
-            timeout=60,
-        )
-        assert result.returncode == expect, (args, result.returncode, result.stderr)
+    def ok(self, *args: str, stdin: str | None = None) -> str:
+        result = self.run(*args, stdin=stdin)
+        assert result.returncode == 0, (args, result.returncode, result.stderr)
         return result.stdout
-
-    def start(self, *args: str) -> subprocess.Popen[bytes]:
-        log = (self.tmp / f"{args[0]}.log").open("ab")
-        process = subprocess.Popen(
-            [str(BIN / args[0]), *args[1:]], stdout=log, stderr=subprocess.STDOUT, env=self.env
-        )
-        self.processes.append(process)
-        return process
-
-    def stop(self) -> None:
-        for process in reversed(self.processes):
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-                try:
-                    process.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait()
-
-    def log(self, name: str) -> str:
-        path = self.tmp / f"{name}.log"
-        return path.read_text(errors="replace") if path.exists() else ""
-
-
-def wait_until(probe: Callable[[], Any], timeout: float) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = probe()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"condition not met within {timeout} s")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def healthy(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{url}/healthz", timeout=1) as reply:
-            return bool(reply.status == 200)
-    except OSError:
-        return False
 
 
 @pytest.fixture
 def fleet(tmp_path: Path) -> Iterator[Fleet]:
-    harness = Fleet(tmp_path)
-    try:
+    env = dict(os.environ, XDG_CONFIG_HOME=str(tmp_path / "config"))
+    with Fleet(tmp_path, env) as harness:
         yield harness
-    finally:
-        harness.stop()
 
 
 def test_block_a_hash_end_to_end(fleet: Fleet, database_url: str, tmp_path: Path) -> None:
     esm_dir, agent_dir = tmp_path / "esm", tmp_path / "agent"
     db = ["--data-dir", str(esm_dir), "--database-url", database_url]
-    fleet.run(
+    fleet.ok(
         "esmd",
         "init",
         *db,
@@ -119,9 +58,9 @@ def test_block_a_hash_end_to_end(fleet: Fleet, database_url: str, tmp_path: Path
     )
     url = f"http://127.0.0.1:{free_port()}"
     fleet.start("esmd", "serve", *db, "--port", url.rsplit(":", 1)[1])
-    wait_until(lambda: healthy(url), 20)
+    fleet.wait_for("esmd", lambda: healthy(url))
 
-    fleet.run(
+    fleet.ok(
         "trapsctl",
         "login",
         "--server",
@@ -132,8 +71,8 @@ def test_block_a_hash_end_to_end(fleet: Fleet, database_url: str, tmp_path: Path
         "--insecure-storage",
         stdin=PASSWORD + "\n",
     )
-    token = json.loads(fleet.run("trapsctl", "tokens", "create", "-o", "json"))["token"]
-    fleet.run(
+    token = json.loads(fleet.ok("trapsctl", "tokens", "create", "-o", "json"))["token"]
+    fleet.ok(
         "trapsd",
         "enroll",
         "--server",
@@ -147,10 +86,10 @@ def test_block_a_hash_end_to_end(fleet: Fleet, database_url: str, tmp_path: Path
     fleet.start("trapsd", "run", "--state-dir", str(agent_dir))
 
     def connected() -> dict[str, Any] | None:
-        agents = json.loads(fleet.run("trapsctl", "agents", "list", "-o", "json"))
+        agents = json.loads(fleet.ok("trapsctl", "agents", "list", "-o", "json"))
         return next((a for a in agents if a["health"] == "connected"), None)
 
-    agent = wait_until(connected, 20)
+    agent = fleet.wait_for("the agent to connect", connected)
     assert agent["hostname"] == socket.gethostname()
     malware = next(m for m in agent["modules"] if m["name"] == "malware")
     if os.geteuid() == 0:
@@ -162,8 +101,8 @@ def test_block_a_hash_end_to_end(fleet: Fleet, database_url: str, tmp_path: Path
     )
     evil.chmod(0o755)
     sha256 = hashlib.sha256(evil.read_bytes()).hexdigest()
-    fleet.run("trapsctl", "hashes", "block", sha256)
-    fleet.run("trapsd", "checkin", "--state-dir", str(agent_dir))
+    fleet.ok("trapsctl", "hashes", "block", sha256)
+    fleet.ok("trapsd", "checkin", "--state-dir", str(agent_dir))
 
     started = time.monotonic()
     if os.geteuid() == 0:
@@ -175,16 +114,16 @@ def test_block_a_hash_end_to_end(fleet: Fleet, database_url: str, tmp_path: Path
         assert subprocess.run([str(evil), "30"], timeout=20).returncode == -signal.SIGKILL
 
     def event() -> dict[str, Any] | None:
-        events = json.loads(fleet.run("trapsctl", "events", "list", "-o", "json"))
+        events = json.loads(fleet.ok("trapsctl", "events", "list", "-o", "json"))
         return next((e for e in events if e["sha256"] == sha256), None)
 
-    found = wait_until(event, 5)
+    found = fleet.wait_for("the event", event, timeout=5)
     assert time.monotonic() - started < 5
     assert found["action"] == ("prevented" if os.geteuid() == 0 else "killed")
     assert found["module"] == "malware"
     assert found["agent_id"] == agent["agent_id"]
     assert found["process_path"] == str(evil)
-    table = fleet.run("trapsctl", "events", "list")
+    table = fleet.ok("trapsctl", "events", "list")
     assert sha256[:12] in table
 
 
