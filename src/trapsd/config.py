@@ -49,6 +49,9 @@ class AgentSettings:
     exclude_mounts: list[str] = dataclasses.field(default_factory=list)
     """Mount points (and everything below them) fanotify must not watch."""
     mount_rescan_s: float = 30.0
+    event_repeat_window_s: float = 60.0
+    """Duplicates of an event (module, path, parent, action) within this window are counted
+    into one summary event with a repeat count."""
     log_level: str = "info"
 
     def validate(self) -> AgentSettings:

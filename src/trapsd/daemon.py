@@ -23,13 +23,16 @@ from trapsd import __version__, hostinfo
 from trapsd.checkin import Comms
 from trapsd.config import AgentSettings
 from trapsd.control import ControlServer, socket_path
+from trapsd.defaults import CHILD_PROCESS, MEMFD_NOEXEC, RESTRICTIONS
 from trapsd.events import Detection, build_event
 from trapsd.files import ensure_private_dir, write_json
 from trapsd.footprint import FootprintMeter
+from trapsd.hardening import MemfdNoexec
 from trapsd.identity import load_identity
 from trapsd.outbox import Outbox, outbox_path
 from trapsd.policy import (
     MALWARE,
+    ModuleConfig,
     Policy,
     PolicyError,
     compile_policy,
@@ -38,6 +41,7 @@ from trapsd.policy import (
     load_policy,
     save_policy,
 )
+from trapsd.ratelimit import EventLimiter
 from trapsd.sensors.base import Judge, Sensor, SensorUnavailable, create_sensor
 from trapsd.status import STATUS_FILE
 
@@ -46,6 +50,10 @@ LOCK_FILE = "trapsd.lock"
 QUEUE_MAX = 10_000
 WRITE_BATCH = 500
 _STOP = object()
+
+
+def _mode(config: ModuleConfig) -> str:
+    return config.mode if config.enabled else "disabled"
 
 
 def _now() -> str:
@@ -72,6 +80,8 @@ class Agent:
         self.comms: Comms | None = None
         self.control: ControlServer | None = None
         self.policy: Policy = default_policy()
+        self.limiter = EventLimiter(settings.event_repeat_window_s)
+        self.memfd = MemfdNoexec(self.state_dir)
 
     # --- lifecycle -------------------------------------------------------------------------
     def start(self) -> None:
@@ -89,6 +99,7 @@ class Agent:
         writer.start()
         self._threads.append(writer)
         self._update_sensor(self.policy)
+        self.memfd.set(self.policy.memfd_noexec.active)  # also undoes a crashed run's setting
         self.comms = Comms(
             self.settings,
             self.identity,
@@ -146,6 +157,8 @@ class Agent:
         with self._sensor_lock:
             if self.sensor is not None:
                 self.sensor.stop()
+        if self.memfd.applied:
+            self.memfd.set(False)  # the host gets back the value the agent found
         if self.control is not None:
             self.control.stop()
         if hasattr(self, "outbox"):
@@ -171,14 +184,14 @@ class Agent:
 
     def _update_sensor(self, policy: Policy) -> None:
         with self._sensor_lock:
-            if policy.malware.active and self.sensor is None:
+            if policy.exec_active and self.sensor is None:
                 try:
                     self.sensor = create_sensor(self.settings, policy, self.emit, self.judge)
                     self.sensor_error = ""
                 except SensorUnavailable as exc:
                     self.sensor_error = f"no exec sensor available: {exc}"
                     log.error("%s", self.sensor_error)
-            elif not policy.malware.active and self.sensor is not None:
+            elif not policy.exec_active and self.sensor is not None:
                 self.sensor.stop()
                 self.sensor = None
             elif self.sensor is not None:
@@ -193,37 +206,68 @@ class Agent:
                 log.error("cannot save the policy (enforcing it anyway): %s", exc)
         self.policy = policy
         self._update_sensor(policy)
+        self.memfd.set(policy.memfd_noexec.active)
         if self.comms is not None:
             self.comms.set_heartbeat(policy.heartbeat_interval_s)
         log.info(
-            "policy %s applied: malware %s, %d blocked hashes",
+            "policy %s applied: malware %s, %d blocked hashes; restrictions %s; child_process %s",
             policy.version,
-            policy.malware.mode if policy.malware.enabled else "disabled",
+            _mode(policy.malware),
             len(policy.blocked),
+            _mode(policy.restrictions.config),
+            _mode(policy.child_process.config),
         )
 
     def _sensor_health(self) -> tuple[bool, str]:
         with self._sensor_lock:
             if self.sensor is not None:
                 return self.sensor.health()
-            if not self.policy.malware.active:
+            if not self.policy.exec_active:
                 return True, "disabled by policy"
             return False, self.sensor_error or "not running"
 
     def module_states(self) -> list[ModuleState]:
-        config = self.policy.malware
+        """One state per exec module: they share the exec sensor, so its health is theirs."""
+        policy = self.policy
         healthy, detail = self._sensor_health()
         sensor = self.sensor
-        return [
+        mechanism = sensor.mechanism if sensor else "none"
+        states: list[ModuleState] = []
+        modules = (
+            (MALWARE, policy.malware),
+            (RESTRICTIONS, policy.restrictions.config),
+            (CHILD_PROCESS, policy.child_process.config),
+        )
+        for name, config in modules:
+            state_healthy, state_detail = healthy, detail
+            if not config.active:
+                state_healthy, state_detail = True, "disabled by policy"
+            elif sensor is not None and not sensor.can_block and name != MALWARE:
+                state_healthy = False
+                state_detail = f"cannot decide before execution, acts after start: {detail}"
+            states.append(
+                {
+                    "name": name,
+                    "enabled": config.enabled,
+                    "mode": config.mode,
+                    "mechanism": mechanism if config.active else "none",
+                    "healthy": state_healthy,
+                    "detail": state_detail[:255],
+                }
+            )
+        memfd = policy.memfd_noexec
+        memfd_healthy, memfd_detail = self.memfd.state(memfd.active)
+        states.append(
             {
-                "name": MALWARE,
-                "enabled": config.enabled,
-                "mode": config.mode,
-                "mechanism": sensor.mechanism if sensor else "none",
-                "healthy": healthy,
-                "detail": detail,
+                "name": MEMFD_NOEXEC,
+                "enabled": memfd.enabled,
+                "mode": memfd.mode,
+                "mechanism": "sysctl" if memfd.active else "none",
+                "healthy": memfd_healthy,
+                "detail": memfd_detail,
             }
-        ]
+        )
+        return states
 
     # --- writer thread ---------------------------------------------------------------------
     def _write_loop(self) -> None:
@@ -234,29 +278,50 @@ class Agent:
             except queue.Empty:
                 item = None
             batch: list[Detection] = []
+            now = time.monotonic()
             while item is not None:
                 if item is _STOP:
                     stop = True
                 else:
-                    batch.append(item)
+                    batch += self.limiter.admit(item, now)
                 if len(batch) >= WRITE_BATCH:
                     break
                 try:
                     item = self.queue.get_nowait()
                 except queue.Empty:
                     item = None
+            batch += self.limiter.flush() if stop else self.limiter.expire(now)
             self._count_queue_drops()
             if batch:
                 self._store(batch)
 
     def _store(self, batch: list[Detection]) -> None:
+        alerts = [d for d in batch if self._config(d.module).user_alert]
+        for d in alerts:
+            d.details["user_alert"] = True
         self.outbox.add([build_event(d) for d in batch])
+        for d in alerts:
+            log.warning("USER ALERT: Traps %s %s %s", d.module, d.action, d.process_path)
         for d in batch:
+            repeats = d.details.get("repeat_count")
             log.warning(
-                "malware %s: %s (sha256 %s, pid %s)", d.action, d.process_path, d.sha256, d.pid
+                "%s %s: %s (%s, pid %s%s)",
+                d.module,
+                d.action,
+                d.process_path,
+                f"rule {d.details['rule']}" if "rule" in d.details else f"sha256 {d.sha256}",
+                d.pid,
+                f", {repeats} more in the last {self.limiter.window_s:g} s" if repeats else "",
             )
         if self.comms is not None:
             self.comms.notify_events(checkin=True)
+
+    def _config(self, module: str) -> ModuleConfig:
+        if module == RESTRICTIONS:
+            return self.policy.restrictions.config
+        if module == CHILD_PROCESS:
+            return self.policy.child_process.config
+        return self.policy.malware
 
     def _count_queue_drops(self) -> None:
         drops = self.queue_drops

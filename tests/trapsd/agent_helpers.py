@@ -44,12 +44,22 @@ def policy_for(
     mode: str = "prevention",
     version: int = 1,
     enabled: bool = True,
+    modules: dict[str, Any] | None = None,
 ) -> Policy:
+    """A malware policy; the other exec modules are OFF unless ``modules`` configures them.
+
+    (Their shipped defaults watch /tmp, where every test's files live.)
+    """
     return compile_policy(
         {
             "version": version,
             "heartbeat_interval_s": 3600,
-            "modules": {"malware": {"enabled": enabled, "mode": mode, "user_alert": False}},
+            "modules": {
+                "malware": {"enabled": enabled, "mode": mode, "user_alert": False},
+                "restrictions": {"enabled": False},
+                "child_process": {"enabled": False},
+                **(modules or {}),
+            },
             "blocked_hashes": blocked,
             "allowed_hashes": allowed,
         }

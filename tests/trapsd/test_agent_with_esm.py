@@ -102,8 +102,10 @@ def test_events_survive_kill_9_and_an_outage_and_arrive_once(
 ) -> None:
     state = tmp_path / "agent"
     agent_id = enroll(admin, live_esm.url, state)
-    evil, sha256 = make_binary(tmp_path, "sleep", "evil-sleep")
-    admin.set_verdict(sha256, "malware", "trapsd test binary")
+    # Three different files: duplicates of one event (same path) would be rate limited.
+    samples = [make_binary(tmp_path, "sleep", f"evil-sleep-{n}") for n in range(3)]
+    for _, sha256 in samples:
+        admin.set_verdict(sha256, "malware", "trapsd test binary")
     process = agents.start(state)
     wait_for(lambda: agent_row(admin, agent_id), 20)
     assert trapsd("checkin", "--state-dir", state).returncode == 0
@@ -115,7 +117,7 @@ def test_events_survive_kill_9_and_an_outage_and_arrive_once(
     process = agents.start(state)
     offline = trapsd("checkin", "--state-dir", state)
     assert offline.returncode == 3, offline.stderr  # server unreachable
-    for _ in range(3):
+    for evil, _ in samples:
         attack(evil)
     wait_for(lambda: (peek_depth(state) or (0, 0))[0] == 3, 10)
     agents.kill9(process, state)
@@ -123,10 +125,13 @@ def test_events_survive_kill_9_and_an_outage_and_arrive_once(
 
     write_json(state / "identity.json", identity)
     agents.start(state)
-    delivered = wait_for(lambda: len(events_for(admin, agent_id, sha256)) >= 3 or None, 15)
-    assert delivered
+
+    def delivered() -> list[dict[str, Any]]:
+        return [e for _, sha256 in samples for e in events_for(admin, agent_id, sha256)]
+
+    assert wait_for(lambda: len(delivered()) >= 3 or None, 15)
     time.sleep(0.5)
-    events = events_for(admin, agent_id, sha256)
+    events = delivered()
     assert len(events) == 3 and len({e["id"] for e in events}) == 3
     status = json.loads(trapsd("status", "--state-dir", state, "-o", "json").stdout)
     assert (status["outbox_depth"], status["events_dropped"]) == (0, 0)

@@ -38,20 +38,34 @@ def agent(settings: AgentSettings) -> Iterator[Agent]:
 def test_status_file_and_module_state(agent: Agent, settings: AgentSettings) -> None:
     status = json.loads((settings.state_dir / "status.json").read_text())
     assert (status["agent_id"], status["running"], status["pid"]) == ("agent-1", True, os.getpid())
-    (module,) = status["modules"]
-    assert module["name"] == "malware" and module["mode"] == "prevention"
+    modules = {m["name"]: m for m in status["modules"]}
+    assert list(modules) == ["malware", "restrictions", "child_process", "memfd_noexec"]
+    assert (modules["memfd_noexec"]["enabled"], modules["memfd_noexec"]["healthy"]) == (False, True)
+    del modules["memfd_noexec"]  # off by default: not an exec module
+    # the shipped defaults: restrictions notify, the rest prevent
+    modes = {name: m["mode"] for name, m in modules.items()}
+    assert modes == {
+        "malware": "prevention",
+        "restrictions": "notification",
+        "child_process": "prevention",
+    }
     expected = "fanotify" if os.geteuid() == 0 else "psutil-poll"
-    assert module["mechanism"] == expected
+    assert {m["mechanism"] for m in modules.values()} == {expected}
+    if os.geteuid() == 0:
+        assert all(m["healthy"] for m in modules.values()), modules
+    else:  # they cannot decide before execution
+        assert not modules["child_process"]["healthy"]
+        assert "cannot decide before execution" in modules["child_process"]["detail"]
     for name in ("status.json", "outbox.db", "trapsd.lock"):
         assert (settings.state_dir / name).stat().st_mode & 0o077 == 0, name
 
 
 def test_the_policy_switches_the_module_off_and_on(agent: Agent) -> None:
     agent.apply_policy(policy_for([], enabled=False, version=2))
-    assert agent.sensor is None
-    (module,) = agent.module_states()
-    assert (module["enabled"], module["mechanism"], module["healthy"]) == (False, "none", True)
-    assert module["detail"] == "disabled by policy"
+    assert agent.sensor is None  # every exec module is off: no sensor at all
+    for module in agent.module_states()[:3]:
+        assert (module["enabled"], module["mechanism"], module["healthy"]) == (False, "none", True)
+        assert module["detail"] == "disabled by policy"
     agent.apply_policy(policy_for([], version=3))
     assert agent.sensor is not None and agent.module_states()[0]["enabled"]
 

@@ -44,6 +44,8 @@ class FanotifySensor:
         self.broken = ""
         self._listener: Listener | None = None
         self._skipped: list[Mount] = []
+        self._all_mounts: list[Mount] = []
+        self._remark = False
         self._stopping = threading.Event()
         self._supervisor = threading.Thread(
             target=self._supervise, name="fanotify-watchdog", daemon=True
@@ -71,7 +73,7 @@ class FanotifySensor:
         listener = Listener(self)
         try:
             listener.policy = self.policy
-            listener.mark(self._mounts())
+            listener.mark(self._mounts(), self._all_mounts)
             listener.start()
         except BaseException:
             listener.stop()
@@ -79,10 +81,19 @@ class FanotifySensor:
         return listener
 
     def _mounts(self) -> list[Mount]:
-        chosen, self._skipped = select_mounts(read_mounts(), self.settings.exclude_mounts)
+        restrictions = self.policy.restrictions
+        network = restrictions.fstypes if restrictions.config.active else ()
+        self._all_mounts = read_mounts()
+        chosen, self._skipped = select_mounts(
+            self._all_mounts, self.settings.exclude_mounts, network
+        )
         return chosen
 
     def set_policy(self, policy: Policy) -> None:
+        if policy.restrictions.fstypes != self.policy.restrictions.fstypes or (
+            policy.restrictions.config.active != self.policy.restrictions.config.active
+        ):
+            self._remark = True  # network filesystems to watch (or not) changed
         self.policy = policy  # the verdict thread picks it up before its next verdict
         listener = self._listener
         if listener is not None:
@@ -122,11 +133,12 @@ class FanotifySensor:
             self._restart(listener, f"a verdict took over {self._timeout_text()}")
         elif not listener.thread.is_alive():
             self._restart(listener, "the verdict thread stopped")
-        elif poller.poll(0) or now >= next_scan:
+        elif poller.poll(0) or now >= next_scan or self._remark:
+            self._remark = False
             mountinfo.seek(0)
             mountinfo.read()
             try:
-                listener.mark(self._mounts())
+                listener.mark(self._mounts(), self._all_mounts)
             except OSError as exc:
                 log.warning("fanotify: cannot rescan mounts: %s", exc)
             return now + self.settings.mount_rescan_s

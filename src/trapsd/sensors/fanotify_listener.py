@@ -16,8 +16,16 @@ import threading
 import time
 from typing import TYPE_CHECKING
 
-from trapsd.events import Detection, read_proc
-from trapsd.policy import ALLOW, DENY, Policy, action_for
+from trapsd.events import Detection, exec_detection, parent_images
+from trapsd.policy import (
+    ALLOW,
+    DENY,
+    MALWARE,
+    Finding,
+    Policy,
+    decide_exec,
+    depends_on_path,
+)
 from trapsd.sensors.fanotify_api import (
     AT_FDCWD,
     FAN_ALLOW,
@@ -39,7 +47,7 @@ from trapsd.sensors.fanotify_api import (
     fanotify_mark,
 )
 from trapsd.sensors.hashing import HashCache, Hasher, cache_key
-from trapsd.sensors.mounts import Mount
+from trapsd.sensors.mounts import Mount, network_mounts
 
 if TYPE_CHECKING:
     from trapsd.sensors.fanotify import FanotifySensor
@@ -61,6 +69,9 @@ class Listener:
         self.busy_since = 0.0
         self.current_key = b""  # the file being judged, remembered if the watchdog trips
         self.marked: dict[tuple[str, str], Mount] = {}
+        # (mount point, fstype) of network filesystems (and "" for local ones mounted below
+        # them), longest first: files there are never read from the verdict thread
+        self.network: tuple[tuple[str, str], ...] = ()
         self.failed: dict[str, str] = {}
         self.policy: Policy | None = None
         self.cache = HashCache(sensor.settings.verdict_cache_size)
@@ -70,9 +81,10 @@ class Listener:
         self.thread = threading.Thread(target=self._run, name="fanotify-verdict", daemon=True)
 
     # --- marks (supervisor thread) ---------------------------------------------------------
-    def mark(self, mounts: list[Mount]) -> None:
+    def mark(self, mounts: list[Mount], all_mounts: list[Mount] | None = None) -> None:
         if self._closed or self.abandoned:
             return
+        self.network = network_mounts(all_mounts or mounts)
         current = {(m.mount_id, m.device) for m in mounts}
         for key in [k for k in self.marked if k not in current]:
             del self.marked[key]  # unmounted: a new filesystem may reuse the device number
@@ -145,12 +157,12 @@ class Listener:
                 self._answer(event_fd, pid)
 
     def _answer(self, event_fd: int, pid: int) -> None:
-        response, detection = FAN_ALLOW, None
+        response, detections = FAN_ALLOW, None
         self.counts["events"] += 1
         self.current_key = b""
         try:
             if pid != self.sensor.own_pid:
-                response, detection = self._judge(event_fd, pid)
+                response, detections = self._judge(event_fd, pid)
         except Exception:  # fail open on anything unexpected, never die holding an event
             self.counts["errors"] += 1
         try:
@@ -162,50 +174,80 @@ class Listener:
             os.close(event_fd)
         except OSError:
             pass
-        if detection is not None:
+        for detection in detections or ():
             if response == FAN_DENY and not answered:  # the watchdog already let it run
                 detection.action = "notified"
                 detection.details["fail_open"] = True
             self.sensor.emit(detection)
 
-    def _judge(self, event_fd: int, pid: int) -> tuple[int, Detection | None]:
+    def _fstype(self, path: str) -> str | None:
+        """The type of the network filesystem holding ``path`` (None: a local one)."""
+        for mount_point, fstype in self.network:
+            if path == mount_point or path.startswith(mount_point + "/") or mount_point == "/":
+                return fstype or None
+        return None
+
+    def _judge(self, event_fd: int, pid: int) -> tuple[int, list[Detection] | None]:
         policy = self.policy
-        if policy is None or not policy.malware.active:
+        if policy is None or not policy.exec_active:
             return FAN_ALLOW, None
+        path = os.readlink(f"/proc/self/fd/{event_fd}")  # d_path: no filesystem I/O
+        fstype = self._fstype(path) if self.network else None
+        if fstype is not None:  # a network share: decide on the path alone, read nothing
+            return self._verdict(policy, pid, path, fstype, [], None)
         st = os.fstat(event_fd)
         if not stat.S_ISREG(st.st_mode):
             return FAN_ALLOW, None
         key = cache_key(st)
         if key in self.sensor.fail_open_keys:
             return FAN_ALLOW, None
-        self.current_key = key
-        digest = self.cache.get(key)
-        if digest is None:
-            if st.st_size > self.sensor.settings.hash_max_bytes:
+        findings: list[Finding] = []
+        digest: bytes | None = None
+        ignorable = True
+        if policy.malware.active:
+            self.current_key = key
+            digest = self.cache.get(key)
+            if digest is None and st.st_size > self.sensor.settings.hash_max_bytes:
                 self.counts["too_large"] += 1
-                return FAN_ALLOW, None
-            digest = self.hasher.sha256_fd(event_fd)
-            self.cache.put(key, digest)
-        decision = self.sensor.judge(policy, digest)
-        self.current_key = b""
-        if decision == ALLOW:
-            if self.sensor.settings.ignore_marks:
-                self._ignore(event_fd)
+                ignorable = False
+            elif digest is None:
+                digest = self.hasher.sha256_fd(event_fd)
+                self.cache.put(key, digest)
+            if digest is not None:
+                decision = self.sensor.judge(policy, digest)
+                if decision != ALLOW:
+                    findings.append(Finding(MALWARE, decision, "sha256"))
+            self.current_key = b""
+        response, detections = self._verdict(policy, pid, path, None, findings, digest)
+        if (
+            detections is None
+            and ignorable
+            and self.sensor.settings.ignore_marks
+            and not depends_on_path(policy, path, None)
+            and (st.st_nlink <= 1 or not policy.path_rules_active)
+        ):  # an ignore mark is per inode: a hard link is the same file under another name
+            self._ignore(event_fd)
+        return response, detections
+
+    def _verdict(
+        self,
+        policy: Policy,
+        pid: int,
+        path: str,
+        fstype: str | None,
+        findings: list[Finding],
+        digest: bytes | None,
+    ) -> tuple[int, list[Detection] | None]:
+        findings += decide_exec(policy, path, fstype, lambda: parent_images(pid))
+        if not findings:
             return FAN_ALLOW, None
-        info = read_proc(pid)
-        detection = Detection(
-            action=action_for(decision, can_block=True),
-            process_path=os.readlink(f"/proc/self/fd/{event_fd}"),
-            sha256=digest.hex(),
-            pid=pid,
-            ppid=info.ppid,
-            parent_path=info.parent_path,
-            uid=info.uid,
-            cmdline=info.cmdline,
-            details={"mechanism": "fanotify", "policy_version": policy.version},
+        deny = any(f.decision == DENY for f in findings)
+        detections = exec_detection(
+            findings, path, digest, pid, "fanotify", policy.version, can_block=True
         )
-        self.counts["denied" if decision == DENY else "notified"] += 1
-        return (FAN_DENY if decision == DENY else FAN_ALLOW), detection
+        for detection in detections:
+            self.counts["notified" if detection.action == "notified" else "denied"] += 1
+        return (FAN_DENY if deny else FAN_ALLOW), detections
 
     def _ignore(self, event_fd: int) -> None:
         """Tell the kernel to stop asking about this inode (until it is modified)."""

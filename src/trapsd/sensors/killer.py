@@ -15,8 +15,8 @@ import psutil
 
 from trapsapi.enums import EventAction
 from trapsd.config import AgentSettings
-from trapsd.events import Detection, read_proc
-from trapsd.policy import ALLOW, DENY, Policy, action_for
+from trapsd.events import exec_detection, parent_images
+from trapsd.policy import ALLOW, DENY, MALWARE, Finding, Policy, decide_exec
 from trapsd.sensors.base import Emit, Judge
 from trapsd.sensors.hashing import HashCache, Hasher, cache_key
 
@@ -117,7 +117,7 @@ class KillSensor:
         verdict when the process still runs the same file.
         """
         policy = self.policy
-        if pid == self.own_pid or not policy.malware.active:
+        if pid == self.own_pid or not policy.exec_active:
             return b""
         try:
             pidfd = os.pidfd_open(pid)
@@ -136,47 +136,44 @@ class KillSensor:
             exe_fd = os.open(f"/proc/{pid}/exe", os.O_RDONLY | os.O_CLOEXEC)
         except (FileNotFoundError, ProcessLookupError, PermissionError):
             return b""  # kernel thread, already gone, or not ours to judge
+        findings: list[Finding] = []
+        digest: bytes | None = None
         try:
             st = os.fstat(exe_fd)
             key = cache_key(st)
             if key == judged:
                 return key
-            digest = self.cache.get(key)
-            if digest is None:
-                if st.st_size > self.settings.hash_max_bytes:
+            if policy.malware.active:
+                digest = self.cache.get(key)
+                if digest is None and st.st_size > self.settings.hash_max_bytes:
                     self.counts["too_large"] += 1
-                    return key
-                digest = self.hasher.sha256_fd(exe_fd)
-                self.cache.put(key, digest)
+                elif digest is None:
+                    digest = self.hasher.sha256_fd(exe_fd)
+                    self.cache.put(key, digest)
         finally:
             os.close(exe_fd)
         self.counts["events"] += 1
-        decision = self.judge(policy, digest)
-        if decision == ALLOW:
-            return key
+        if digest is not None:
+            decision = self.judge(policy, digest)
+            if decision != ALLOW:
+                findings.append(Finding(MALWARE, decision, "sha256"))
         path = os.readlink(f"/proc/{pid}/exe")
-        info = read_proc(pid)
-        action = action_for(decision, can_block=False)
-        details: dict[str, object] = {"mechanism": self.mechanism, "policy_version": policy.version}
-        if decision == DENY:
+        findings += decide_exec(policy, path, None, lambda: parent_images(pid, before_exec=False))
+        if not findings:
+            return key
+        detections = exec_detection(
+            findings, path, digest, pid, self.mechanism, policy.version, can_block=False
+        )
+        if any(f.decision == DENY for f in findings):
             try:
                 signal.pidfd_send_signal(pidfd, signal.SIGKILL)
             except ProcessLookupError:
-                action, details["exited_before_kill"] = EventAction.NOTIFIED, True
+                for d in detections:
+                    d.action, d.details["exited_before_kill"] = EventAction.NOTIFIED, True
             except PermissionError:
-                action, details["kill_error"] = EventAction.NOTIFIED, "permission denied"
-        self.counts["killed" if action == EventAction.KILLED else "notified"] += 1
-        self.emit(
-            Detection(
-                action=action,
-                process_path=path,
-                sha256=digest.hex(),
-                pid=pid,
-                ppid=info.ppid,
-                parent_path=info.parent_path,
-                uid=info.uid,
-                cmdline=info.cmdline,
-                details=details,
-            )
-        )
+                for d in detections:
+                    d.action, d.details["kill_error"] = EventAction.NOTIFIED, "permission denied"
+        for detection in detections:
+            self.counts["killed" if detection.action == EventAction.KILLED else "notified"] += 1
+            self.emit(detection)
         return key

@@ -15,6 +15,14 @@ LOCAL_TYPES = frozenset(
         "vfat", "msdos", "exfat", "ntfs", "ntfs3", "hfsplus", "nilfs2",
     }
 )  # fmt: skip
+# Pseudo filesystems: neither local storage of executables nor network shares.
+PSEUDO_TYPES = frozenset(
+    {
+        "proc", "sysfs", "cgroup", "cgroup2", "devpts", "mqueue", "debugfs", "tracefs",
+        "securityfs", "pstore", "bpf", "configfs", "fusectl", "hugetlbfs", "autofs",
+        "binfmt_misc", "nsfs", "rpc_pipefs", "efivarfs", "selinuxfs",
+    }
+)  # fmt: skip
 _ESCAPE = re.compile(r"\\([0-7]{3})")
 
 
@@ -53,15 +61,43 @@ def _below(path: str, prefix: str) -> bool:
 
 
 def select_mounts(
-    mounts: Iterable[Mount], exclude: Iterable[str] = ()
+    mounts: Iterable[Mount], exclude: Iterable[str] = (), network: Iterable[str] = ()
 ) -> tuple[list[Mount], list[Mount]]:
-    """(one mount per local superblock to mark, the mounts skipped), in mount order."""
+    """(one mount per superblock to mark, the mounts skipped), in mount order.
+
+    Local filesystems are always watched; network filesystems only when a module decides by
+    filesystem type (``network``: the types it restricts). The verdict thread never reads a
+    file on those, it decides on the path alone.
+    """
     chosen: dict[str, Mount] = {}
     skipped: list[Mount] = []
     excluded = list(exclude)
+    wanted = LOCAL_TYPES | frozenset(network)
     for mount in mounts:
-        if mount.fstype not in LOCAL_TYPES or any(_below(mount.mount_point, p) for p in excluded):
+        if mount.fstype not in wanted or any(_below(mount.mount_point, p) for p in excluded):
             skipped.append(mount)
         elif mount.device not in chosen:
             chosen[mount.device] = mount
     return list(chosen.values()), skipped
+
+
+def network_mounts(mounts: Iterable[Mount]) -> tuple[tuple[str, str], ...]:
+    """(mount point, fstype) of network (non-local, non-pseudo) mounts, longest path first.
+
+    Local mounts below one of them are listed too, with fstype "": the longest prefix wins.
+    Usually empty, so the verdict thread's lookup costs nothing.
+    """
+    mounts = list(mounts)
+    remote = [
+        m.mount_point
+        for m in mounts
+        if m.fstype not in LOCAL_TYPES and m.fstype not in PSEUDO_TYPES
+    ]
+    if not remote:
+        return ()
+    found = {
+        m.mount_point: ("" if m.fstype in LOCAL_TYPES or m.fstype in PSEUDO_TYPES else m.fstype)
+        for m in mounts
+        if any(_below(m.mount_point, r) for r in remote)
+    }
+    return tuple(sorted(found.items(), key=lambda item: -len(item[0])))
