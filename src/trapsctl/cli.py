@@ -16,7 +16,16 @@ from typer.core import TyperGroup
 
 from trapsapi.errors import ExitCode, TrapsError
 from trapsctl import __version__, coercion
-from trapsctl.commands import agents, auth, completion, contexts, events, hashes, tokens
+from trapsctl.commands import (
+    agents,
+    auth,
+    completion,
+    contexts,
+    dashboard,
+    events,
+    hashes,
+    tokens,
+)
 from trapsctl.options import CONTEXT_SETTINGS, MARKUP_MODE, OutputOption
 from trapsctl.output import OutputFormat, write_json
 from trapsctl.session import GlobalOptions, global_options, output_format
@@ -165,6 +174,7 @@ app.add_typer(agents.app, name="agents")
 app.add_typer(events.app, name="events")
 app.add_typer(hashes.app, name="hashes")
 app.add_typer(tokens.app, name="tokens")
+app.command("dashboard")(dashboard.dashboard)
 app.command("completion")(completion.completion)
 app.command("version")(version)
 

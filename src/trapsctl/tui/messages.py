@@ -1,0 +1,50 @@
+"""Messages from the workers back to the UI (posted from threads; ``post_message`` is safe)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from textual.message import Message
+
+from trapsapi.errors import ApiError
+
+
+@dataclass
+class Loaded(Message):
+    """A view's refresh finished: the rows of the page and the server's total count."""
+
+    source: str
+    rows: list[dict[str, Any]]
+    count: int
+    skipped: int = 0
+    """Rows of the reply that could not be drawn (missing key, wrong types)."""
+
+
+@dataclass
+class LoadFailed(Message):
+    """A view's refresh failed (the ESM is unreachable, refused the token, or errored)."""
+
+    source: str
+    error: ApiError
+
+
+@dataclass
+class Counted(Message):
+    """A view redrew: rows shown (after the filter), rows fetched, rows on the server."""
+
+    source: str
+    shown: int
+    fetched: int
+    total: int
+    skipped: int = 0
+
+
+@dataclass
+class VerdictChanged(Message):
+    """A block/allow went through (``result`` is the server's verdict) or failed (``error``)."""
+
+    sha256: str
+    verdict: str
+    result: dict[str, Any] | None = None
+    error: ApiError | None = None

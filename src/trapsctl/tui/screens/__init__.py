@@ -1,0 +1,1 @@
+"""Modal screens: the confirmation dialog and the key help."""

@@ -1,0 +1,50 @@
+"""The key help (``?``): every key of the dashboard on one screen."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Static
+
+KEYS = [
+    ("1 2 3", "Agents, Events, Hashes tab (or click a tab)"),
+    ("/", "filter as you type (Enter: back to the table)"),
+    ("Esc", "clear the filter, back to the table"),
+    ("↑ ↓ PgUp PgDn", "move in the table; the detail pane follows"),
+    ("r", "refresh now (the tab also refreshes by itself)"),
+    ("e", "(Agents) the events of the selected agent"),
+    ("b", "block the selected hash (malware), asks first"),
+    ("a", "allow the selected hash (benign), asks first"),
+    ("Ctrl+P", "command palette"),
+    ("?", "this help"),
+    ("q", "quit"),
+]
+
+
+class HelpScreen(ModalScreen[None]):
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape,q,question_mark", "dismiss", "Close"),
+    ]
+    DEFAULT_CSS = """
+    HelpScreen { align: center middle; }
+    HelpScreen > VerticalScroll {
+        width: 76; max-width: 100%; height: auto; max-height: 100%;
+        padding: 1 2; border: thick $primary; background: $surface;
+    }
+    """
+
+    def compose(self) -> ComposeResult:
+        text = Text("trapsctl dashboard: keys\n\n", style="bold")
+        for index, (keys, what) in enumerate(KEYS):
+            if index:
+                text.append("\n")
+            text.append(f"{keys:<15}", style="bold cyan")
+            text.append(what)
+        text.append("\n\nEsc or ? closes this help.", style="dim")
+        with VerticalScroll():
+            yield Static(text)

@@ -1,0 +1,306 @@
+"""The shape every tab shares: a filter box, a table of the server's rows, a detail pane.
+
+A subclass says how to fetch a page (in a thread worker; at most ``PAGE_LIMIT`` rows), how to
+draw a row and its details, and what the filter matches. Refreshes replace the rows but keep
+the selected row (by key) selected, so a live list never jumps under the analyst.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, ClassVar
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical
+from textual.widgets import DataTable, Input, Static
+from textual.worker import get_current_worker
+
+from trapsapi.errors import ApiError
+from trapsctl.tui.messages import Counted, Loaded, LoadFailed, VerdictChanged
+from trapsctl.tui.screens.confirm import ConfirmDialog
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
+    from textual.timer import Timer
+
+    from trapsctl.tui.app import DashboardApp
+    from trapsctl.tui.client import DashboardClient, Obj
+
+
+class TableView(Vertical):
+    """One tab. Subclasses set the class variables and implement the four hooks."""
+
+    SOURCE: ClassVar[str] = ""
+    COLUMNS: ClassVar[list[tuple[str, int | None]]] = []
+    """Header and width (None: as wide as the content)."""
+    PLACEHOLDER: ClassVar[str] = "/ filter"
+
+    DEFAULT_CSS = """
+    TableView { height: 1fr; }
+    TableView > Input.filter { height: 1; border: none; padding: 0 1; background: $boost; }
+    TableView > Input.filter:focus { background: $accent 25%; }
+    TableView .body { height: 1fr; layout: vertical; }
+    TableView DataTable { height: 1fr; width: 1fr; }
+    TableView .detail {
+        width: 1fr; height: auto; max-height: 45%; padding: 0 1;
+        border-top: solid $primary-lighten-1; overflow-y: auto;
+    }
+    """
+    # The side-by-side layout of wide terminals is in DashboardApp.CSS: DEFAULT_CSS is
+    # scoped to the widget, so it cannot see the screen's breakpoint class.
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id or self.SOURCE)
+        self.rows: dict[str, Obj] = {}
+        self.order: list[str] = []
+        self.count = 0
+        self.loaded = False
+        self.in_flight = False
+        self.fetch_started = 0.0
+        self.skipped = 0
+        self.server_query = ""
+        """The filter the server applied to the rows held (see ``server_filter``)."""
+        self._debounce: Timer | None = None
+
+    # --- hooks ------------------------------------------------------------------------------
+
+    def fetch(self, client: DashboardClient, query: str) -> Obj:
+        """One page (at most ``PAGE_LIMIT`` rows); ``query`` is the filter text when the
+        server holds more rows than one page (see ``server_filter``), else empty."""
+        raise NotImplementedError
+
+    def key_of(self, row: Obj) -> str:
+        raise NotImplementedError
+
+    def cells(self, row: Obj, now: datetime) -> list[Text]:
+        raise NotImplementedError
+
+    def detail(self, row: Obj, now: datetime) -> Text:
+        raise NotImplementedError
+
+    def haystack(self, row: Obj) -> str:
+        """The text the filter looks in (lower case)."""
+        raise NotImplementedError
+
+    def hash_of(self, row: Obj) -> str | None:
+        """The SHA-256 the block/allow keys act on (views without one return None)."""
+        return None
+
+    def compose_extra(self) -> ComposeResult:
+        """Widgets between the filter and the table (the events chart)."""
+        yield from ()
+
+    # --- layout -----------------------------------------------------------------------------
+
+    @property
+    def dashboard(self) -> DashboardApp:
+        return self.app  # type: ignore[return-value]
+
+    def compose(self) -> ComposeResult:
+        yield Input(placeholder=self.PLACEHOLDER, classes="filter")
+        yield from self.compose_extra()
+        with Horizontal(classes="body"):
+            yield DataTable(cursor_type="row", zebra_stripes=True)
+            yield Static(Text("Loading …", style="dim"), classes="detail")
+
+    def on_mount(self) -> None:
+        table = self.query_one(DataTable)
+        for header, width in self.COLUMNS:
+            table.add_column(header, width=width, key=header)
+
+    @property
+    def table(self) -> DataTable[Text]:
+        return self.query_one(DataTable)
+
+    @property
+    def filter_text(self) -> str:
+        return self.query_one(Input).value.strip().lower()
+
+    def selected(self) -> Obj | None:
+        table = self.table
+        if not table.row_count:
+            return None
+        key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+        return self.rows.get(key) if key is not None else None
+
+    # --- loading ----------------------------------------------------------------------------
+
+    def reload(self, *, if_idle: bool = False) -> None:
+        """Fetch again in a worker; a periodic refresh skips while a fetch is still running."""
+        if if_idle and self.in_flight:
+            return
+        self.in_flight = True
+        self.fetch_started = time.monotonic()
+        self.server_query = self.filter_text if self.server_filter() else ""
+        self._fetch(self.dashboard.client, self.server_query)
+
+    def server_filter(self) -> bool:
+        """Whether the filter goes to the server: only when one page does not hold every row
+        (the local filter then would search a part only), or the rows held are filtered."""
+        return bool(self.server_query) or self.count > len(self.rows)
+
+    @work(thread=True, exclusive=True, group="fetch")
+    def _fetch(self, client: DashboardClient, query: str) -> None:
+        worker = get_current_worker()
+        try:
+            page = self.fetch(client, query)
+            rows, skipped = self._usable(list(page.get("data") or []))
+            count = int(page.get("count", len(rows)))
+        except ApiError as exc:
+            if not worker.is_cancelled:
+                self.post_message(LoadFailed(self.SOURCE, exc))
+            return
+        except Exception as exc:  # a bad reply must not take the dashboard down
+            if not worker.is_cancelled:
+                error = ApiError(f"unexpected {type(exc).__name__}: {exc}")
+                self.post_message(LoadFailed(self.SOURCE, error))
+            return
+        if not worker.is_cancelled:
+            self.post_message(Loaded(self.SOURCE, rows, count, skipped))
+
+    def _usable(self, rows: list[Obj]) -> tuple[list[Obj], int]:
+        """The rows that can be drawn, once each (by key); and how many could not."""
+        now = self.dashboard.clock()
+        usable: dict[str, Obj] = {}
+        skipped = 0
+        for row in rows:
+            try:
+                key = self.key_of(row)
+                self.cells(row, now)
+                self.haystack(row)
+            except Exception:  # a row the server should not have sent: skip, count
+                skipped += 1
+                continue
+            usable.setdefault(key, row)
+        return list(usable.values()), skipped
+
+    @on(Loaded)
+    def _loaded(self, message: Loaded) -> None:
+        if message.source != self.SOURCE:
+            return
+        self.in_flight = False
+        self.loaded = True
+        self.count = message.count
+        self.skipped = message.skipped
+        self.rows = {self.key_of(row): row for row in message.rows}
+        self.order = list(self.rows)  # newest first, as the server sent them, without repeats
+        self.rows_changed()
+        self.redraw()
+
+    @on(LoadFailed)
+    def _failed(self, message: LoadFailed) -> None:
+        if message.source == self.SOURCE:
+            self.in_flight = False
+            if not self.loaded:
+                self.query_one(".detail", Static).update(Text("No data yet.", style="dim"))
+
+    def rows_changed(self) -> None:
+        """Called after new rows arrived (before the table is redrawn)."""
+
+    # --- drawing ----------------------------------------------------------------------------
+
+    def visible_keys(self) -> list[str]:
+        needle = self.filter_text
+        if not needle:
+            return self.order
+        return [k for k in self.order if needle in self.haystack(self.rows[k])]
+
+    def redraw(self) -> None:
+        """Refill the table from ``self.rows``, keeping the selected row selected."""
+        table = self.table
+        current = self.selected()
+        keep = self.key_of(current) if current is not None else None
+        now = self.dashboard.clock()
+        keys = self.visible_keys()
+        table.clear()
+        for key in keys:
+            table.add_row(*self.cells(self.rows[key], now), key=key)
+        if keep is not None and keep in keys:
+            table.move_cursor(row=keys.index(keep), animate=False)
+        self.show_detail()
+        counted = Counted(self.SOURCE, len(keys), len(self.rows), self.count, self.skipped)
+        self.post_message(counted)
+
+    def show_detail(self) -> None:
+        pane = self.query_one(".detail", Static)
+        row = self.selected()
+        if row is None:
+            empty = "No match for the filter." if self.rows else "Nothing here yet."
+            pane.update(Text(empty, style="dim"))
+        else:
+            pane.update(self.detail(row, self.dashboard.clock()))
+        self.refresh_bindings()
+
+    @on(DataTable.RowHighlighted)
+    def _highlighted(self, event: DataTable.RowHighlighted) -> None:
+        event.stop()
+        self.show_detail()
+
+    @on(Input.Changed, ".filter")
+    def _filter_changed(self, event: Input.Changed) -> None:
+        event.stop()
+        if self.loaded:
+            self.redraw()
+        if self.server_filter():
+            if self._debounce is not None:
+                self._debounce.stop()
+            self._debounce = self.set_timer(0.3, self.reload)
+
+    @on(Input.Submitted, ".filter")
+    def _filter_done(self, event: Input.Submitted) -> None:
+        event.stop()
+        self.table.focus()
+
+    def set_filter(self, text: str) -> None:
+        self.query_one(Input).value = text
+
+    def focus_filter(self) -> None:
+        self.query_one(Input).focus()
+
+    def focus_table(self) -> None:
+        self.table.focus()
+
+    # --- block / allow ----------------------------------------------------------------------
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Block/allow show dimmed in the footer when the selected row has no hash."""
+        if action == "set_verdict":
+            row = self.selected()
+            return True if row is not None and self.hash_of(row) else None
+        return True
+
+    def action_set_verdict(self, verdict: str) -> None:
+        row = self.selected()
+        sha256 = self.hash_of(row) if row is not None else None
+        if sha256 is None:
+            self.notify("The selected row has no SHA-256.", severity="warning")
+            return
+        verb = "Block" if verdict == "malware" else "Allow"
+        effect = (
+            "Agents in prevention mode will refuse to run it."
+            if verdict == "malware"
+            else "It will run even where other verdicts would block it."
+        )
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self._send_verdict(self.dashboard.client, sha256, verdict)
+
+        dialog = ConfirmDialog(f"{verb} this hash?", f"{sha256}\n\n{effect}", verb)
+        self.app.push_screen(dialog, answered)
+
+    @work(thread=True, group="verdict")
+    def _send_verdict(self, client: DashboardClient, sha256: str, verdict: str) -> None:
+        try:
+            result = client.set_verdict(sha256, verdict, "set in trapsctl dashboard")
+        except ApiError as exc:
+            self.post_message(VerdictChanged(sha256, verdict, error=exc))
+            return
+        except Exception as exc:  # never take the dashboard down
+            error = ApiError(f"unexpected {type(exc).__name__}: {exc}")
+            self.post_message(VerdictChanged(sha256, verdict, error=error))
+            return
+        self.post_message(VerdictChanged(sha256, verdict, result=result))

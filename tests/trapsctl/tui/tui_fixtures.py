@@ -1,0 +1,286 @@
+"""Deterministic data and a fake ESM client for the dashboard tests and snapshots.
+
+"Now" is frozen at :data:`NOW`, so relative times ("5m ago") never change between runs.
+"""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from trapsctl.tui.app import DashboardApp, make_dashboard
+
+NOW = datetime(2026, 11, 29, 10, 0, 0, tzinfo=UTC)
+SERVER = "https://esm.example.org:8443"
+
+
+def at(minutes_ago: float) -> str:
+    return (NOW - timedelta(minutes=minutes_ago)).isoformat()
+
+
+def module(name: str, mechanism: str, healthy: bool = True, **extra: Any) -> dict[str, Any]:
+    return {
+        "name": name,
+        "enabled": extra.get("enabled", True),
+        "mode": extra.get("mode", "prevention"),
+        "mechanism": mechanism,
+        "healthy": healthy,
+        "detail": extra.get("detail", ""),
+    }
+
+
+FULL_MODULES = [
+    module("malware", "fanotify"),
+    module("exploit", "proc-connector"),
+    module("restrictions", "fanotify", mode="notification"),
+]
+
+
+def agent(n: int, hostname: str, **fields: Any) -> dict[str, Any]:
+    return {
+        "agent_id": f"a1b2c3d4-0000-4000-8000-{n:012d}",
+        "hostname": hostname,
+        "os": "linux",
+        "os_version": "Debian 13",
+        "agent_version": "0.1.0",
+        "ips": [f"10.0.0.{10 + n}"],
+        "enrolled_at": "2026-11-01T08:00:00Z",
+        "last_checkin_at": at(0.5),
+        "health": "connected",
+        "status": "protected",
+        "modules": FULL_MODULES,
+        "footprint": {"rss_bytes": 24117248, "cpu_percent": 0.04, "disk_bytes": 1048576},
+        "policy_version": 3,
+        "outbox_depth": 0,
+        "events_dropped": 0,
+        **fields,
+    }
+
+
+AGENTS = [
+    agent(1, "web-01", ips=["10.0.0.11", "fe80::1"]),
+    agent(2, "web-02", os_version="Ubuntu 24.04", last_checkin_at=at(1)),
+    agent(
+        3,
+        "db-01",
+        status="partially_protected",
+        modules=[
+            module("malware", "psutil-poll", healthy=False, detail="not root"),
+            module("exploit", "proc-connector"),
+        ],
+        outbox_depth=17,
+    ),
+    agent(
+        4,
+        "build-07",
+        health="disconnected",
+        status="unprotected",
+        last_checkin_at=at(60 * 26),
+        modules=[],
+        footprint=None,
+        policy_version=None,
+        events_dropped=3,
+    ),
+    agent(5, "mail-01", os="linux", os_version="RHEL 9.4", agent_version="0.0.9"),
+    agent(6, "jump-01", last_checkin_at=None, health="disconnected", status="unprotected"),
+]
+
+SHA_EVIL = "3f" * 32
+SHA_MINER = "9c" * 32
+SHA_TOOL = "0d" * 32
+
+
+def event(n: int, minutes_ago: float, severity: str, **fields: Any) -> dict[str, Any]:
+    return {
+        "id": f"e0000000-0000-4000-8000-{n:012d}",
+        "agent_id": AGENTS[0]["agent_id"],
+        "hostname": "web-01",
+        "time": at(minutes_ago),
+        "received_at": at(minutes_ago),
+        "module": "malware",
+        "severity": severity,
+        "action": "prevented",
+        "process_path": "/tmp/evil-sleep",
+        "sha256": SHA_EVIL,
+        "pid": 4242 + n,
+        "ppid": 1000,
+        "parent_path": "/usr/bin/bash",
+        "user": "alice",
+        "uid": 1000,
+        "cmdline": "/tmp/evil-sleep 30",
+        "details": {},
+        **fields,
+    }
+
+
+EVENTS = [
+    event(
+        1,
+        2,
+        "critical",
+        hostname="db-01",
+        process_path="/dev/shm/xmrig",
+        sha256=SHA_MINER,
+        user="postgres",
+        uid=26,
+        cmdline="/dev/shm/xmrig -o pool.example:3333",
+        parent_path="/usr/lib/postgresql/16/bin/postgres",
+    ),
+    event(2, 7, "high"),
+    event(
+        3,
+        15,
+        "medium",
+        module="exploit",
+        action="killed",
+        hostname="web-02",
+        process_path="/usr/bin/python3",
+        sha256=None,
+        cmdline="python3 -c 'import pty'",
+    ),
+    event(
+        4,
+        42,
+        "low",
+        action="notified",
+        module="restrictions",
+        hostname="mail-01",
+        process_path="/home/bob/bin/nc",
+        sha256=SHA_TOOL,
+        user="bob",
+        uid=1001,
+        cmdline="nc -lvp 4444",
+    ),
+    event(5, 95, "informational", action="notified", sha256=SHA_TOOL, hostname="web-02"),
+    event(
+        6,
+        180,
+        "high",
+        hostname="db-01",
+        process_path="/tmp/\x1b[2J[red]x[/red]",
+        user=None,
+        uid=None,
+    ),
+    event(7, 300, "medium", hostname="build-07"),
+    event(8, 600, "high"),
+    event(
+        9,
+        610,
+        "critical",
+        hostname="build-07",
+        sha256=SHA_MINER,
+        process_path="/var/tmp/.x/kworker",
+    ),
+    event(10, 1300, "low", action="notified"),
+]
+
+HASHES = [
+    {
+        "sha256": SHA_EVIL,
+        "verdict": "malware",
+        "source": "admin",
+        "comment": "make demo binary",
+        "updated_at": at(120),
+        "updated_by": "admin",
+    },
+    {
+        "sha256": SHA_TOOL,
+        "verdict": "benign",
+        "source": "admin",
+        "comment": "netcat (ops)",
+        "updated_at": at(60 * 30),
+        "updated_by": "soc-lead",
+    },
+    {
+        "sha256": "77" * 32,
+        "verdict": "grayware",
+        "source": "wildfire",
+        "comment": "",
+        "updated_at": at(60 * 24 * 3),
+        "updated_by": "system",
+    },
+]
+
+
+class FakeClient:
+    """The four AdminClient calls the dashboard makes, answered from the lists above.
+
+    ``fail`` (an exception) makes every call raise it; ``gate`` (an Event) makes calls wait
+    for it, standing in for a slow server.
+    """
+
+    def __init__(
+        self,
+        agents: list[dict[str, Any]] | None = None,
+        events: list[dict[str, Any]] | None = None,
+        hashes: list[dict[str, Any]] | None = None,
+    ) -> None:
+        self.agents = list(AGENTS if agents is None else agents)
+        self.events = list(EVENTS if events is None else events)
+        self.hashes = list(HASHES if hashes is None else hashes)
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+        self.fail: Exception | None = None
+        self.gate: threading.Event | None = None
+
+    @property
+    def server(self) -> str:
+        return SERVER
+
+    def _answer(self, name: str, rows: list[dict[str, Any]], filters: dict[str, Any]) -> Any:
+        self.calls.append((name, filters))
+        if self.gate is not None:
+            self.gate.wait(10)
+        if self.fail is not None:
+            raise self.fail
+        if filters.get("hostname"):
+            rows = [r for r in rows if filters["hostname"].lower() in r["hostname"].lower()]
+        limit = filters.get("limit") or 100
+        return {"data": rows[:limit], "count": len(rows)}
+
+    def list_agents(self, **filters: Any) -> Any:
+        return self._answer("list_agents", self.agents, filters)
+
+    def list_events(self, **filters: Any) -> Any:
+        return self._answer("list_events", self.events, filters)
+
+    def list_hashes(self, **filters: Any) -> Any:
+        return self._answer("list_hashes", self.hashes, filters)
+
+    def set_verdict(self, sha256: str, verdict: str, comment: str = "") -> Any:
+        self.calls.append(("set_verdict", {"sha256": sha256, "verdict": verdict}))
+        if self.fail is not None:
+            raise self.fail
+        row = {
+            "sha256": sha256,
+            "verdict": verdict,
+            "source": "admin",
+            "comment": comment,
+            "updated_at": NOW.isoformat(),
+            "updated_by": "admin",
+        }
+        self.hashes = [h for h in self.hashes if h["sha256"] != sha256]
+        self.hashes.insert(0, row)
+        return row
+
+
+def fixture_app(
+    client: FakeClient | None = None, refresh_interval: float = 0, slow_after: float = 3.0
+) -> DashboardApp:
+    """The dashboard on the fake client, with "now" frozen and no periodic refresh."""
+    return make_dashboard(
+        client or FakeClient(),
+        clock=lambda: NOW,
+        refresh_interval=refresh_interval,
+        slow_after=slow_after,
+    )
+
+
+async def settle(pilot: Any) -> None:
+    """Wait until no worker runs and the messages they posted are handled."""
+    app = pilot.app
+    for _ in range(500):
+        if not any(worker.is_running for worker in app.workers):
+            break
+        await pilot.pause(0.01)
+    await pilot.pause()
