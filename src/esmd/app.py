@@ -12,10 +12,22 @@ from fastapi.routing import APIRoute
 
 from esmd import __version__
 from esmd.api.middleware import GuardMiddleware
-from esmd.api.routes import agent_protocol, agents, auth, events, hashes, health, tokens
+from esmd.api.routes import (
+    agent_protocol,
+    agents,
+    api_tokens,
+    audit,
+    auth,
+    events,
+    hashes,
+    health,
+    tokens,
+    users,
+)
 from esmd.config import Settings
 from esmd.db.engine import Database
 from esmd.errors import install_error_handlers
+from esmd.metrics import Metrics
 from esmd.services.policy import PolicyCache
 from esmd.setup import check_schema, describe_url
 
@@ -49,10 +61,22 @@ def create_app(settings: Settings) -> FastAPI:
         generate_unique_id_function=_operation_id,
     )
     app.state.settings = settings
+    app.state.metrics = metrics = Metrics()
     install_error_handlers(app)
-    for module in (health, auth, agent_protocol, agents, events, hashes, tokens):
+    for module in (
+        health,
+        auth,
+        agent_protocol,
+        agents,
+        events,
+        hashes,
+        tokens,
+        users,
+        api_tokens,
+        audit,
+    ):
         app.include_router(module.router)
-    app.add_middleware(GuardMiddleware, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(GuardMiddleware, max_body_bytes=settings.max_body_bytes, metrics=metrics)
     _one_line_errors_in_openapi(app)
     return app
 

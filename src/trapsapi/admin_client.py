@@ -97,5 +97,68 @@ class AdminClient:
     def revoke_token(self, token_id: str) -> None:
         self._call("DELETE", f"{routes.ENROLLMENT_TOKENS}/{quote(token_id, safe='')}")
 
+    # users (superuser), own password
+    def list_users(self, **filters: Any) -> Obj:
+        reply: Obj = self._call("GET", routes.USERS, params=filters)
+        return reply
+
+    def create_user(self, username: str, password: str, role: str = "viewer") -> Obj:
+        body = {"username": username, "password": password, "role": role}
+        reply: Obj = self._call("POST", routes.USERS, body)
+        return reply
+
+    def set_user_role(self, username: str, role: str) -> Obj:
+        path = f"{routes.USERS}/{quote(username, safe='')}"
+        reply: Obj = self._call("PATCH", path, {"role": role})
+        return reply
+
+    def delete_user(self, username: str) -> None:
+        self._call("DELETE", f"{routes.USERS}/{quote(username, safe='')}")
+
+    def change_password(self, current_password: str, new_password: str) -> None:
+        body = {"current_password": current_password, "new_password": new_password}
+        self._call("PUT", routes.PASSWORD, body)
+
+    # API tokens for scripts (superuser)
+    def create_api_token(self, name: str, username: str, expires_in_s: int | None = None) -> Obj:
+        body = {"name": name, "username": username, "expires_in_s": expires_in_s}
+        reply: Obj = self._call("POST", routes.API_TOKENS, body)
+        return reply
+
+    def list_api_tokens(self, **filters: Any) -> Obj:
+        reply: Obj = self._call("GET", routes.API_TOKENS, params=filters)
+        return reply
+
+    def revoke_api_token(self, token_id: str) -> None:
+        self._call("DELETE", f"{routes.API_TOKENS}/{quote(token_id, safe='')}")
+
+    # audit log (read-only)
+    def list_audit(self, **filters: Any) -> Obj:
+        reply: Obj = self._call("GET", routes.AUDIT, params=filters)
+        return reply
+
+    # event triage and dashboard counts
+    def triage_event(
+        self,
+        event_id: str,
+        status: str | None = None,
+        assignee: str | None = None,
+        comment: str | None = None,
+        agent_id: str | None = None,
+    ) -> Obj:
+        body = {
+            key: value
+            for key, value in (("status", status), ("assignee", assignee), ("comment", comment))
+            if value is not None
+        }
+        params = {"agent_id": agent_id} if agent_id else None
+        path = f"{routes.EVENTS}/{quote(event_id, safe='')}"
+        reply: Obj = self._call("PATCH", path, body, params)
+        return reply
+
+    def event_counts(self, **filters: Any) -> Obj:
+        reply: Obj = self._call("GET", routes.EVENT_COUNTS, params=filters)
+        return reply
+
     def close(self) -> None:
         self.connection.close()

@@ -40,6 +40,25 @@ class Role(StrEnum):
     """Everything, including users and enrollment tokens."""
     VIEWER = "viewer"
     """Read-only access to every admin resource."""
+    SECURITY_ADMIN = "security_admin"
+    """Policies, actions, hash verdicts, enrollment tokens, event triage and the audit log;
+    not users or API tokens."""
+    ANALYST = "analyst"
+    """Event triage; read-only elsewhere."""
+
+
+class TriageStatus(StrEnum):
+    """Where an analyst is with a security event."""
+
+    NEW = "new"
+    IN_PROGRESS = "in_progress"
+    RESOLVED = "resolved"
+    FALSE_POSITIVE = "false_positive"
+
+
+class TimeBucket(StrEnum):
+    HOUR = "hour"
+    DAY = "day"
 
 
 class Health(StrEnum):

@@ -21,6 +21,8 @@ from trapsapi.enums import (
     OperationalStatus,
     Role,
     Severity,
+    TimeBucket,
+    TriageStatus,
     Verdict,
 )
 
@@ -210,6 +212,9 @@ class EventPublic(Public):
     uid: int | None
     cmdline: str
     details: dict[str, Any]
+    status: TriageStatus = TriageStatus.NEW
+    assignee: str | None = None
+    comment: str = ""
 
 
 class VerdictSet(Request):
@@ -242,3 +247,83 @@ class TokenPublic(Public):
     revoked: bool
     created_by: str
     token: str | None = Field(default=None, description="The secret; only in the create reply.")
+
+
+Username = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^\S+$")]
+Password = Annotated[str, Field(min_length=8, max_length=1024)]
+
+
+class UserRecord(Public):
+    """A user as the users API shows it (never the password hash)."""
+
+    username: str
+    role: Role
+    created_at: datetime
+
+
+class UserCreate(Request):
+    username: Username
+    password: Password
+    role: Role = Role.VIEWER
+
+
+class UserUpdate(Request):
+    role: Role
+
+
+class PasswordChange(Request):
+    current_password: Annotated[str, Field(min_length=1, max_length=1024)]
+    new_password: Password
+
+
+class ApiTokenCreate(Request):
+    name: Annotated[str, Field(min_length=1, max_length=255)]
+    username: Username = Field(description="The user the token acts as (with that user's role).")
+    expires_in_s: int | None = Field(
+        default=None, ge=60, le=10 * 365 * 86400, description="None: never expires."
+    )
+
+
+class ApiTokenPublic(Public):
+    id: str
+    name: str
+    username: str
+    created_at: datetime
+    created_by: str
+    expires_at: datetime | None
+    revoked: bool
+    last_used_at: datetime | None = None
+    token: str | None = Field(default=None, description="The secret; only in the create reply.")
+
+
+class AuditRecord(Public):
+    id: int
+    at: datetime
+    actor: str
+    action: str
+    target: str
+    source_ip: str | None
+    detail: dict[str, Any]
+
+
+class EventTriage(Request):
+    """A triage change; fields left out stay as they are; ``assignee: ""`` unassigns."""
+
+    status: TriageStatus | None = None
+    assignee: Annotated[str, Field(max_length=128)] | None = None
+    comment: Annotated[str, Field(max_length=4096)] | None = None
+
+
+class TimeCount(Public):
+    start: datetime
+    count: int
+
+
+class EventCounts(Public):
+    total: int
+    since: datetime
+    bucket: TimeBucket
+    by_module: dict[str, int]
+    by_severity: dict[str, int]
+    by_status: dict[str, int]
+    by_time: list[TimeCount] = Field(description="Buckets with events, oldest first.")

@@ -9,17 +9,20 @@ an agent credential is ``<agent_id>.<secret>`` (a dot), an admin token never has
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import functools
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlmodel import Session
 
+from esmd.authz import Permission, allows
 from esmd.config import Settings
 from esmd.db.engine import Database
-from esmd.errors import Unauthorized
+from esmd.errors import Forbidden, Unauthorized
+from esmd.metrics import Metrics
 from esmd.services.accounts import AdminIdentity, authenticate_admin
 from esmd.services.agents import AgentIdentity, authenticate_agent
 from esmd.services.policy import PolicyCache
@@ -31,6 +34,11 @@ async def get_db(request: Request) -> Database:
     return db
 
 
+async def get_metrics(request: Request) -> Metrics:
+    metrics: Metrics = request.app.state.metrics
+    return metrics
+
+
 async def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
@@ -38,6 +46,7 @@ async def get_settings(request: Request) -> Settings:
 
 DatabaseDep = Annotated[Database, Depends(get_db)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+MetricsDep = Annotated[Metrics, Depends(get_metrics)]
 
 
 def get_session(db: DatabaseDep) -> Iterator[Session]:
@@ -67,13 +76,71 @@ def _bearer(credentials: HTTPAuthorizationCredentials | None) -> str:
 
 
 def get_current_admin(
+    request: Request,
     db: DatabaseDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_admin_bearer)],
 ) -> AdminIdentity:
-    return authenticate_admin(db, _bearer(credentials))
+    client = request.client
+    return authenticate_admin(db, _bearer(credentials), client.host if client else None)
 
 
 CurrentAdmin = Annotated[AdminIdentity, Depends(get_current_admin)]
+"""Any signed-in admin, with no permission check: use ``require`` in routes instead."""
+
+PERMISSION_ATTRIBUTE = "__esmd_permission__"
+
+
+def _declare(function: Any, permission: Permission) -> None:
+    setattr(function, PERMISSION_ATTRIBUTE, permission)
+
+
+def declared_permission(call: object) -> Permission | None:
+    """The permission a dependency declares (see ``require``, ``public``), if any."""
+    value = getattr(call, PERMISSION_ATTRIBUTE, None)
+    return value if isinstance(value, Permission) else None
+
+
+@functools.cache
+def _checker(permission: Permission) -> Callable[..., Coroutine[Any, Any, AdminIdentity]]:
+    async def check(admin: CurrentAdmin) -> AdminIdentity:
+        if not allows(admin.role, permission):
+            raise Forbidden(
+                f"this needs the permission {permission.value!r}, which the role "
+                f"{admin.role.value!r} of {admin.username!r} does not have"
+            )
+        return admin
+
+    check.__name__ = f"require_{permission.name.lower()}"
+    _declare(check, permission)
+    return check
+
+
+def require(permission: Permission) -> Any:
+    """The dependency of an admin route: the caller, if their role has ``permission``.
+
+    Use as ``Annotated[AdminIdentity, require(Permission.X)]``; the route declares X.
+    """
+    if permission in (Permission.PUBLIC, Permission.AGENT):
+        raise ValueError(f"{permission} is not an admin permission")
+    return Depends(_checker(permission))
+
+
+async def _public() -> None:
+    """Marks a route that needs no credential."""
+
+
+_declare(_public, Permission.PUBLIC)
+PUBLIC: Any = Depends(_public)
+"""``dependencies=[PUBLIC]`` on a route that anyone may call."""
+
+SignedIn = Annotated[AdminIdentity, require(Permission.SESSION)]
+Reader = Annotated[AdminIdentity, require(Permission.READ)]
+Triager = Annotated[AdminIdentity, require(Permission.EVENTS_TRIAGE)]
+HashWriter = Annotated[AdminIdentity, require(Permission.HASHES_WRITE)]
+EnrollmentWriter = Annotated[AdminIdentity, require(Permission.ENROLLMENT_WRITE)]
+AuditReader = Annotated[AdminIdentity, require(Permission.AUDIT_READ)]
+UsersAdmin = Annotated[AdminIdentity, require(Permission.USERS_ADMIN)]
+ApiTokensAdmin = Annotated[AdminIdentity, require(Permission.API_TOKENS_ADMIN)]
 
 
 async def get_superuser(admin: CurrentAdmin) -> AdminIdentity:
@@ -82,6 +149,7 @@ async def get_superuser(admin: CurrentAdmin) -> AdminIdentity:
 
 
 Superuser = Annotated[AdminIdentity, Depends(get_superuser)]
+"""Kept for callers outside this package; routes declare a ``Permission`` instead."""
 
 
 async def get_agent_credential(
@@ -91,6 +159,7 @@ async def get_agent_credential(
     return _bearer(credentials)
 
 
+_declare(get_agent_credential, Permission.AGENT)
 AgentCredential = Annotated[str, Depends(get_agent_credential)]
 
 
@@ -111,16 +180,22 @@ class AgentCall:
     policies: PolicyCache
     credential: str
     servers: list[str]
+    metrics: Metrics
 
 
 async def get_agent_call(request: Request) -> AgentCall:
     scheme, _, credential = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not credential.strip():
         raise Unauthorized("missing credential: send Authorization: Bearer <token>")
+    if "." not in credential:  # an admin token: refused before the body is even read
+        raise Unauthorized("not an agent credential")
     state = request.app.state
     settings: Settings = state.settings
     servers = settings.servers_for(str(request.base_url))
-    return AgentCall(state.db, settings, state.policies, credential.strip(), servers)
+    return AgentCall(state.db, settings, state.policies, credential.strip(), servers, state.metrics)
+
+
+_declare(get_agent_call, Permission.AGENT)
 
 
 AgentCallDep = Annotated[AgentCall, Depends(get_agent_call)]

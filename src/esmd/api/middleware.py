@@ -1,4 +1,5 @@
-"""The outermost guard of every request: body size limit and the last-resort one-line 500."""
+"""The outermost guard of every request: body size limit, the last-resort one-line 500, and
+the request counter of ``/metrics`` (by route template, so paths with IDs stay one series)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from esmd.errors import INTERNAL_ERROR
+from esmd.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -22,9 +24,10 @@ class GuardMiddleware:
     """Refuse bodies above ``max_body_bytes`` (declared or streamed) with a JSON 413; turn
     any exception no handler took into a logged, one-line JSON 500."""
 
-    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_body_bytes: int, metrics: Metrics | None = None) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.metrics = metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -32,11 +35,14 @@ class GuardMiddleware:
             return
         limit = self.max_body_bytes
         declared = _content_length(scope)
+        method = scope.get("method", "")
         if declared is not None and declared > limit:
+            self._count(scope, method, 413)
             await _reply(send, 413, BodyTooLarge(limit).detail, close=True)
             return
         received = 0
         started = False
+        status = 500
 
         async def limited_receive() -> Message:
             nonlocal received
@@ -48,9 +54,10 @@ class GuardMiddleware:
             return message
 
         async def tracking_send(message: Message) -> None:
-            nonlocal started
+            nonlocal started, status
             if message["type"] == "http.response.start":
                 started = True
+                status = message["status"]
             await send(message)
 
         try:
@@ -58,12 +65,21 @@ class GuardMiddleware:
         except BodyTooLarge as exc:
             if started:
                 raise
+            status = 413
             await _reply(send, 413, exc.detail, close=True)
         except Exception:
             log.exception("%s %s failed", scope.get("method"), scope.get("path"))
             if started:
                 raise
+            status = 500
             await _reply(send, 500, INTERNAL_ERROR)
+        finally:
+            self._count(scope, method, status)
+
+    def _count(self, scope: Scope, method: str, status: int) -> None:
+        if self.metrics is not None:
+            route = scope.get("route")
+            self.metrics.request(method, getattr(route, "path", None) or "unmatched", status)
 
 
 def _content_length(scope: Scope) -> int | None:

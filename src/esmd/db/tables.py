@@ -149,6 +149,18 @@ class Event(SQLModel, table=True):
     uid: int | None = _bigint(nullable=True)
     cmdline: str = Field(default="", max_length=8192)
     details: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    # Triage (revision 0002); the ingest leaves them at their defaults.
+    status: str = Field(
+        default="new",
+        sa_column=Column(
+            String(16), nullable=False, default="new", server_default="new", index=True
+        ),
+    )
+    assignee: str | None = Field(default=None, max_length=128)
+    comment: str = Field(
+        default="",
+        sa_column=Column(String(4096), nullable=False, default="", server_default=""),
+    )
 
 
 class HashVerdict(SQLModel, table=True):
@@ -178,10 +190,31 @@ class AuditEntry(SQLModel, table=True):
 
     id: int | None = Field(default=None, sa_column=Column(BigId, primary_key=True))
     at: datetime = _time(index=True)
-    actor: str = Field(max_length=128)
+    actor: str = Field(max_length=128, index=True)
     action: str = Field(max_length=64)
     target: str = Field(default="", max_length=255)
     detail: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    source_ip: str | None = Field(default=None, max_length=64)
+
+
+class ApiToken(SQLModel, table=True):
+    """A long-lived bearer token for scripts, acting as one user; stored as its SHA-256."""
+
+    __tablename__ = "api_tokens"
+
+    id: str = Field(max_length=32, primary_key=True)
+    name: str = Field(max_length=255)
+    token_hash: str = Field(max_length=64, unique=True)
+    user_id: int = Field(
+        sa_column=Column(
+            Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True
+        )
+    )
+    created_at: datetime = _time()
+    created_by: str = Field(max_length=128)
+    expires_at: datetime | None = _time(nullable=True)
+    revoked: bool = False
+    last_used_at: datetime | None = _time(nullable=True)
 
 
 def table(model: type[SQLModel]) -> Table:
@@ -199,4 +232,5 @@ EVENTS = table(Event)
 HASH_VERDICTS = table(HashVerdict)
 POLICY_STATE = table(PolicyState)
 AUDIT_LOG = table(AuditEntry)
+API_TOKENS = table(ApiToken)
 metadata = SQLModel.metadata

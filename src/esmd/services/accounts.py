@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from sqlalchemy import delete, select, update
 
 from esmd.config import Settings
 from esmd.db.engine import Database
-from esmd.db.tables import ADMIN_SESSIONS, LOGIN_FAILURES, USERS
+from esmd.db.tables import ADMIN_SESSIONS, API_TOKENS, AUDIT_LOG, LOGIN_FAILURES, USERS
 from esmd.errors import Forbidden, TooManyRequests, Unauthorized
 from esmd.security import (
     burn_password_check,
@@ -23,6 +23,11 @@ from esmd.timeutil import utcnow
 from trapsapi.enums import Role
 from trapsapi.models import LoginResponse
 
+API_TOKEN_PREFIX = "tapi_"
+"""API tokens start with this, so one lookup finds them (sessions never have it: a session
+token that happened to would still be found by the fallback lookup)."""
+LAST_USED_RESOLUTION = timedelta(minutes=5)
+
 
 @dataclass(frozen=True)
 class AdminIdentity:
@@ -30,6 +35,9 @@ class AdminIdentity:
     username: str
     role: Role
     session_id: int
+    """The login session of the request (0 when an API token was used)."""
+    api_token_id: str | None = None
+    source_ip: str | None = None
 
     def require(self, role: Role) -> None:
         if role is Role.SUPERUSER and self.role is not Role.SUPERUSER:
@@ -58,7 +66,10 @@ def _throttle(db: Database, settings: Settings, username: str, now: datetime) ->
         )
 
 
-def login(db: Database, settings: Settings, username: str, password: str) -> LoginResponse:
+def login(
+    db: Database, settings: Settings, username: str, password: str, source_ip: str | None = None
+) -> LoginResponse:
+    """Audited: ``auth.login`` on success, ``auth.login_failed`` on a wrong name or password."""
     now = utcnow()
     _throttle(db, settings, username, now)
     with db.read() as connection:
@@ -78,6 +89,16 @@ def login(db: Database, settings: Settings, username: str, password: str) -> Log
                 )
             )
             connection.execute(LOGIN_FAILURES.insert().values(username=username, at=now))
+            connection.execute(
+                AUDIT_LOG.insert().values(
+                    at=now,
+                    actor=username,
+                    action="auth.login_failed",
+                    target=username,
+                    source_ip=source_ip,
+                    detail={"reason": "unknown user" if user is None else "wrong password"},
+                )
+            )
         raise Unauthorized("invalid user name or password")
     token = new_token()
     expires_at = now + timedelta(seconds=settings.session_ttl_s)
@@ -95,6 +116,16 @@ def login(db: Database, settings: Settings, username: str, password: str) -> Log
                 revoked=False,
             )
         )
+        connection.execute(
+            AUDIT_LOG.insert().values(
+                at=now,
+                actor=username,
+                action="auth.login",
+                target=username,
+                source_ip=source_ip,
+                detail={},
+            )
+        )
         if password_needs_rehash(user.password_hash):
             connection.execute(
                 update(USERS)
@@ -104,10 +135,14 @@ def login(db: Database, settings: Settings, username: str, password: str) -> Log
     return LoginResponse(token=token, expires_at=expires_at, username=username, role=user.role)
 
 
-def authenticate_admin(db: Database, token: str) -> AdminIdentity:
-    """The user behind an admin bearer token, or Unauthorized."""
+def authenticate_admin(db: Database, token: str, source_ip: str | None = None) -> AdminIdentity:
+    """The user behind an admin bearer token (a login session or an API token), or 401."""
     if not token or "." in token or len(token) > 128:
         raise Unauthorized("not an admin token: log in first")
+    if token.startswith(API_TOKEN_PREFIX):
+        identity = _authenticate_api_token(db, token)
+        if identity is not None:
+            return replace(identity, source_ip=source_ip)
     with db.read() as connection:
         row = connection.execute(
             select(
@@ -128,14 +163,70 @@ def authenticate_admin(db: Database, token: str) -> AdminIdentity:
     if row.expires_at <= utcnow():
         raise Unauthorized("this session has expired: log in again")
     return AdminIdentity(
-        user_id=row.user_id, username=row.username, role=Role(row.role), session_id=row.id
+        user_id=row.user_id,
+        username=row.username,
+        role=Role(row.role),
+        session_id=row.id,
+        source_ip=source_ip,
+    )
+
+
+def _authenticate_api_token(db: Database, token: str) -> AdminIdentity | None:
+    now = utcnow()
+    with db.read() as connection:
+        row = connection.execute(
+            select(
+                API_TOKENS.c.id,
+                API_TOKENS.c.expires_at,
+                API_TOKENS.c.revoked,
+                API_TOKENS.c.last_used_at,
+                USERS.c.id.label("user_id"),
+                USERS.c.username,
+                USERS.c.role,
+            )
+            .join(USERS, USERS.c.id == API_TOKENS.c.user_id)
+            .where(API_TOKENS.c.token_hash == token_hash(token))
+        ).first()
+    if row is None:
+        return None
+    if row.revoked:
+        raise Unauthorized("this API token was revoked")
+    if row.expires_at is not None and row.expires_at <= now:
+        raise Unauthorized("this API token has expired")
+    if row.last_used_at is None or row.last_used_at < now - LAST_USED_RESOLUTION:
+        with db.write() as connection:
+            connection.execute(
+                update(API_TOKENS).where(API_TOKENS.c.id == row.id).values(last_used_at=now)
+            )
+    return AdminIdentity(
+        user_id=row.user_id,
+        username=row.username,
+        role=Role(row.role),
+        session_id=0,
+        api_token_id=row.id,
     )
 
 
 def logout(db: Database, admin: AdminIdentity) -> None:
+    """Revoke the credential of this request (its login session, or its API token)."""
     with db.write() as connection:
+        if admin.api_token_id is not None:
+            connection.execute(
+                update(API_TOKENS).where(API_TOKENS.c.id == admin.api_token_id).values(revoked=True)
+            )
+        else:
+            connection.execute(
+                update(ADMIN_SESSIONS)
+                .where(ADMIN_SESSIONS.c.id == admin.session_id)
+                .values(revoked=True)
+            )
         connection.execute(
-            update(ADMIN_SESSIONS)
-            .where(ADMIN_SESSIONS.c.id == admin.session_id)
-            .values(revoked=True)
+            AUDIT_LOG.insert().values(
+                at=utcnow(),
+                actor=admin.username,
+                action="auth.logout",
+                target=admin.api_token_id or admin.username,
+                source_ip=admin.source_ip,
+                detail={},
+            )
         )

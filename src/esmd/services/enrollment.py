@@ -34,7 +34,9 @@ def token_public(row: EnrollmentToken, plain: str | None = None) -> TokenPublic:
     )
 
 
-def create_token(session: Session, actor: str, request: TokenCreate) -> TokenPublic:
+def create_token(
+    session: Session, actor: str, request: TokenCreate, source_ip: str | None = None
+) -> TokenPublic:
     """A new token; the plain secret is in this reply only (the database keeps its hash)."""
     plain = new_token()
     now = utcnow()
@@ -56,12 +58,17 @@ def create_token(session: Session, actor: str, request: TokenCreate) -> TokenPub
         "token.create",
         row.id,
         {"label": row.label, "max_uses": row.max_uses, "expires_at": row.expires_at.isoformat()},
+        source_ip=source_ip,
     )
     return token_public(row, plain)
 
 
 def enroll(
-    db: Database, settings: Settings, request: EnrollRequest, servers: list[str]
+    db: Database,
+    settings: Settings,
+    request: EnrollRequest,
+    servers: list[str],
+    source_ip: str | None = None,
 ) -> EnrollResponse:
     """Consume one use of the token atomically and create the agent in the same transaction.
 
@@ -123,6 +130,7 @@ def enroll(
                 actor=f"enrollment-token:{consumed.id}",
                 action="agent.enroll",
                 target=agent_id,
+                source_ip=source_ip,
                 detail={"hostname": request.hostname, "os": request.os},
             )
         )

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, status
 
-from esmd.api.deps import AGENT_SECURITY, AgentCallDep, DatabaseDep, SettingsDep
+from esmd.api.deps import AGENT_SECURITY, PUBLIC, AgentCallDep, DatabaseDep, SettingsDep
 from esmd.api.params import ERRORS
 from esmd.services import checkin as checkin_service
 from esmd.services import enrollment, ingest
@@ -27,23 +27,30 @@ from trapsapi.models import (
 router = APIRouter(tags=["agent"], responses=ERRORS)
 
 
-@router.post(routes.AGENT_ENROLL, status_code=status.HTTP_201_CREATED)
+@router.post(routes.AGENT_ENROLL, status_code=status.HTTP_201_CREATED, dependencies=[PUBLIC])
 def enroll(
     body: EnrollRequest, request: Request, db: DatabaseDep, settings: SettingsDep
 ) -> EnrollResponse:
     """Trade an enrollment token for an agent ID and secret (the secret is shown once)."""
-    return enrollment.enroll(db, settings, body, settings.servers_for(str(request.base_url)))
+    servers = settings.servers_for(str(request.base_url))
+    client = request.client.host if request.client else None
+    return enrollment.enroll(db, settings, body, servers, client)
 
 
 @router.post(routes.AGENT_CHECKIN, openapi_extra=AGENT_SECURITY)
 async def checkin(body: CheckinRequest, call: AgentCallDep) -> CheckinResponse:
     """Report status; receive the effective policy, pending actions and the server list."""
-    return await call.db.run(
+    reply = await call.db.run(
         checkin_service.checkin, call.policies, call.credential, body, call.servers
     )
+    call.metrics.checkins += 1
+    return reply
 
 
 @router.post(routes.AGENT_EVENTS, openapi_extra=AGENT_SECURITY)
 async def upload_events(body: EventBatch, call: AgentCallDep) -> EventAck:
     """Store a batch idempotently; the reply comes only after the commit."""
-    return await call.db.run(ingest.ingest, call.credential, body)
+    ack = await call.db.run(ingest.ingest, call.credential, body)
+    call.metrics.events_received += len(ack.acked)
+    call.metrics.events_ingested += ack.inserted
+    return ack

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query
 from sqlalchemy import func, or_
 from sqlmodel import col, select
 
-from esmd.api.deps import CurrentAdmin, SessionDep, SettingsDep
+from esmd.api.deps import Reader, SessionDep, SettingsDep
 from esmd.api.params import ADMIN_ERRORS, NOT_FOUND, Limit, Offset
 from esmd.db.tables import Agent
 from esmd.errors import NotFound
@@ -25,7 +25,7 @@ router = APIRouter(tags=["agents"], responses=ADMIN_ERRORS)
 def list_agents(
     session: SessionDep,
     settings: SettingsDep,
-    _admin: CurrentAdmin,
+    _admin: Reader,
     health: Health | None = None,
     hostname: Annotated[
         str | None, Query(max_length=255, description="Substring, case-insensitive.")
@@ -55,7 +55,7 @@ def list_agents(
 
 @router.get(f"{routes.AGENTS}/{{agent_id}}", responses=NOT_FOUND)
 def get_agent(
-    agent_id: str, session: SessionDep, settings: SettingsDep, _admin: CurrentAdmin
+    agent_id: str, session: SessionDep, settings: SettingsDep, _admin: Reader
 ) -> AgentPublic:
     row = session.get(Agent, agent_id)
     if row is None:

@@ -1,36 +1,51 @@
-"""Security events for triage: filter by agent, minimum severity, module and time."""
+"""Security events: filter by agent, minimum severity, module, time and triage status;
+triage (status, assignee, comment); counts for dashboards."""
 
 from __future__ import annotations
 
-from typing import Annotated
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 from sqlalchemy import func
 from sqlmodel import col, select
 
-from esmd.api.deps import CurrentAdmin, SessionDep
-from esmd.api.params import ADMIN_ERRORS, Limit, Offset
-from esmd.db.tables import Event
-from esmd.errors import BadRequest
+from esmd.api.deps import DatabaseDep, Reader, SessionDep, Triager
+from esmd.api.params import ADMIN_ERRORS, NOT_FOUND, Limit, Offset
+from esmd.db.tables import Event, User
+from esmd.errors import BadRequest, Conflict, NotFound
+from esmd.services.audit import audit
+from esmd.services.storable import check_storable
 from esmd.timeutil import parse_since
 from trapsapi import routes
-from trapsapi.enums import SEVERITY_ORDER, Severity
-from trapsapi.models import EventPublic, Page
+from trapsapi.enums import SEVERITY_ORDER, Severity, TimeBucket, TriageStatus
+from trapsapi.models import ErrorBody, EventCounts, EventPublic, EventTriage, Page, TimeCount
 
 router = APIRouter(tags=["events"], responses=ADMIN_ERRORS)
+Since = Annotated[
+    str | None,
+    Query(max_length=64, description="ISO-8601 time, or a duration: 30s, 15m, 1h, 7d."),
+]
+
+
+def _since(text: str) -> datetime:
+    try:
+        return parse_since(text)
+    except ValueError as exc:
+        raise BadRequest(f"since: {exc}") from None
 
 
 @router.get(routes.EVENTS)
 def list_events(
     session: SessionDep,
-    _admin: CurrentAdmin,
+    _admin: Reader,
     agent_id: Annotated[str | None, Query(max_length=64)] = None,
     severity: Annotated[Severity | None, Query(description="Minimum severity.")] = None,
     module: Annotated[str | None, Query(max_length=255)] = None,
-    since: Annotated[
-        str | None,
-        Query(max_length=64, description="ISO-8601 time, or a duration: 30s, 15m, 1h, 7d."),
-    ] = None,
+    since: Since = None,
+    status: Annotated[TriageStatus | None, Query(description="Triage status.")] = None,
+    assignee: Annotated[str | None, Query(max_length=128)] = None,
     limit: Limit = 100,
     offset: Offset = 0,
 ) -> Page[EventPublic]:
@@ -45,10 +60,11 @@ def list_events(
     if module:
         statement = statement.where(col(Event.module) == module)
     if since:
-        try:
-            statement = statement.where(col(Event.time) >= parse_since(since))
-        except ValueError as exc:
-            raise BadRequest(f"since: {exc}") from None
+        statement = statement.where(col(Event.time) >= _since(since))
+    if status is not None:
+        statement = statement.where(col(Event.status) == status.value)
+    if assignee:
+        statement = statement.where(col(Event.assignee) == assignee)
     count = session.exec(select(func.count()).select_from(statement.subquery())).one()
     rows = session.exec(
         statement.order_by(col(Event.time).desc(), col(Event.seq).desc())
@@ -56,3 +72,110 @@ def list_events(
         .limit(limit)
     ).all()
     return Page[EventPublic](data=[EventPublic.model_validate(r) for r in rows], count=count)
+
+
+def _bucket_expression(dialect: str, bucket: TimeBucket) -> Any:
+    """The start of the bucket of ``Event.time`` as ISO text, in UTC, on each database."""
+    if dialect == "postgresql":
+        utc = func.timezone("UTC", col(Event.time))
+        return func.to_char(func.date_trunc(bucket.value, utc), 'YYYY-MM-DD"T"HH24:MI:SS')
+    pattern = "%Y-%m-%dT%H:00:00" if bucket is TimeBucket.HOUR else "%Y-%m-%dT00:00:00"
+    return func.strftime(pattern, col(Event.time))
+
+
+@router.get(routes.EVENT_COUNTS)
+def event_counts(
+    session: SessionDep,
+    _admin: Reader,
+    since: Annotated[
+        str | None,
+        Query(max_length=64, description="Default: 24h with hourly buckets, else 30d."),
+    ] = None,
+    bucket: TimeBucket = TimeBucket.HOUR,
+    agent_id: Annotated[str | None, Query(max_length=64)] = None,
+) -> EventCounts:
+    """Events since a time, counted by module, severity, triage status and time bucket."""
+    start = _since(since or ("24h" if bucket is TimeBucket.HOUR else "30d"))
+    conditions: list[Any] = [col(Event.time) >= start]
+    if agent_id:
+        conditions.append(col(Event.agent_id) == agent_id)
+
+    def grouped(column: Any) -> dict[str, int]:
+        rows = session.exec(select(column, func.count()).where(*conditions).group_by(column)).all()
+        return {str(key): int(n) for key, n in rows}
+
+    bind = session.get_bind()
+    expression = _bucket_expression(bind.dialect.name, bucket).label("bucket")
+    by_time = [
+        TimeCount(start=datetime.fromisoformat(key).replace(tzinfo=UTC), count=n)
+        for key, n in sorted(grouped(expression).items())
+    ]
+    by_module = grouped(col(Event.module))
+    return EventCounts(
+        total=sum(by_module.values()),
+        since=start,
+        bucket=bucket,
+        by_module=by_module,
+        by_severity=grouped(col(Event.severity)),
+        by_status=grouped(col(Event.status)),
+        by_time=by_time,
+    )
+
+
+@router.patch(
+    f"{routes.EVENTS}/{{event_id}}",
+    responses={
+        **NOT_FOUND,
+        409: {"model": ErrorBody, "description": "Two agents sent this ID: give agent_id"},
+    },
+)
+def triage_event(
+    event_id: uuid.UUID,
+    body: EventTriage,
+    db: DatabaseDep,
+    admin: Triager,
+    agent_id: Annotated[
+        str | None, Query(max_length=64, description="Needed only if two agents used the ID.")
+    ] = None,
+) -> EventPublic:
+    """Set the triage status, the assignee (a user name; "" unassigns) and the comment."""
+    check_storable(body)
+    changes = body.model_dump(exclude_none=True)
+    if not changes:
+        raise BadRequest("body: give at least one of status, assignee, comment")
+    with db.write_session() as session:
+        if body.assignee:
+            known = session.exec(select(User.id).where(col(User.username) == body.assignee))
+            if known.first() is None:
+                raise BadRequest(f"assignee: no user {body.assignee!r}")
+        statement = select(Event).where(col(Event.id) == event_id)
+        if agent_id:
+            statement = statement.where(col(Event.agent_id) == agent_id)
+        rows = session.exec(statement.limit(2)).all()
+        if not rows:
+            raise NotFound(f"no event {event_id}")
+        if len(rows) > 1:
+            raise Conflict(f"two agents sent event {event_id}: give agent_id")
+        row = rows[0]
+        previous = {"status": row.status, "assignee": row.assignee, "comment": row.comment}
+        if body.status is not None:
+            row.status = body.status.value
+        if body.assignee is not None:
+            row.assignee = body.assignee or None
+        if body.comment is not None:
+            row.comment = body.comment
+        session.add(row)
+        audit(
+            session,
+            admin.username,
+            "event.triage",
+            str(event_id),
+            {
+                "agent_id": row.agent_id,
+                "changes": changes,
+                "previous": {key: previous[key] for key in changes},
+            },
+            source_ip=admin.source_ip,
+        )
+        session.flush()
+        return EventPublic.model_validate(row)

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Path, status
 from sqlalchemy import func
 from sqlmodel import col, select
 
-from esmd.api.deps import CurrentAdmin, DatabaseDep, SessionDep, Superuser
+from esmd.api.deps import DatabaseDep, HashWriter, Reader, SessionDep
 from esmd.api.params import ADMIN_ERRORS, NOT_FOUND, Limit, Offset
 from esmd.db.tables import HashVerdict
 from esmd.errors import BadRequest, NotFound
@@ -38,7 +38,7 @@ def _public(row: HashVerdict) -> VerdictPublic:
 @router.get(routes.HASHES)
 def list_hashes(
     session: SessionDep,
-    _admin: CurrentAdmin,
+    _admin: Reader,
     verdict: Verdict | None = None,
     limit: Limit = 100,
     offset: Offset = 0,
@@ -57,7 +57,7 @@ def list_hashes(
 
 
 @router.get(f"{routes.HASHES}/{{sha256}}", responses=NOT_FOUND)
-def get_hash(sha256: Sha256Path, session: SessionDep, _admin: CurrentAdmin) -> VerdictPublic:
+def get_hash(sha256: Sha256Path, session: SessionDep, _admin: Reader) -> VerdictPublic:
     row = session.get(HashVerdict, _sha256(sha256))
     if row is None:
         raise NotFound(f"no verdict for {sha256.lower()}")
@@ -66,7 +66,7 @@ def get_hash(sha256: Sha256Path, session: SessionDep, _admin: CurrentAdmin) -> V
 
 @router.put(f"{routes.HASHES}/{{sha256}}")
 def set_verdict(
-    sha256: Sha256Path, body: VerdictSet, db: DatabaseDep, admin: Superuser
+    sha256: Sha256Path, body: VerdictSet, db: DatabaseDep, admin: HashWriter
 ) -> VerdictPublic:
     """Set an admin verdict; a changed verdict bumps the policy version agents pull."""
     sha256 = _sha256(sha256)
@@ -90,6 +90,7 @@ def set_verdict(
             "hash.set",
             sha256,
             {"verdict": row.verdict, "previous": previous, "comment": row.comment},
+            source_ip=admin.source_ip,
         )
         session.flush()
         return _public(row)
@@ -98,7 +99,7 @@ def set_verdict(
 @router.delete(
     f"{routes.HASHES}/{{sha256}}", status_code=status.HTTP_204_NO_CONTENT, responses=NOT_FOUND
 )
-def unset_verdict(sha256: Sha256Path, db: DatabaseDep, admin: Superuser) -> None:
+def unset_verdict(sha256: Sha256Path, db: DatabaseDep, admin: HashWriter) -> None:
     """Remove the verdict (the hash is unknown again)."""
     sha256 = _sha256(sha256)
     with db.write_session() as session:
@@ -107,4 +108,11 @@ def unset_verdict(sha256: Sha256Path, db: DatabaseDep, admin: Superuser) -> None
             raise NotFound(f"no verdict for {sha256}")
         session.delete(row)
         bump_version(session.connection())
-        audit(session, admin.username, "hash.unset", sha256, {"previous": row.verdict})
+        audit(
+            session,
+            admin.username,
+            "hash.unset",
+            sha256,
+            {"previous": row.verdict},
+            source_ip=admin.source_ip,
+        )

@@ -1,4 +1,4 @@
-"""Enrollment tokens: created and revoked by superusers, listed by any admin."""
+"""Enrollment tokens: created and revoked by superusers and security admins, listed by any admin."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from fastapi import APIRouter, status
 from sqlalchemy import func
 from sqlmodel import col, select
 
-from esmd.api.deps import CurrentAdmin, DatabaseDep, SessionDep, Superuser
+from esmd.api.deps import DatabaseDep, EnrollmentWriter, Reader, SessionDep
 from esmd.api.params import ADMIN_ERRORS, NOT_FOUND, Limit, Offset
 from esmd.db.tables import EnrollmentToken
 from esmd.errors import NotFound
@@ -20,16 +20,16 @@ router = APIRouter(tags=["enrollment-tokens"], responses=ADMIN_ERRORS)
 
 
 @router.post(routes.ENROLLMENT_TOKENS, status_code=status.HTTP_201_CREATED)
-def create(body: TokenCreate, db: DatabaseDep, admin: Superuser) -> TokenPublic:
+def create(body: TokenCreate, db: DatabaseDep, admin: EnrollmentWriter) -> TokenPublic:
     """The reply is the only place the token itself ever appears."""
     check_storable(body)
     with db.write_session() as session:
-        return create_token(session, admin.username, body)
+        return create_token(session, admin.username, body, admin.source_ip)
 
 
 @router.get(routes.ENROLLMENT_TOKENS)
 def list_tokens(
-    session: SessionDep, _admin: CurrentAdmin, limit: Limit = 100, offset: Offset = 0
+    session: SessionDep, _admin: Reader, limit: Limit = 100, offset: Offset = 0
 ) -> Page[TokenPublic]:
     """Newest first; the token secrets are never shown again."""
     statement = select(EnrollmentToken)
@@ -47,7 +47,7 @@ def list_tokens(
     status_code=status.HTTP_204_NO_CONTENT,
     responses=NOT_FOUND,
 )
-def revoke(token_id: str, db: DatabaseDep, admin: Superuser) -> None:
+def revoke(token_id: str, db: DatabaseDep, admin: EnrollmentWriter) -> None:
     """Revoke a token: enrollment with it fails from now on; enrolled agents stay."""
     with db.write_session() as session:
         row = session.get(EnrollmentToken, token_id)
@@ -56,4 +56,11 @@ def revoke(token_id: str, db: DatabaseDep, admin: Superuser) -> None:
         if not row.revoked:
             row.revoked = True
             session.add(row)
-            audit(session, admin.username, "token.revoke", token_id, {"label": row.label})
+            audit(
+                session,
+                admin.username,
+                "token.revoke",
+                token_id,
+                {"label": row.label},
+                source_ip=admin.source_ip,
+            )

@@ -1,0 +1,312 @@
+"""R15 and R19, generated from the app's route table.
+
+* Every route declares one permission; the declared table (``esmd.authz``) equals the matrix
+  written out here; and every route called by {no credential, an agent, viewer, analyst,
+  security_admin, superuser} answers as that matrix says.
+* Every state-changing route (except the agent hot paths) called once with a valid request
+  writes exactly one audit record, with actor, time, action, target and source IP.
+
+A new route without a declared permission, or without an example in ``AUDITED`` below, fails
+these tests.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from esmd_harness import ADMIN_USER, PASSWORD, Esm, new_event
+from fastapi import FastAPI
+from fastapi.routing import APIRoute, RouteContext, iter_route_contexts
+
+from esmd.api.deps import declared_permission
+from esmd.authz import ROLE_PERMISSIONS, Permission
+from trapsapi import routes
+from trapsapi.enums import Role
+
+DOCUMENTATION = {"/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
+"""Routes FastAPI adds itself (not APIRoutes): public by design."""
+WRITE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
+ROLES = ("viewer", "analyst", "security_admin", "superuser")
+IDENTITIES = ("none", "agent", *ROLES)
+
+# The matrix, written out independently of esmd.authz: who may use each permission.
+EVERY_ADMIN = set(ROLES)
+EXPECTED: dict[Permission, set[str]] = {
+    Permission.PUBLIC: set(IDENTITIES),
+    Permission.AGENT: {"agent"},
+    Permission.SESSION: EVERY_ADMIN,
+    Permission.READ: EVERY_ADMIN,
+    Permission.EVENTS_TRIAGE: {"analyst", "security_admin", "superuser"},
+    Permission.HASHES_WRITE: {"security_admin", "superuser"},
+    Permission.ENROLLMENT_WRITE: {"security_admin", "superuser"},
+    Permission.POLICIES_WRITE: {"security_admin", "superuser"},
+    Permission.ACTIONS_WRITE: {"security_admin", "superuser"},
+    Permission.AUDIT_READ: {"security_admin", "superuser"},
+    Permission.USERS_ADMIN: {"superuser"},
+    Permission.API_TOKENS_ADMIN: {"superuser"},
+}
+
+_PATH_PARAMETER = re.compile(r"\{(\w+)\}")
+PROBE_VALUES = {
+    "agent_id": str(uuid.uuid4()),
+    "event_id": str(uuid.uuid4()),
+    "sha256": "f" * 64,
+    "token_id": "no-such-token",
+    "username": "no-such-user",
+}
+
+
+def route_permission(route: RouteContext) -> Permission | None:
+    """The permission a route declares through its dependencies (None: none declared)."""
+    if not isinstance(route.original_route, APIRoute):
+        return Permission.PUBLIC if route.path in DOCUMENTATION else None
+    found: set[Permission] = set()
+    stack = [getattr(route, "dependant", None) or route.original_route.dependant]
+    while stack:
+        dependant = stack.pop()
+        permission = declared_permission(dependant.call)
+        if permission is not None:
+            found.add(permission)
+        stack.extend(dependant.dependencies)
+    return found.pop() if len(found) == 1 else None
+
+
+def endpoints(app: FastAPI) -> list[tuple[str, str, RouteContext]]:
+    """(method, path template, route) of every route the app serves, included ones too."""
+    result = []
+    for route in iter_route_contexts(app.routes):
+        methods = route.methods or {"GET"}
+        for method in sorted(methods - {"HEAD", "OPTIONS"}):
+            result.append((method, route.path or "?", route))
+    return result
+
+
+def _app(esm: Esm) -> FastAPI:
+    from esmd.app import create_app
+
+    return create_app(esm.settings)
+
+
+def undeclared(app: FastAPI) -> list[str]:
+    return [f"{m} {p}" for m, p, route in endpoints(app) if route_permission(route) is None]
+
+
+def test_every_route_declares_one_permission_and_the_table_is_the_matrix() -> None:
+    from esmd.app import create_app
+    from esmd.config import Settings
+
+    app = create_app(Settings(database_url="sqlite://"))
+    assert undeclared(app) == []
+    for role in Role:
+        granted = {p for p, who in EXPECTED.items() if role.value in who} - {
+            Permission.PUBLIC,
+            Permission.AGENT,
+        }
+        assert ROLE_PERMISSIONS[role] == granted, role
+    assert set(EXPECTED) == set(Permission)
+
+    # The check does catch a route that forgets to declare one.
+    @app.get("/api/v1/forgotten")
+    def forgotten() -> dict[str, str]:
+        return {}
+
+    assert undeclared(app) == ["GET /api/v1/forgotten"]
+
+
+def _identities(esm: Esm) -> dict[str, dict[str, str]]:
+    agent = esm.enroll("matrix-agent")
+    headers: dict[str, dict[str, str]] = {"none": {}, "agent": esm.agent_header(agent)}
+    for role in ROLES:
+        client = esm.admin if role == "superuser" else esm.user(role)
+        headers[role] = {"Authorization": f"Bearer {client.token}"}
+    return headers
+
+
+def test_authorization_matrix_over_every_route(esm: Esm) -> None:
+    headers = _identities(esm)
+    app = _app(esm)
+    calls = sorted(endpoints(app), key=lambda e: e[1] == routes.LOGOUT)  # logout last
+    assert len(calls) > 30
+    before = esm.snapshot()
+    mismatches = []
+    for method, template, route in calls:
+        permission = route_permission(route)
+        assert permission is not None, f"{method} {template} declares no permission"
+        path = _PATH_PARAMETER.sub(lambda m: PROBE_VALUES[m.group(1)], template)
+        # A body no request model accepts (extra="forbid"): an allowed caller gets a 422,
+        # a mass-assignment probe changes nothing, and nothing is ever created.
+        body = {"role": "superuser", "agent_id": "x"} if method in WRITE_METHODS else None
+        for identity in IDENTITIES:
+            reply = esm.raw(method, path, body, headers[identity])
+            allowed = identity in EXPECTED[permission]
+            if allowed:
+                ok = reply.status not in (401, 403) and reply.status < 500
+            elif identity in ("none", "agent") or permission is Permission.AGENT:
+                ok = reply.status == 401
+            else:
+                ok = reply.status == 403
+            if not ok:
+                mismatches.append((method, template, identity, reply.status, reply.raw[:120]))
+    for mismatch in mismatches:
+        print(mismatch)
+    assert mismatches == []
+    after = esm.snapshot()
+    # Only the audit log grew: logins (setup) and the logouts of the last round.
+    assert {k: v for k, v in after.items() if k != "audit_log"} == {
+        k: v for k, v in before.items() if k != "audit_log"
+    }
+
+
+# --- R19: audit completeness ------------------------------------------------------------
+
+
+def _event(esm: Esm) -> str:
+    agent = esm.enroll("audited")
+    event = new_event()
+    agent.upload_events([event])
+    return str(event["id"])
+
+
+Example = Callable[[Esm], tuple[str, str, str, Any, dict[str, str] | None]]
+"""Prepares what the call needs, then returns (path, expected action, target, body, headers);
+headers None means the superuser's."""
+
+
+def _login(esm: Esm) -> Any:
+    body = {"username": ADMIN_USER, "password": "correct horse battery staple"}
+    return routes.LOGIN, "auth.login", ADMIN_USER, body, {}
+
+
+def _logout(esm: Esm) -> Any:
+    client = esm.user("viewer", "leaving")
+    return (
+        routes.LOGOUT,
+        "auth.logout",
+        "leaving",
+        None,
+        {"Authorization": f"Bearer {client.token}"},
+    )
+
+
+def _password(esm: Esm) -> Any:
+    client = esm.user("analyst", "changer")
+    body = {"current_password": PASSWORD, "new_password": "a brand new password"}
+    headers = {"Authorization": f"Bearer {client.token}"}
+    return routes.PASSWORD, "user.change_password", "changer", body, headers
+
+
+def _enroll(esm: Esm) -> Any:
+    body = {
+        "token": esm.token(),
+        "hostname": "new-host",
+        "os": "linux",
+        "os_version": "6.1",
+        "agent_version": "0.1.0",
+    }
+    return routes.AGENT_ENROLL, "agent.enroll", "*", body, {}
+
+
+def _revoke_enrollment_token(esm: Esm) -> Any:
+    token_id = esm.admin.create_token()["id"]
+    return f"{routes.ENROLLMENT_TOKENS}/{token_id}", "token.revoke", token_id, None, None
+
+
+def _unset_verdict(esm: Esm) -> Any:
+    esm.admin.set_verdict("2" * 64, "benign")
+    return f"{routes.HASHES}/{'2' * 64}", "hash.unset", "2" * 64, None, None
+
+
+def _triage(esm: Esm) -> Any:
+    event_id = _event(esm)
+    body = {"status": "in_progress", "assignee": ADMIN_USER, "comment": "looking"}
+    return f"{routes.EVENTS}/{event_id}", "event.triage", event_id, body, None
+
+
+def _set_role(esm: Esm) -> Any:
+    esm.admin.create_user("promoted", PASSWORD, "viewer")
+    return f"{routes.USERS}/promoted", "user.set_role", "promoted", {"role": "analyst"}, None
+
+
+def _delete_user(esm: Esm) -> Any:
+    esm.admin.create_user("doomed", PASSWORD, "viewer")
+    return f"{routes.USERS}/doomed", "user.delete", "doomed", None, None
+
+
+def _revoke_api_token(esm: Esm) -> Any:
+    token_id = esm.admin.create_api_token("old script", ADMIN_USER)["id"]
+    return f"{routes.API_TOKENS}/{token_id}", "api_token.revoke", token_id, None, None
+
+
+AUDITED: dict[tuple[str, str], Example] = {
+    ("POST", routes.LOGIN): _login,
+    ("POST", routes.LOGOUT): _logout,
+    ("PUT", routes.PASSWORD): _password,
+    ("POST", routes.AGENT_ENROLL): _enroll,
+    ("POST", routes.ENROLLMENT_TOKENS): lambda esm: (
+        routes.ENROLLMENT_TOKENS,
+        "token.create",
+        "*",
+        {"label": "rack 9"},
+        None,
+    ),
+    ("DELETE", f"{routes.ENROLLMENT_TOKENS}/{{token_id}}"): _revoke_enrollment_token,
+    ("PUT", f"{routes.HASHES}/{{sha256}}"): lambda esm: (
+        f"{routes.HASHES}/{'1' * 64}",
+        "hash.set",
+        "1" * 64,
+        {"verdict": "malware"},
+        None,
+    ),
+    ("DELETE", f"{routes.HASHES}/{{sha256}}"): _unset_verdict,
+    ("PATCH", f"{routes.EVENTS}/{{event_id}}"): _triage,
+    ("POST", routes.USERS): lambda esm: (
+        routes.USERS,
+        "user.create",
+        "newbie",
+        {"username": "newbie", "password": PASSWORD, "role": "analyst"},
+        None,
+    ),
+    ("PATCH", f"{routes.USERS}/{{username}}"): _set_role,
+    ("DELETE", f"{routes.USERS}/{{username}}"): _delete_user,
+    ("POST", routes.API_TOKENS): lambda esm: (
+        routes.API_TOKENS,
+        "api_token.create",
+        "*",
+        {"name": "ci", "username": ADMIN_USER},
+        None,
+    ),
+    ("DELETE", f"{routes.API_TOKENS}/{{token_id}}"): _revoke_api_token,
+}
+NOT_AUDITED = {("POST", routes.AGENT_CHECKIN), ("POST", routes.AGENT_EVENTS)}
+"""The agent hot paths: their effect is the agent's own status and events, not an admin change."""
+
+
+def test_every_state_changing_route_writes_exactly_one_audit_record(esm: Esm) -> None:
+    writes = {
+        (method, path) for method, path, _route in endpoints(_app(esm)) if method in WRITE_METHODS
+    }
+    assert writes - NOT_AUDITED == set(AUDITED), "give every new write route an example"
+    started = datetime.now(UTC) - timedelta(seconds=1)
+    for (method, _template), example in AUDITED.items():
+        path, action, target, body, headers = example(esm)
+        last = esm.sql("SELECT COALESCE(MAX(id), 0) FROM audit_log").scalar_one()
+        reply = esm.raw(method, path, body, esm.admin_header() if headers is None else headers)
+        assert reply.status < 300, (method, path, reply.raw)
+        rows = esm.sql(
+            "SELECT actor, action, target, source_ip, at FROM audit_log WHERE id > :last",
+            last=last,
+        ).all()
+        assert len(rows) == 1, (method, path, rows)
+        actor, got_action, got_target, source_ip, at = rows[0]
+        assert got_action == action, (method, path)
+        assert target == "*" or got_target == target, (method, path, got_target)
+        assert actor and source_ip == "127.0.0.1", (method, path, actor, source_ip)
+        at = at if isinstance(at, datetime) else datetime.fromisoformat(str(at))
+        assert (at if at.tzinfo else at.replace(tzinfo=UTC)) >= started, (method, path)
+    # Nothing in the API edits or deletes an audit record.
+    audit_methods = {m for m, p, _r in endpoints(_app(esm)) if p.startswith(routes.AUDIT)}
+    assert audit_methods == {"GET"}
