@@ -137,3 +137,17 @@ def admin(live_esm: LiveServer) -> Iterator[Any]:
     client.login(ADMIN_USER, ADMIN_PASSWORD)
     yield client
     client.close()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Run every test that starts a real agent on one xdist worker, one after another.
+
+    fanotify and the proc connector see the whole host: an agent started by one test judges
+    the execs of every other test. Serialising them keeps each test's agent the only one
+    deciding while it runs (make test uses ``--dist loadgroup``).
+    """
+    for item in items:
+        parts = item.path.parts
+        if "trapsd" in parts or "e2e" in parts:
+            item.add_marker(pytest.mark.xdist_group("host-agents"))
