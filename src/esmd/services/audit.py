@@ -5,11 +5,14 @@ Rows are only ever inserted: no route updates or deletes them (``GET /api/v1/aud
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from sqlmodel import Session
 
+from esmd.db.engine import Database
 from esmd.db.tables import AuditEntry
+from esmd.errors import NotFound
 from esmd.timeutil import utcnow
 
 
@@ -32,3 +35,24 @@ def audit(
             source_ip=source_ip,
         )
     )
+
+
+def revoke_audited(
+    db: Database,
+    model: type[Any],
+    row_id: str,
+    what: str,
+    action: str,
+    actor: str,
+    source_ip: str | None,
+    detail: Callable[[Any], dict[str, Any]],
+) -> None:
+    """Set ``revoked`` on one credential row and audit it; 404 if missing, no-op if revoked."""
+    with db.write_session() as session:
+        row = session.get(model, row_id)
+        if row is None:
+            raise NotFound(f"no {what} {row_id!r}")
+        if not row.revoked:
+            row.revoked = True
+            session.add(row)
+            audit(session, actor, action, row_id, detail(row), source_ip=source_ip)

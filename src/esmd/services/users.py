@@ -13,7 +13,7 @@ from esmd.db.tables import ADMIN_SESSIONS, ApiToken, User
 from esmd.errors import BadRequest, Conflict, NotFound, Unauthorized
 from esmd.security import hash_password, new_token, token_hash, verify_password
 from esmd.services.accounts import API_TOKEN_PREFIX, AdminIdentity
-from esmd.services.audit import audit
+from esmd.services.audit import audit, revoke_audited
 from esmd.timeutil import utcnow
 from trapsapi.enums import Role
 from trapsapi.models import ApiTokenCreate, ApiTokenPublic, UserCreate, UserRecord
@@ -183,18 +183,13 @@ def create_api_token(db: Database, admin: AdminIdentity, request: ApiTokenCreate
 
 
 def revoke_api_token(db: Database, admin: AdminIdentity, token_id: str) -> None:
-    with db.write_session() as session:
-        row = session.get(ApiToken, token_id)
-        if row is None:
-            raise NotFound(f"no API token {token_id!r}")
-        if not row.revoked:
-            row.revoked = True
-            session.add(row)
-            audit(
-                session,
-                admin.username,
-                "api_token.revoke",
-                token_id,
-                {"name": row.name},
-                source_ip=admin.source_ip,
-            )
+    revoke_audited(
+        db,
+        ApiToken,
+        token_id,
+        "API token",
+        "api_token.revoke",
+        admin.username,
+        admin.source_ip,
+        lambda row: {"name": row.name},
+    )

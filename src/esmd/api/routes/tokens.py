@@ -9,8 +9,7 @@ from sqlmodel import col, select
 from esmd.api.deps import DatabaseDep, EnrollmentWriter, Reader, SessionDep
 from esmd.api.params import ADMIN_ERRORS, NOT_FOUND, Limit, Offset
 from esmd.db.tables import EnrollmentToken
-from esmd.errors import NotFound
-from esmd.services.audit import audit
+from esmd.services.audit import revoke_audited
 from esmd.services.enrollment import create_token, token_public
 from esmd.services.storable import check_storable
 from trapsapi import routes
@@ -49,18 +48,13 @@ def list_tokens(
 )
 def revoke(token_id: str, db: DatabaseDep, admin: EnrollmentWriter) -> None:
     """Revoke a token: enrollment with it fails from now on; enrolled agents stay."""
-    with db.write_session() as session:
-        row = session.get(EnrollmentToken, token_id)
-        if row is None:
-            raise NotFound(f"no enrollment token {token_id!r}")
-        if not row.revoked:
-            row.revoked = True
-            session.add(row)
-            audit(
-                session,
-                admin.username,
-                "token.revoke",
-                token_id,
-                {"label": row.label},
-                source_ip=admin.source_ip,
-            )
+    revoke_audited(
+        db,
+        EnrollmentToken,
+        token_id,
+        "enrollment token",
+        "token.revoke",
+        admin.username,
+        admin.source_ip,
+        lambda row: {"label": row.label},
+    )
