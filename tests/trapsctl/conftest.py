@@ -4,45 +4,46 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import keyring
 import keyring.backends.null
 import pytest
 from ctl_helpers import LockedKeyring, MemoryKeyring
+from keyring.backend import KeyringBackend
+
+
+@contextmanager
+def _installed(backend: KeyringBackend) -> Iterator[None]:
+    """Make ``backend`` the process's keyring for the test, then put the previous one back."""
+    previous = keyring.get_keyring()
+    keyring.set_keyring(backend)
+    try:
+        yield
+    finally:
+        keyring.set_keyring(previous)
 
 
 @pytest.fixture
 def memory_keyring() -> Iterator[MemoryKeyring]:
-    previous = keyring.get_keyring()
     backend = MemoryKeyring()
-    keyring.set_keyring(backend)
-    try:
+    with _installed(backend):
         yield backend
-    finally:
-        keyring.set_keyring(previous)
 
 
 @pytest.fixture
 def locked_keyring() -> Iterator[LockedKeyring]:
-    previous = keyring.get_keyring()
     backend = LockedKeyring()
-    keyring.set_keyring(backend)
-    try:
+    with _installed(backend):
         yield backend
-    finally:
-        keyring.set_keyring(previous)
 
 
 @pytest.fixture
 def null_keyring() -> Iterator[None]:
     """The headless-Linux case: no keyring backend works."""
-    previous = keyring.get_keyring()
-    keyring.set_keyring(keyring.backends.null.Keyring())  # type: ignore[no-untyped-call]
-    try:
+    with _installed(keyring.backends.null.Keyring()):  # type: ignore[no-untyped-call]
         yield
-    finally:
-        keyring.set_keyring(previous)
 
 
 @pytest.fixture
