@@ -84,6 +84,32 @@ class AdminClient:
     def unset_verdict(self, sha256: str) -> None:
         self._call("DELETE", f"{routes.HASHES}/{quote(sha256, safe='')}")
 
+    def hash_report(self, sha256: str) -> Obj:
+        reply: Obj = self._call("GET", f"{routes.HASHES}/{quote(sha256, safe='')}/report")
+        return reply
+
+    def import_hashes(
+        self,
+        feed: str,
+        entries: list[Obj],
+        verdict: str = "malware",
+        replace: bool = False,
+        since: str | None = None,
+    ) -> Obj:
+        """One chunk (≤ 20,000 entries) of a feed import; see ``trapsapi.models_hashes``."""
+        body = {"feed": feed, "verdict": verdict, "entries": entries, "replace": replace}
+        if since is not None:
+            body["since"] = since
+        reply: Obj = self._call("POST", routes.HASH_FEED_IMPORT, body)
+        return reply
+
+    def list_feeds(self) -> list[Obj]:
+        reply: list[Obj] = self._call("GET", routes.HASH_FEEDS)
+        return reply
+
+    def delete_feed(self, feed: str) -> None:
+        self._call("DELETE", f"{routes.HASH_FEEDS}/{quote(feed, safe='')}")
+
     # enrollment tokens
     def create_token(self, label: str = "", expires_in_s: int = 86400, max_uses: int = 1) -> Obj:
         body = {"label": label, "expires_in_s": expires_in_s, "max_uses": max_uses}

@@ -57,6 +57,7 @@ PROBE_VALUES = {
     "sha256": "f" * 64,
     "token_id": "no-such-token",
     "username": "no-such-user",
+    "feed": "no-such-feed",
 }
 
 
@@ -241,7 +242,19 @@ def _revoke_api_token(esm: Esm) -> Any:
     return f"{routes.API_TOKENS}/{token_id}", "api_token.revoke", token_id, None, None
 
 
+def _import_feed(esm: Esm) -> Any:
+    body = {"feed": "intel", "entries": [{"sha256": "3" * 64}]}
+    return routes.HASH_FEED_IMPORT, "hash.import", "feed:intel", body, None
+
+
+def _delete_feed(esm: Esm) -> Any:
+    esm.admin.import_hashes("stale", [{"sha256": "4" * 64}])
+    return f"{routes.HASH_FEEDS}/stale", "hash.feed.delete", "feed:stale", None, None
+
+
 AUDITED: dict[tuple[str, str], Example] = {
+    ("POST", routes.HASH_FEED_IMPORT): _import_feed,
+    ("DELETE", f"{routes.HASH_FEEDS}/{{feed}}"): _delete_feed,
     ("POST", routes.LOGIN): _login,
     ("POST", routes.LOGOUT): _logout,
     ("PUT", routes.PASSWORD): _password,

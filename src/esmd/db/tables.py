@@ -234,3 +234,18 @@ POLICY_STATE = table(PolicyState)
 AUDIT_LOG = table(AuditEntry)
 API_TOKENS = table(ApiToken)
 metadata = SQLModel.metadata
+
+
+class HashIntel(SQLModel, table=True):
+    """A verdict from a source other than an admin: a feed (``feed:<name>``) or agents."""
+
+    __tablename__ = "hash_intel"
+
+    sha256: str = Field(max_length=64, primary_key=True)
+    source: str = Field(max_length=80, primary_key=True, index=True)
+    verdict: str = Field(max_length=16)
+    comment: str = Field(default="", max_length=1024)
+    updated_at: datetime = _time()
+
+
+HASH_INTEL = table(HashIntel)

@@ -8,10 +8,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from sqlalchemy import Connection, insert
 from sqlmodel import Session
 
 from esmd.db.engine import Database
-from esmd.db.tables import AuditEntry
+from esmd.db.tables import AUDIT_LOG, AuditEntry
 from esmd.errors import NotFound
 from esmd.timeutil import utcnow
 
@@ -27,6 +28,28 @@ def audit(
 ) -> None:
     session.add(
         AuditEntry(
+            at=utcnow(),
+            actor=actor,
+            action=action,
+            target=target[:255],
+            detail=detail or {},
+            source_ip=source_ip,
+        )
+    )
+
+
+def audit_row(
+    connection: Connection,
+    actor: str,
+    action: str,
+    target: str,
+    detail: dict[str, Any] | None = None,
+    *,
+    source_ip: str | None = None,
+) -> None:
+    """:func:`audit` for changes made with Core statements on a connection."""
+    connection.execute(
+        insert(AUDIT_LOG).values(
             at=utcnow(),
             actor=actor,
             action=action,

@@ -11,8 +11,8 @@ import threading
 
 from sqlalchemy import Connection, select, update
 
-from esmd.db.tables import HASH_VERDICTS, POLICY_STATE
-from trapsapi.enums import Mode, Verdict
+from esmd.db.tables import POLICY_STATE
+from trapsapi.enums import Mode
 from trapsapi.models import AgentPolicy, ModulePolicy
 
 POLICY_ROW = 1
@@ -39,13 +39,9 @@ def default_modules() -> dict[str, ModulePolicy]:
 
 
 def build_policy(connection: Connection, version: int, heartbeat_interval_s: int) -> AgentPolicy:
-    rows = connection.execute(
-        select(HASH_VERDICTS.c.sha256, HASH_VERDICTS.c.verdict)
-        .where(HASH_VERDICTS.c.verdict.in_([Verdict.MALWARE.value, Verdict.BENIGN.value]))
-        .order_by(HASH_VERDICTS.c.sha256)
-    ).all()
-    blocked = [sha for sha, verdict in rows if verdict == Verdict.MALWARE.value]
-    allowed = [sha for sha, verdict in rows if verdict == Verdict.BENIGN.value]
+    from esmd.services.verdicts import enforced_lists  # verdicts bumps versions: no cycle
+
+    blocked, allowed = enforced_lists(connection)
     return AgentPolicy(
         version=version,
         heartbeat_interval_s=heartbeat_interval_s,

@@ -4,13 +4,21 @@ from __future__ import annotations
 
 import re
 import sys
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from trapsapi.enums import Verdict
 from trapsctl.options import LimitOption, OutputOption, noun_app
-from trapsctl.output import Column, OutputFormat, emit_list, emit_object, timestamp
+from trapsctl.output import (
+    Column,
+    OutputFormat,
+    emit_list,
+    emit_object,
+    joined,
+    printable,
+    timestamp,
+)
 from trapsctl.session import connect, output_format
 
 app = noun_app("Hash verdicts: block, allow, unset, list.")
@@ -96,3 +104,92 @@ def list_hashes(
     with connect(ctx) as client:
         page = client.list_hashes(verdict=verdict.value if verdict else None, limit=limit)
     emit_list(page, VERDICT_COLUMNS, output_format(ctx, output), "hash verdicts")
+
+
+IMPORT_CHUNK = 5000
+FEED_COLUMNS = [
+    Column("FEED", "feed"),
+    Column("ENTRIES", "entries"),
+    Column(
+        "BY VERDICT", "by_verdict", lambda v: printable(", ".join(f"{k}={n}" for k, n in v.items()))
+    ),
+    Column("UPDATED", "updated_at", timestamp),
+]
+IMPORT_COLUMNS = [
+    Column("FEED", "feed"),
+    Column("RECEIVED", "received"),
+    Column("INSERTED", "inserted"),
+    Column("UPDATED", "updated"),
+    Column("UNCHANGED", "unchanged"),
+    Column("REMOVED", "removed"),
+]
+REPORT_COLUMNS = [
+    Column("SHA256", "sha256"),
+    Column("VERDICT", "verdict", styled=True),
+    Column("SOURCE", "source"),
+    Column("SOURCES", "sources", lambda v: joined([f"{s['source']}={s['verdict']}" for s in v])),
+    Column("SEEN ON", "sightings", lambda v: joined(sorted({s["hostname"] for s in v}))),
+]
+
+
+@app.command("import")
+def import_feed(
+    ctx: typer.Context,
+    file: Annotated[
+        typer.FileText, typer.Argument(metavar="FILE", help="Plain list or CSV; - for stdin.")
+    ],
+    feed: Annotated[
+        str, typer.Option("--feed", "-f", metavar="NAME", help="Feed name, e.g. abuse-ch.")
+    ],
+    verdict: Annotated[
+        Verdict, typer.Option("--verdict", case_sensitive=False, help="For lines without one.")
+    ] = Verdict.MALWARE,
+    replace: Annotated[
+        bool, typer.Option("--replace", help="Drop the feed's entries missing from FILE.")
+    ] = False,
+    output: OutputOption = None,
+) -> None:
+    """Import a threat-intel hash list into a feed (admin overrides still win)."""
+    from trapsctl.hashfile import parse_hash_list
+    from trapsctl.progress import progress
+
+    entries = parse_hash_list(file.read(), file.name)
+    totals: dict[str, Any] = {"feed": feed, "received": 0, "inserted": 0, "updated": 0}
+    totals |= {"unchanged": 0, "removed": 0}
+    since: str | None = None
+    chunks = [entries[i : i + IMPORT_CHUNK] for i in range(0, len(entries), IMPORT_CHUNK)]
+    with connect(ctx) as client, progress("Importing", len(entries)) as advance:
+        for index, chunk in enumerate(chunks):
+            last = index == len(chunks) - 1
+            reply = client.import_hashes(feed, chunk, verdict.value, replace and last, since)
+            since = since or reply["server_time"]
+            for key in ("received", "inserted", "updated", "unchanged", "removed"):
+                totals[key] += reply[key]
+            advance(len(chunk))
+    emit_object(totals, IMPORT_COLUMNS, output_format(ctx, output))
+
+
+@app.command("feeds")
+def list_feeds(ctx: typer.Context, output: OutputOption = None) -> None:
+    """List imported feeds with their entry counts."""
+    with connect(ctx) as client:
+        feeds = client.list_feeds()
+    emit_list(
+        {"data": feeds, "count": len(feeds)}, FEED_COLUMNS, output_format(ctx, output), "feeds"
+    )
+
+
+@app.command("delete-feed")
+def delete_feed(ctx: typer.Context, feed: Annotated[str, typer.Argument(metavar="FEED")]) -> None:
+    """Remove every entry of a feed."""
+    with connect(ctx) as client:
+        client.delete_feed(feed)
+    sys.stderr.write(f"Feed {feed} deleted.\n")
+
+
+@app.command("report")
+def report(ctx: typer.Context, sha256: Sha256Argument, output: OutputOption = None) -> None:
+    """Effective verdict of a hash, every source's verdict, and the agents that ran it."""
+    with connect(ctx) as client:
+        result = client.hash_report(sha256)
+    emit_object(result, REPORT_COLUMNS, output_format(ctx, output))

@@ -24,7 +24,7 @@ router = APIRouter(tags=["hashes"], responses=ADMIN_ERRORS)
 Sha256Path = Annotated[str, Path(description="SHA-256, 64 hexadecimal characters.")]
 
 
-def _sha256(value: str) -> str:
+def checked_sha256(value: str) -> str:
     value = value.lower()
     if not SHA256_RE.match(value):
         raise BadRequest("sha256: must be 64 hexadecimal characters (a SHA-256)")
@@ -58,7 +58,7 @@ def list_hashes(
 
 @router.get(f"{routes.HASHES}/{{sha256}}", responses=NOT_FOUND)
 def get_hash(sha256: Sha256Path, session: SessionDep, _admin: Reader) -> VerdictPublic:
-    row = session.get(HashVerdict, _sha256(sha256))
+    row = session.get(HashVerdict, checked_sha256(sha256))
     if row is None:
         raise NotFound(f"no verdict for {sha256.lower()}")
     return _public(row)
@@ -69,7 +69,7 @@ def set_verdict(
     sha256: Sha256Path, body: VerdictSet, db: DatabaseDep, admin: HashWriter
 ) -> VerdictPublic:
     """Set an admin verdict; a changed verdict bumps the policy version agents pull."""
-    sha256 = _sha256(sha256)
+    sha256 = checked_sha256(sha256)
     check_storable(body)
     with db.write_session() as session:
         row = session.get(HashVerdict, sha256)
@@ -101,7 +101,7 @@ def set_verdict(
 )
 def unset_verdict(sha256: Sha256Path, db: DatabaseDep, admin: HashWriter) -> None:
     """Remove the verdict (the hash is unknown again)."""
-    sha256 = _sha256(sha256)
+    sha256 = checked_sha256(sha256)
     with db.write_session() as session:
         row = session.get(HashVerdict, sha256)
         if row is None:
