@@ -26,6 +26,8 @@ class Permission(StrEnum):
     ENROLLMENT_WRITE = "enrollment-tokens:write"
     POLICIES_WRITE = "policies:write"
     ACTIONS_WRITE = "actions:write"
+    AGENTS_WRITE = "agents:write"
+    """Forget an agent, revoke its credential."""
     AUDIT_READ = "audit:read"
     USERS_ADMIN = "users:admin"
     API_TOKENS_ADMIN = "api-tokens:admin"
@@ -43,6 +45,7 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
         Permission.ENROLLMENT_WRITE,
         Permission.POLICIES_WRITE,
         Permission.ACTIONS_WRITE,
+        Permission.AGENTS_WRITE,
         Permission.AUDIT_READ,
     },
     Role.SUPERUSER: frozenset(Permission) - {Permission.PUBLIC, Permission.AGENT},

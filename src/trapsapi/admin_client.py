@@ -62,6 +62,13 @@ class AdminClient:
         reply: Obj = self._call("GET", f"{routes.AGENTS}/{quote(agent_id, safe='')}")
         return reply
 
+    def revoke_agent(self, agent_id: str) -> None:
+        self._call("POST", f"{routes.AGENTS}/{quote(agent_id, safe='')}/revoke")
+
+    def delete_agent(self, agent_id: str) -> Obj:
+        reply: Obj = self._call("DELETE", f"{routes.AGENTS}/{quote(agent_id, safe='')}")
+        return reply
+
     # events
     def list_events(self, **filters: Any) -> Obj:
         reply: Obj = self._call("GET", routes.EVENTS, params=filters)

@@ -12,6 +12,7 @@ from trapsapi.wire import (
     EnrollRequest,
     EnrollResponse,
     EventAck,
+    RotatedSecret,
     SecurityEvent,
 )
 
@@ -62,6 +63,11 @@ class AgentClient:
             "POST", routes.AGENT_EVENTS, {"events": list(events)}, self._headers
         )
         return ack
+
+    def rotate(self) -> RotatedSecret:
+        """A new secret; keep using the old one until the new one is saved, then switch."""
+        reply: RotatedSecret = self.pool.request("POST", routes.AGENT_ROTATE, {}, self._headers)
+        return reply
 
     def close(self) -> None:
         self.pool.close()

@@ -63,7 +63,11 @@ class TimeBucket(StrEnum):
 
 class Health(StrEnum):
     CONNECTED = "connected"
+    DEGRADED = "degraded"
+    """Checking in, with issues: a module down, events dropped, an identity conflict…"""
     DISCONNECTED = "disconnected"
+    STOPPED = "stopped"
+    """The agent said it was stopping and has not checked in since."""
 
 
 class OperationalStatus(StrEnum):

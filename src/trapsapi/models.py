@@ -106,6 +106,12 @@ class CheckinRequest(Request):
     policy_version: int | None = Field(default=None, description="Policy version applied.")
     outbox_depth: int = Field(default=0, ge=0)
     events_dropped: int = Field(default=0, ge=0)
+    instance_id: Annotated[str, Field(max_length=64)] | None = Field(
+        default=None,
+        description="Random per agent process: two live copies of one identity "
+        "(a cloned machine) are told apart by it and refused with 409.",
+    )
+    stopping: bool = Field(default=False, description="The agent's last check-in before it stops.")
 
 
 class ModulePolicy(Public):
@@ -186,6 +192,7 @@ class AgentPublic(Public):
     enrolled_at: datetime
     last_checkin_at: datetime | None
     health: Health
+    issues: list[str] = Field(default=[], description="Why the agent is degraded.")
     status: OperationalStatus
     modules: list[ModuleState]
     footprint: Footprint | None

@@ -7,6 +7,7 @@ from trapsapi import API_PREFIX
 AGENT_ENROLL = f"{API_PREFIX}/agent/enroll"
 AGENT_CHECKIN = f"{API_PREFIX}/agent/checkin"
 AGENT_EVENTS = f"{API_PREFIX}/agent/events"
+AGENT_ROTATE = f"{API_PREFIX}/agent/rotate"
 
 LOGIN = f"{API_PREFIX}/auth/login"
 LOGOUT = f"{API_PREFIX}/auth/logout"

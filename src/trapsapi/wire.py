@@ -50,6 +50,8 @@ class CheckinRequest(TypedDict):
     policy_version: int | None
     outbox_depth: int
     events_dropped: int
+    instance_id: str | None
+    stopping: bool
 
 
 class ModulePolicy(TypedDict):
@@ -98,3 +100,8 @@ class EventBatch(TypedDict):
 class EventAck(TypedDict):
     acked: list[str]
     inserted: int
+
+
+class RotatedSecret(TypedDict):
+    agent_id: str
+    agent_secret: str

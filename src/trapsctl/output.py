@@ -81,6 +81,8 @@ STYLES = {
     "informational": "dim",
     "connected": "green",
     "disconnected": "red",
+    "degraded": "yellow",
+    "stopped": "dim",
     "protected": "green",
     "partially_protected": "yellow",
     "unprotected": "red",

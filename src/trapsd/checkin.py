@@ -91,6 +91,49 @@ class Comms:
             self._cond.notify_all()
         self._thread.join(timeout)
 
+    def rotate_now(self, timeout: float) -> Result:
+        """Rotate the agent's credential on the comms thread and return the result."""
+        waiter = _Waiter()
+        waiter.result = {"rotate": True}
+        with self._cond:
+            self._waiters.append(waiter)
+            self._cond.notify_all()
+        if not waiter.done.wait(timeout):
+            return {"ok": False, "error": "timed out waiting for the rotation", "exit_code": 1}
+        return waiter.result
+
+    def _rotate(self) -> Result:
+        """New secret from the server, saved, then proven by a check-in with it.
+
+        Until that check-in the server accepts both secrets, so a crash between the steps
+        leaves the agent with a secret that works (the saved one, old or new).
+        """
+        try:
+            reply = self.client.rotate()
+            self.identity.agent_secret = reply["agent_secret"]
+            save_identity(self.settings.state_dir, self.identity)
+        except (TrapsError, OSError) as exc:
+            message = exc.message if isinstance(exc, TrapsError) else str(exc)
+            return self._result(False, f"rotation failed: {message}", ExitCode.ERROR)
+        old, self.client = self.client, self._client()
+        old.close()
+        result = self._checkin()
+        result["rotated"] = bool(result["ok"])
+        return result
+
+    def farewell(self) -> None:
+        """After :meth:`stop`: tell the ESM the agent is stopping, if it was reachable.
+
+        One attempt, so a stop never waits on a dead server; the check-in request carries
+        ``stopping`` (the daemon sets it before it stops the comms thread).
+        """
+        if not (self.last_checkin and self.last_checkin.get("ok")):
+            return
+        try:
+            self.client.checkin(self.build_request())
+        except TrapsError as exc:
+            log.info("could not tell the ESM that the agent stops: %s", exc.message)
+
     def notify_events(self, checkin: bool = True) -> None:
         """New events are in the outbox: send them now and check in (cuts a long backoff)."""
         with self._cond:
@@ -165,6 +208,11 @@ class Comms:
 
     def _cycle(self, waiters: list[_Waiter], due: bool) -> None:
         checked_in = False
+        rotations = [w for w in waiters if w.result.get("rotate")]
+        if rotations:
+            self._answer(rotations, self._rotate())
+            checked_in = True
+        waiters = [w for w in waiters if not w.result.get("rotate")]
         if waiters:
             self._answer(waiters, self._checkin())
             checked_in = True

@@ -1,4 +1,4 @@
-"""The ``trapsd`` command line: enroll, run, status, checkin.
+"""The ``trapsd`` command line: enroll, run, status, checkin, rotate-credential.
 
 One error funnel: every failure is one line on stderr and an exit code from
 :class:`trapsapi.errors.ExitCode` (2 for usage); ``-v`` adds debug logs and tracebacks.
@@ -84,6 +84,8 @@ def _parser() -> argparse.ArgumentParser:
     status.add_argument("-o", "--output", choices=("table", "json"), default="table")
     checkin = command("checkin", "Ask the running daemon to check in now.")
     checkin.add_argument("-o", "--output", choices=("table", "json"), default="table")
+    rotate = command("rotate-credential", "Replace the agent secret (no re-enrollment).")
+    rotate.add_argument("-o", "--output", choices=("table", "json"), default="table")
     return parser
 
 
@@ -151,25 +153,38 @@ def _status(args: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
-def _checkin(args: argparse.Namespace) -> int:
+def _ask_daemon(args: argparse.Namespace, command: str, what: str) -> dict[str, Any]:
+    """Run ``command`` in the daemon; print JSON if asked; raise on failure."""
     from trapsd.control import call
 
     settings = _settings(args)
-    timeout = settings.request_timeout_s * 4 + 10
-    reply: dict[str, Any] = call(settings.state_dir, {"cmd": "checkin"}, timeout)
+    timeout = settings.request_timeout_s * 8 + 10
+    reply: dict[str, Any] = call(settings.state_dir, {"cmd": command}, timeout)
     if args.output == "json":
         sys.stdout.write(json.dumps(reply, sort_keys=True) + "\n")
-    elif reply.get("ok"):
-        version = reply.get("policy_version")
-        sys.stdout.write(f"checked in to {reply.get('server')}: policy version {version}\n")
     if not reply.get("ok"):
         try:
             code = ExitCode(int(reply.get("exit_code") or ExitCode.ERROR))
         except ValueError:
             code = ExitCode.ERROR
-        error = TrapsError(f"check-in failed: {reply.get('error')}")
+        error = TrapsError(f"{what} failed: {reply.get('error')}")
         error.exit_code = code
         raise error
+    return reply
+
+
+def _checkin(args: argparse.Namespace) -> int:
+    reply = _ask_daemon(args, "checkin", "check-in")
+    if args.output != "json":
+        version = reply.get("policy_version")
+        sys.stdout.write(f"checked in to {reply.get('server')}: policy version {version}\n")
+    return ExitCode.OK
+
+
+def _rotate(args: argparse.Namespace) -> int:
+    reply = _ask_daemon(args, "rotate", "credential rotation")
+    if args.output != "json":
+        sys.stdout.write(f"new agent secret in use at {reply.get('server')}\n")
     return ExitCode.OK
 
 
@@ -188,7 +203,13 @@ def _daemon_logging(verbose: bool, level: str) -> None:
     atexit.register(listener.stop)
 
 
-COMMANDS = {"enroll": _enroll, "run": _run, "status": _status, "checkin": _checkin}
+COMMANDS = {
+    "enroll": _enroll,
+    "run": _run,
+    "status": _status,
+    "checkin": _checkin,
+    "rotate-credential": _rotate,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -15,6 +15,7 @@ import queue
 import signal
 import threading
 import time
+import uuid
 from typing import Any
 
 from trapsapi.errors import TrapsError
@@ -67,6 +68,8 @@ class Agent:
         self.judge = judge
         self.stopping = threading.Event()
         self.started_at = _now()
+        # Per process: the server tells two live copies of one identity apart by it.
+        self.instance_id = uuid.uuid4().hex
         self.sensor: Sensor | None = None
         self.sensor_error = ""
         self.queue: queue.Queue[Any] = queue.Queue(QUEUE_MAX)
@@ -167,6 +170,7 @@ class Agent:
                 thread.join(5)
         if self.comms is not None:
             self.comms.stop()
+            self.comms.farewell()
         if hasattr(self, "outbox"):
             self.write_status(running=False)
             self.outbox.close()
@@ -343,6 +347,8 @@ class Agent:
             "policy_version": self.policy.version,
             "outbox_depth": self.outbox.depth,
             "events_dropped": self.outbox.dropped,
+            "instance_id": self.instance_id,
+            "stopping": self.stopping.is_set(),
         }
 
     def _on_reply(self, reply: CheckinResponse) -> None:
@@ -396,4 +402,7 @@ class Agent:
             result = self.comms.checkin_now(timeout)
             result["elapsed_s"] = round(time.monotonic() - started, 3)
             return result
+        if command == "rotate" and self.comms is not None:
+            timeout = self.settings.request_timeout_s * (len(self.identity.servers) + 1) * 2 + 5
+            return self.comms.rotate_now(timeout)
         return {"ok": False, "error": f"unknown command {command!r}", "exit_code": 2}

@@ -40,8 +40,8 @@ def test_agents_list_health_status_and_filters(esm: Esm) -> None:
     status = {a["hostname"]: (a["health"], a["status"]) for a in listed["data"]}
     assert status == {
         "web-01": ("connected", "protected"),
-        "web-02": ("connected", "partially_protected"),
-        "DB-01": ("connected", "unprotected"),
+        "web-02": ("degraded", "partially_protected"),
+        "DB-01": ("degraded", "unprotected"),
         "db-02": ("connected", "unprotected"),
         "old-01": ("disconnected", "unprotected"),
     }
@@ -53,7 +53,11 @@ def test_agents_list_health_status_and_filters(esm: Esm) -> None:
         a=partial.agent_id,
     )
     connected = esm.admin.list_agents(health="connected")
-    assert sorted(a["hostname"] for a in connected["data"]) == ["DB-01", "db-02", "web-01"]
+    assert sorted(a["hostname"] for a in connected["data"]) == ["db-02", "web-01"]
+    degraded = esm.admin.list_agents(health="degraded")["data"]
+    assert [(a["hostname"], a["issues"]) for a in degraded] == [
+        ("DB-01", ["module malware unhealthy"])
+    ]
     gone = esm.admin.list_agents(health="disconnected")
     assert sorted(a["agent_id"] for a in gone["data"]) == sorted(
         [partial.agent_id, silent.agent_id]

@@ -45,6 +45,7 @@ EXPECTED: dict[Permission, set[str]] = {
     Permission.ENROLLMENT_WRITE: {"security_admin", "superuser"},
     Permission.POLICIES_WRITE: {"security_admin", "superuser"},
     Permission.ACTIONS_WRITE: {"security_admin", "superuser"},
+    Permission.AGENTS_WRITE: {"security_admin", "superuser"},
     Permission.AUDIT_READ: {"security_admin", "superuser"},
     Permission.USERS_ADMIN: {"superuser"},
     Permission.API_TOKENS_ADMIN: {"superuser"},
@@ -252,7 +253,25 @@ def _delete_feed(esm: Esm) -> Any:
     return f"{routes.HASH_FEEDS}/stale", "hash.feed.delete", "feed:stale", None, None
 
 
+def _revoke_agent(esm: Esm) -> Any:
+    agent = esm.enroll("revoked")
+    return f"{routes.AGENTS}/{agent.agent_id}/revoke", "agent.revoke", agent.agent_id, None, None
+
+
+def _delete_agent(esm: Esm) -> Any:
+    agent = esm.enroll("forgotten")
+    return f"{routes.AGENTS}/{agent.agent_id}", "agent.delete", agent.agent_id, None, None
+
+
+def _rotate(esm: Esm) -> Any:
+    agent = esm.enroll("rotating")
+    return routes.AGENT_ROTATE, "agent.rotate", agent.agent_id, {}, esm.agent_header(agent)
+
+
 AUDITED: dict[tuple[str, str], Example] = {
+    ("POST", f"{routes.AGENTS}/{{agent_id}}/revoke"): _revoke_agent,
+    ("DELETE", f"{routes.AGENTS}/{{agent_id}}"): _delete_agent,
+    ("POST", routes.AGENT_ROTATE): _rotate,
     ("POST", routes.HASH_FEED_IMPORT): _import_feed,
     ("DELETE", f"{routes.HASH_FEEDS}/{{feed}}"): _delete_feed,
     ("POST", routes.LOGIN): _login,

@@ -6,7 +6,7 @@ import typing
 
 import pytest
 
-from trapsapi import models, wire
+from trapsapi import models, models_lifecycle, wire
 
 PAIRS = [
     (wire.ModuleState, models.ModuleState),
@@ -20,6 +20,7 @@ PAIRS = [
     (wire.SecurityEvent, models.SecurityEvent),
     (wire.EventBatch, models.EventBatch),
     (wire.EventAck, models.EventAck),
+    (wire.RotatedSecret, models_lifecycle.RotatedSecret),
 ]
 
 

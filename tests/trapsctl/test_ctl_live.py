@@ -214,8 +214,9 @@ def test_agents_list_show_and_filters(as_admin: AdminClient) -> None:
     agent = enrolled_agent(as_admin)
     (listed,) = cli_json("agents", "list")
     assert listed["agent_id"] == agent.agent_id
-    assert (listed["hostname"], listed["health"]) == ("web-01", "connected")
+    assert (listed["hostname"], listed["health"]) == ("web-01", "degraded")
     assert cli_json("agents", "list", "--health", "disconnected") == []
+    assert [a["hostname"] for a in cli_json("agents", "list", "--health", "degraded")] == ["web-01"]
     assert len(cli_json("agents", "list", "--hostname", "WEB")) == 1
     assert cli_json("agents", "show", agent.agent_id)["modules"][0]["name"] == "malware"
     shown = run_cli("agents", "show", agent.agent_id).stdout

@@ -91,7 +91,16 @@ def test_enroll_run_block_and_deliver_exactly_once(
     assert status["running"] and status["connected"] and status["outbox_depth"] == 0
     assert status["policy_version"] is not None
 
-    assert agents.stop(process) == 0  # SIGTERM: a clean stop
+    # A new secret without re-enrollment: saved, then proven by a check-in with it.
+    secret = read_json(state / "identity.json")["agent_secret"]
+    rotated = trapsd("rotate-credential", "--state-dir", state, "-o", "json")
+    assert rotated.returncode == 0, rotated.stdout + rotated.stderr
+    assert json.loads(rotated.stdout)["rotated"] is True
+    assert read_json(state / "identity.json")["agent_secret"] != secret
+    assert trapsd("checkin", "--state-dir", state).returncode == 0
+
+    assert agents.stop(process) == 0  # SIGTERM: a clean stop, and the ESM is told
+    assert admin.get_agent(agent_id)["health"] == "stopped"
     down = trapsd("status", "--state-dir", state)
     assert down.returncode == 0 and "not running" in down.stdout
     assert "✗ malware" in down.stdout and "trapsd stopped at" in down.stdout

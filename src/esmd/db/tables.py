@@ -116,6 +116,17 @@ class Agent(SQLModel, table=True):
     policy_version: int | None = _bigint(nullable=True)
     outbox_depth: int = _bigint(nullable=False)
     events_dropped: int = _bigint(nullable=False)
+    # Lifecycle (revision 0004): credential rotation, clone detection, health issues.
+    next_secret_hash: str | None = Field(default=None, max_length=64)
+    instance_id: str | None = Field(default=None, max_length=64)
+    previous_instance_id: str | None = Field(default=None, max_length=64)
+    instance_changed_at: datetime | None = _time(nullable=True)
+    identity_conflict_at: datetime | None = _time(nullable=True)
+    stopped_at: datetime | None = _time(nullable=True)
+    issues: list[str] = Field(
+        default_factory=list,
+        sa_column=Column(JSON, nullable=False, server_default="[]"),
+    )
 
 
 class Event(SQLModel, table=True):

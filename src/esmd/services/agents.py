@@ -8,7 +8,18 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, select
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    String,
+    and_,
+    bindparam,
+    cast,
+    not_,
+    or_,
+    select,
+    update,
+)
 
 from esmd.config import Settings
 from esmd.db.engine import Database
@@ -20,10 +31,17 @@ from trapsapi.enums import Health, OperationalStatus
 from trapsapi.models import AgentPublic, Footprint, ModuleState
 
 _NO_HASH = "0" * 64
+REVOKED = "revoked"
+"""Stored instead of a secret hash: no secret matches it, and the agent is told why."""
 # One primary-key lookup authenticates the agent and reads the current policy version.
 _AUTHENTICATE = select(
     AGENTS.c.secret_hash,
+    AGENTS.c.next_secret_hash,
     AGENTS.c.hostname,
+    AGENTS.c.instance_id,
+    AGENTS.c.previous_instance_id,
+    AGENTS.c.instance_changed_at,
+    AGENTS.c.identity_conflict_at,
     select(POLICY_STATE.c.version)
     .where(POLICY_STATE.c.id == POLICY_ROW)
     .scalar_subquery()
@@ -39,6 +57,12 @@ class AgentIdentity:
     hostname: str
     current_policy_version: int = 0
     """The global policy version, read in the same lookup (not the agent's applied one)."""
+    instance_id: str | None = None
+    previous_instance_id: str | None = None
+    instance_changed_at: datetime | None = None
+    identity_conflict_at: datetime | None = None
+    rotated: bool = False
+    """The agent used the secret of a pending rotation: it is now the only valid one."""
 
 
 def parse_agent_credential(credential: str) -> tuple[str, str]:
@@ -53,14 +77,46 @@ def parse_agent_credential(credential: str) -> tuple[str, str]:
 
 
 def authenticate(connection: Connection, credential: str) -> AgentIdentity:
-    """The agent behind ``<agent_id>.<secret>``, checked in constant time, or Unauthorized."""
+    """The agent behind ``<agent_id>.<secret>``, checked in constant time, or Unauthorized.
+
+    During a rotation both the old secret and the new one are valid; the first request
+    with the new one (in a write transaction) makes it the only one, so a reply lost on
+    the way to the agent can never lock it out.
+    """
     agent_id, secret = parse_agent_credential(credential)
     row = connection.execute(_AUTHENTICATE, {"agent_id": agent_id}).first()
     # Compare even for unknown agents, so timing does not tell which agent IDs exist.
     matches = token_matches(secret, row.secret_hash if row is not None else _NO_HASH)
-    if row is None or not matches:
+    rotated = (
+        row is not None
+        and not matches
+        and row.next_secret_hash is not None
+        and token_matches(secret, row.next_secret_hash)
+    )
+    if row is not None and row.secret_hash == REVOKED:
+        raise Unauthorized("this agent's credential was revoked: enroll it again")
+    if row is None or not (matches or rotated):
         raise Unauthorized("invalid agent credential")
-    return AgentIdentity(agent_id, row.hostname, int(row.policy_version or 0))
+    return AgentIdentity(
+        agent_id,
+        row.hostname,
+        int(row.policy_version or 0),
+        row.instance_id,
+        row.previous_instance_id,
+        row.instance_changed_at,
+        row.identity_conflict_at,
+        rotated,
+    )
+
+
+def finish_rotation(connection: Connection, agent: AgentIdentity) -> None:
+    """The agent proved it holds the new secret: the old one stops working now."""
+    if agent.rotated:
+        connection.execute(
+            update(AGENTS)
+            .where(AGENTS.c.agent_id == agent.agent_id)
+            .values(secret_hash=AGENTS.c.next_secret_hash, next_secret_hash=None)
+        )
 
 
 def authenticate_agent(db: Database, credential: str) -> AgentIdentity:
@@ -73,10 +129,13 @@ def connected_since(settings: Settings, now: datetime) -> datetime:
     return now - timedelta(seconds=settings.heartbeat_interval_s + settings.heartbeat_grace_s)
 
 
-def health_of(last_checkin_at: datetime | None, settings: Settings, now: datetime) -> Health:
-    if last_checkin_at is not None and last_checkin_at > connected_since(settings, now):
-        return Health.CONNECTED
-    return Health.DISCONNECTED
+def health_of(row: Agent, settings: Settings, now: datetime) -> Health:
+    last = row.last_checkin_at
+    if row.stopped_at is not None and (last is None or row.stopped_at >= last):
+        return Health.STOPPED
+    if last is None or last <= connected_since(settings, now):
+        return Health.DISCONNECTED
+    return Health.DEGRADED if row.issues else Health.CONNECTED
 
 
 def status_of(modules: Sequence[Mapping[str, Any]]) -> OperationalStatus:
@@ -90,6 +149,21 @@ def status_of(modules: Sequence[Mapping[str, Any]]) -> OperationalStatus:
     return OperationalStatus.UNPROTECTED
 
 
+def health_filter(health: Health, since: datetime) -> ColumnElement[bool]:
+    """:func:`health_of` as a WHERE clause (same rules, evaluated by the database)."""
+    last, stopped = AGENTS.c.last_checkin_at, AGENTS.c.stopped_at
+    is_stopped = and_(stopped.is_not(None), or_(last.is_(None), stopped >= last))
+    is_recent = and_(last.is_not(None), last > since)
+    no_issues = cast(AGENTS.c.issues, String) == "[]"
+    if health is Health.STOPPED:
+        return is_stopped
+    if health is Health.DISCONNECTED:
+        return and_(not_(is_stopped), not_(is_recent))
+    if health is Health.DEGRADED:
+        return and_(not_(is_stopped), is_recent, not_(no_issues))
+    return and_(not_(is_stopped), is_recent, no_issues)
+
+
 def agent_public(row: Agent, settings: Settings, now: datetime) -> AgentPublic:
     return AgentPublic(
         agent_id=row.agent_id,
@@ -100,7 +174,8 @@ def agent_public(row: Agent, settings: Settings, now: datetime) -> AgentPublic:
         ips=list(row.ips or []),
         enrolled_at=row.enrolled_at,
         last_checkin_at=row.last_checkin_at,
-        health=health_of(row.last_checkin_at, settings, now),
+        health=health_of(row, settings, now),
+        issues=list(row.issues or []),
         status=status_of(row.modules or []),
         modules=[ModuleState.model_validate(m) for m in row.modules or []],
         footprint=Footprint.model_validate(row.footprint) if row.footprint else None,

@@ -122,6 +122,7 @@ def enroll(
                 policy_version=None,
                 outbox_depth=0,
                 events_dropped=0,
+                issues=[],
             )
         )
         connection.execute(

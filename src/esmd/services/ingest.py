@@ -14,7 +14,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from esmd.db.engine import Database
 from esmd.db.tables import EVENTS
-from esmd.services.agents import authenticate
+from esmd.services.agents import authenticate, finish_rotation
 from esmd.services.storable import check_int64, check_json, check_no_nul
 from esmd.timeutil import as_utc, utcnow
 from trapsapi.models import EventAck, EventBatch
@@ -58,6 +58,7 @@ def ingest(db: Database, credential: str, batch: EventBatch) -> EventAck:
     received_at = utcnow()
     with db.write() as connection:
         agent = authenticate(connection, credential)
+        finish_rotation(connection, agent)
         rows: list[dict[str, Any]] = [
             {
                 "id": event.id,

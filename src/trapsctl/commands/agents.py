@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Annotated, Any
 
 import typer
 
 from trapsapi.enums import Health
+from trapsapi.errors import ExitCode, UsageError
 from trapsctl.options import LimitOption, OutputOption, noun_app
 from trapsctl.output import Column, emit_list, emit_object, joined, printable, timestamp
 from trapsctl.session import connect, output_format
@@ -45,6 +47,7 @@ AGENT_FIELDS = [
     Column("AGENT ID", "agent_id"),
     Column("HOSTNAME", "hostname"),
     Column("HEALTH", "health", styled=True),
+    Column("ISSUES", "issues", joined),
     Column("STATUS", "status", styled=True),
     Column("OS", "os", get=lambda a: f"{a.get('os', '')} {a.get('os_version', '')}".strip()),
     Column("AGENT VERSION", "agent_version"),
@@ -106,3 +109,44 @@ def show(
         output_format(ctx, output),
         sections=[("Modules", modules, MODULE_COLUMNS)],
     )
+
+
+AgentIdArgument = Annotated[str, typer.Argument(metavar="AGENT_ID", help="The agent's ID.")]
+YesOption = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
+
+
+def _confirm(question: str, yes: bool) -> None:
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        raise UsageError(f"{question} Refusing without --yes (stdin is not a terminal).")
+    if not typer.confirm(question, err=True):
+        raise typer.Exit(ExitCode.ERROR)
+
+
+@app.command("revoke")
+def revoke(ctx: typer.Context, agent_id: AgentIdArgument, yes: YesOption = False) -> None:
+    """Refuse the agent's credential from its next request on (it must enroll again)."""
+    _confirm(f"Revoke the credential of agent {agent_id}?", yes)
+    with connect(ctx) as client:
+        client.revoke_agent(agent_id)
+    sys.stderr.write(f"Agent {agent_id}: credential revoked.\n")
+
+
+@app.command("delete")
+def delete(
+    ctx: typer.Context,
+    agent_id: AgentIdArgument,
+    yes: YesOption = False,
+    output: OutputOption = None,
+) -> None:
+    """Forget an agent: its record, its credential and its events."""
+    _confirm(f"Delete agent {agent_id} and all its events?", yes)
+    with connect(ctx) as client:
+        result = client.delete_agent(agent_id)
+    columns = [
+        Column("AGENT", "agent_id"),
+        Column("HOSTNAME", "hostname"),
+        Column("EVENTS DELETED", "events_deleted"),
+    ]
+    emit_object(result, columns, output_format(ctx, output))

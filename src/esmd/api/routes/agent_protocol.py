@@ -8,12 +8,21 @@ the request body.
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from fastapi import APIRouter, Request, status
 
-from esmd.api.deps import AGENT_SECURITY, PUBLIC, AgentCallDep, DatabaseDep, SettingsDep
+from esmd.api.deps import (
+    AGENT_SECURITY,
+    PUBLIC,
+    AgentCallDep,
+    AgentCredential,
+    DatabaseDep,
+    SettingsDep,
+)
 from esmd.api.params import ERRORS
 from esmd.services import checkin as checkin_service
-from esmd.services import enrollment, ingest
+from esmd.services import enrollment, ingest, lifecycle
 from trapsapi import routes
 from trapsapi.models import (
     CheckinRequest,
@@ -23,6 +32,7 @@ from trapsapi.models import (
     EventAck,
     EventBatch,
 )
+from trapsapi.models_lifecycle import RotatedSecret
 
 router = APIRouter(tags=["agent"], responses=ERRORS)
 
@@ -40,8 +50,10 @@ def enroll(
 @router.post(routes.AGENT_CHECKIN, openapi_extra=AGENT_SECURITY)
 async def checkin(body: CheckinRequest, call: AgentCallDep) -> CheckinResponse:
     """Report status; receive the effective policy, pending actions and the server list."""
+    settings = call.settings
+    alive = timedelta(seconds=settings.heartbeat_interval_s + settings.heartbeat_grace_s)
     reply = await call.db.run(
-        checkin_service.checkin, call.policies, call.credential, body, call.servers
+        checkin_service.checkin, call.policies, call.credential, body, call.servers, alive
     )
     call.metrics.checkins += 1
     return reply
@@ -54,3 +66,12 @@ async def upload_events(body: EventBatch, call: AgentCallDep) -> EventAck:
     call.metrics.events_received += len(ack.acked)
     call.metrics.events_ingested += ack.inserted
     return ack
+
+
+@router.post(routes.AGENT_ROTATE)
+def rotate_credential(
+    request: Request, db: DatabaseDep, credential: AgentCredential
+) -> RotatedSecret:
+    """A new secret for the calling agent; the old one works until the new one is used."""
+    client = request.client.host if request.client else None
+    return lifecycle.rotate(db, credential, client)
