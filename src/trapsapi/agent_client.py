@@ -7,6 +7,8 @@ from collections.abc import Sequence
 from trapsapi import routes
 from trapsapi.http import ServerPool
 from trapsapi.wire import (
+    AgentVerdictQuery,
+    AgentVerdicts,
     CheckinRequest,
     CheckinResponse,
     EnrollRequest,
@@ -67,6 +69,13 @@ class AgentClient:
     def rotate(self) -> RotatedSecret:
         """A new secret; keep using the old one until the new one is saved, then switch."""
         reply: RotatedSecret = self.pool.request("POST", routes.AGENT_ROTATE, {}, self._headers)
+        return reply
+
+    def verdicts(self, query: AgentVerdictQuery) -> AgentVerdicts:
+        """Verdicts of hashes the policy does not list; reports the agent's own analysis."""
+        reply: AgentVerdicts = self.pool.request(
+            "POST", routes.AGENT_VERDICTS, dict(query), self._headers
+        )
         return reply
 
     def close(self) -> None:

@@ -76,3 +76,27 @@ class HashReport(Public):
     source: str | None = Field(description="The source whose verdict wins.")
     sources: list[HashSource]
     sightings: list[HashSighting]
+
+
+MAX_VERDICT_QUERY = 1000
+
+
+class AgentAnalysis(Request):
+    """An agent's own static analysis of a file it saw (lowest precedence, never enforced
+    fleet-wide)."""
+
+    sha256: Sha256
+    verdict: Verdict
+    reasons: Annotated[list[Annotated[str, Field(max_length=200)]], Field(max_length=16)] = []
+
+
+class AgentVerdictQuery(Request):
+    sha256s: Annotated[list[Sha256], Field(max_length=MAX_VERDICT_QUERY)] = []
+    reports: Annotated[list[AgentAnalysis], Field(max_length=MAX_VERDICT_QUERY)] = []
+
+
+class AgentVerdicts(Public):
+    verdicts: dict[str, Verdict] = Field(
+        description="Every queried hash: its verdict from admins and feeds, or unknown."
+    )
+    ttl_s: int = Field(description="How long the agent may cache these answers.")

@@ -8,6 +8,7 @@ AGENT_ENROLL = f"{API_PREFIX}/agent/enroll"
 AGENT_CHECKIN = f"{API_PREFIX}/agent/checkin"
 AGENT_EVENTS = f"{API_PREFIX}/agent/events"
 AGENT_ROTATE = f"{API_PREFIX}/agent/rotate"
+AGENT_VERDICTS = f"{API_PREFIX}/agent/verdicts"
 
 LOGIN = f"{API_PREFIX}/auth/login"
 LOGOUT = f"{API_PREFIX}/auth/logout"

@@ -105,3 +105,19 @@ class EventAck(TypedDict):
 class RotatedSecret(TypedDict):
     agent_id: str
     agent_secret: str
+
+
+class AgentAnalysis(TypedDict):
+    sha256: str
+    verdict: str
+    reasons: list[str]
+
+
+class AgentVerdictQuery(TypedDict):
+    sha256s: list[str]
+    reports: list[AgentAnalysis]
+
+
+class AgentVerdicts(TypedDict):
+    verdicts: dict[str, str]
+    ttl_s: int

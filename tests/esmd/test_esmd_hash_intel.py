@@ -129,3 +129,26 @@ def test_only_hash_writers_import(esm: Esm) -> None:
         analyst.import_hashes("x", _entries(A))
     assert refused.value.status == 403
     assert analyst.hash_report(A)["verdict"] == "unknown"
+
+
+def test_agents_query_verdicts_and_their_analysis_is_never_enforced(esm: Esm, probe: Probe) -> None:
+    esm.admin.import_hashes("intel", _entries(A))
+    esm.admin.set_verdict(B, "benign")
+    web = esm.enroll("web-01")
+    reply = web.verdicts({"sha256s": [A, B, C], "reports": []})
+    assert reply["verdicts"] == {A: "malware", B: "benign", C: "unknown"}
+    assert reply["ttl_s"] > 0
+    # An agent's own analysis: stored for admins, the most severe report wins, but agents
+    # (including the reporting one) are never sent it as a fleet-wide verdict.
+    report = {"sha256": C, "verdict": "grayware", "reasons": ["packed (UPX)"]}
+    web.verdicts({"sha256s": [], "reports": [report]})
+    db = esm.enroll("db-01")
+    db.verdicts({"sha256s": [], "reports": [{**report, "verdict": "malware"}]})
+    web.verdicts({"sha256s": [], "reports": [{**report, "verdict": "benign"}]})
+    shown = esm.admin.hash_report(C)
+    assert (shown["verdict"], shown["source"]) == ("malware", "agent")
+    assert shown["sources"][0]["comment"].startswith("db-01: packed")
+    assert web.verdicts({"sha256s": [C], "reports": []})["verdicts"] == {C: "unknown"}
+    assert C not in probe.policy()["blocked_hashes"]
+    bad = esm.raw("POST", "/api/v1/agent/verdicts", {"sha256s": ["nope"]}, esm.agent_header(web))
+    assert bad.status == 422 and "sha256s.0" in bad.detail

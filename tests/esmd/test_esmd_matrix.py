@@ -313,8 +313,13 @@ AUDITED: dict[tuple[str, str], Example] = {
     ),
     ("DELETE", f"{routes.API_TOKENS}/{{token_id}}"): _revoke_api_token,
 }
-NOT_AUDITED = {("POST", routes.AGENT_CHECKIN), ("POST", routes.AGENT_EVENTS)}
-"""The agent hot paths: their effect is the agent's own status and events, not an admin change."""
+NOT_AUDITED = {
+    ("POST", routes.AGENT_CHECKIN),
+    ("POST", routes.AGENT_EVENTS),
+    ("POST", routes.AGENT_VERDICTS),
+}
+"""The agent hot paths: their effect is the agent's own status, events and (informational)
+analysis reports, not an admin change."""
 
 
 def test_every_state_changing_route_writes_exactly_one_audit_record(esm: Esm) -> None:

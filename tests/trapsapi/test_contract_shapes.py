@@ -6,7 +6,7 @@ import typing
 
 import pytest
 
-from trapsapi import models, models_lifecycle, wire
+from trapsapi import models, models_hashes, models_lifecycle, wire
 
 PAIRS = [
     (wire.ModuleState, models.ModuleState),
@@ -21,6 +21,9 @@ PAIRS = [
     (wire.EventBatch, models.EventBatch),
     (wire.EventAck, models.EventAck),
     (wire.RotatedSecret, models_lifecycle.RotatedSecret),
+    (wire.AgentAnalysis, models_hashes.AgentAnalysis),
+    (wire.AgentVerdictQuery, models_hashes.AgentVerdictQuery),
+    (wire.AgentVerdicts, models_hashes.AgentVerdicts),
 ]
 
 

@@ -156,8 +156,12 @@ Superuser = Annotated[AdminIdentity, Depends(get_superuser)]
 async def get_agent_credential(
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_agent_bearer)],
 ) -> str:
-    """The raw ``<agent_id>.<secret>``; the hot paths verify it inside their transaction."""
-    return _bearer(credentials)
+    """The raw ``<agent_id>.<secret>``, verified by the route inside its transaction; an
+    admin token (no dot) is refused here, before the body is even validated."""
+    credential = _bearer(credentials)
+    if "." not in credential:
+        raise Unauthorized("not an agent credential")
+    return credential
 
 
 _declare(get_agent_credential, Permission.AGENT)

@@ -18,6 +18,9 @@ from esmd.services.policy import bump_version
 from esmd.timeutil import utcnow
 from trapsapi.enums import Verdict
 from trapsapi.models_hashes import (
+    AgentAnalysis,
+    AgentVerdictQuery,
+    AgentVerdicts,
     HashFeed,
     HashImport,
     HashImportResult,
@@ -62,11 +65,18 @@ def winner(sources: Iterable[tuple[str, str]]) -> tuple[str, str] | None:
 
 
 def enforced_lists(connection: Connection) -> tuple[list[str], list[str]]:
-    """(blocked, allowed) SHA-256 lists the agents enforce, sorted."""
+    """(blocked, allowed) SHA-256 lists the agents enforce, sorted.
+
+    Agents' own analysis is never enforced fleet-wide: one compromised agent reporting
+    ``/bin/ls`` as malware must not get it blocked everywhere. It informs admins (the hash
+    report) and the agent that made it.
+    """
     by_hash: dict[str, list[tuple[str, str]]] = {}
     for sha, verdict in connection.execute(select(HASH_VERDICTS.c.sha256, HASH_VERDICTS.c.verdict)):
         by_hash.setdefault(sha, []).append((ADMIN, verdict))
-    intel = select(HASH_INTEL.c.sha256, HASH_INTEL.c.source, HASH_INTEL.c.verdict)
+    intel = select(HASH_INTEL.c.sha256, HASH_INTEL.c.source, HASH_INTEL.c.verdict).where(
+        HASH_INTEL.c.source != AGENT
+    )
     for sha, source, verdict in connection.execute(intel):
         by_hash.setdefault(sha, []).append((source, verdict))
     blocked: list[str] = []
@@ -262,3 +272,67 @@ def report(connection: Connection, sha256: str) -> HashReport:
         sources=sources,
         sightings=[HashSighting.model_validate(r, from_attributes=True) for r in sightings],
     )
+
+
+VERDICT_TTL_S = 3600
+
+
+def answer_agent(db: Database, credential: str, query: AgentVerdictQuery) -> AgentVerdicts:
+    """Verdicts of admins and feeds for the hashes an agent asks about; its own analysis
+    stored as the ``agent`` source (the most severe report of any agent stays)."""
+    from esmd.services.agents import authenticate
+
+    asked = sorted(set(query.sha256s))
+    found: dict[str, list[tuple[str, str]]] = {sha: [] for sha in asked}
+    with db.write() as connection:
+        agent = authenticate(connection, credential)
+        for chunk in _chunks(asked):
+            admin = select(HASH_VERDICTS.c.sha256, HASH_VERDICTS.c.verdict).where(
+                HASH_VERDICTS.c.sha256.in_(chunk)
+            )
+            for sha, verdict in connection.execute(admin):
+                found[sha].append((ADMIN, verdict))
+            intel = select(HASH_INTEL.c.sha256, HASH_INTEL.c.source, HASH_INTEL.c.verdict).where(
+                HASH_INTEL.c.sha256.in_(chunk), HASH_INTEL.c.source != AGENT
+            )
+            for sha, source, verdict in connection.execute(intel):
+                found[sha].append((source, verdict))
+        _store_reports(connection, query.reports, agent.hostname)
+    verdicts = {}
+    for sha, sources in found.items():
+        decided = winner(sources)
+        verdicts[sha] = Verdict(decided[1]) if decided else Verdict.UNKNOWN
+    return AgentVerdicts(verdicts=verdicts, ttl_s=VERDICT_TTL_S)
+
+
+def _store_reports(connection: Connection, reports: Sequence[AgentAnalysis], host: str) -> None:
+    if not reports:
+        return
+    latest = {r.sha256: r for r in reports}
+    existing = {}
+    for chunk in _chunks(sorted(latest)):
+        rows = connection.execute(
+            select(HASH_INTEL.c.sha256, HASH_INTEL.c.verdict).where(
+                HASH_INTEL.c.source == AGENT, HASH_INTEL.c.sha256.in_(chunk)
+            )
+        )
+        existing.update({sha: verdict for sha, verdict in rows})
+    now = utcnow()
+    new, worse = [], []
+    for sha, report in latest.items():
+        comment = f"{host}: {'; '.join(report.reasons)}"[:1024]
+        row = {
+            "sha256": sha,
+            "verdict": report.verdict.value,
+            "comment": comment,
+            "updated_at": now,
+        }
+        old = existing.get(sha)
+        if old is None:
+            new.append({**row, "source": AGENT})
+        elif SEVERITY[report.verdict] > SEVERITY[Verdict(old)]:
+            worse.append({f"b_{k}": v for k, v in row.items()})
+    if new:
+        connection.execute(insert(HASH_INTEL), new)
+    if worse:
+        connection.execute(_UPDATE.where(HASH_INTEL.c.source == AGENT), worse)

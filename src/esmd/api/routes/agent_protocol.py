@@ -23,6 +23,8 @@ from esmd.api.deps import (
 from esmd.api.params import ERRORS
 from esmd.services import checkin as checkin_service
 from esmd.services import enrollment, ingest, lifecycle
+from esmd.services import verdicts as verdict_service
+from esmd.services.storable import check_storable
 from trapsapi import routes
 from trapsapi.models import (
     CheckinRequest,
@@ -32,6 +34,7 @@ from trapsapi.models import (
     EventAck,
     EventBatch,
 )
+from trapsapi.models_hashes import AgentVerdictQuery, AgentVerdicts
 from trapsapi.models_lifecycle import RotatedSecret
 
 router = APIRouter(tags=["agent"], responses=ERRORS)
@@ -75,3 +78,13 @@ def rotate_credential(
     """A new secret for the calling agent; the old one works until the new one is used."""
     client = request.client.host if request.client else None
     return lifecycle.rotate(db, credential, client)
+
+
+@router.post(routes.AGENT_VERDICTS)
+def verdicts_for_agent(
+    body: AgentVerdictQuery, db: DatabaseDep, credential: AgentCredential
+) -> AgentVerdicts:
+    """Verdicts (admin overrides and feeds) of hashes the agent has not been sent; the
+    agent's own analysis of files it saw is stored, informational only."""
+    check_storable(body)
+    return verdict_service.answer_agent(db, credential, body)
