@@ -63,6 +63,7 @@ class Comms:
         self.last_upload_error: str | None = None
         self.failures = 0
         self._retry_at = 0.0
+        self._upload_at = 0.0  # replay rate limit: the next batch of a backlog not before
         self._next_heartbeat = 0.0  # check in at start
         self._checkin_wanted = True
         self._events_wanted = outbox.depth > 0
@@ -179,9 +180,15 @@ class Comms:
                 while not self._stopping:
                     now = time.monotonic()
                     due = self._checkin_wanted or now >= self._next_heartbeat
-                    if self._waiters or ((due or self._events_wanted) and now >= self._retry_at):
+                    upload = self._events_wanted and now >= self._upload_at
+                    if self._waiters or ((due or upload) and now >= self._retry_at):
                         break
-                    until = self._retry_at if due or self._events_wanted else self._next_heartbeat
+                    if due:
+                        until = self._retry_at
+                    elif self._events_wanted:
+                        until = max(self._retry_at, self._upload_at)
+                    else:
+                        until = self._next_heartbeat
                     self._cond.wait(min(max(until - now, 0.05), 60.0))
                 if self._stopping:
                     self._release_waiters()
@@ -216,7 +223,8 @@ class Comms:
         if waiters:
             self._answer(waiters, self._checkin())
             checked_in = True
-        if self._events_wanted and time.monotonic() >= self._retry_at:
+        now = time.monotonic()
+        if self._events_wanted and now >= self._retry_at and now >= self._upload_at:
             self._upload()
         if due and not checked_in and time.monotonic() >= self._retry_at:
             self._checkin()
@@ -298,6 +306,10 @@ class Comms:
                 return
             self.last_upload_error = None
             self._batch = self.settings.batch_size
+            if self.settings.replay_events_per_s and self.outbox.depth:
+                # A backlog: the next batch when this one's share of the rate has passed.
+                self._upload_at = time.monotonic() + len(batch) / self.settings.replay_events_per_s
+                return
         # more left: the next cycle continues right away (a due check-in goes first)
 
     def _isolate_poison(self, batch: list[Any], exc: ApiError) -> None:

@@ -29,6 +29,9 @@ class AgentSettings:
     outbox_max_bytes: int = 256 * 1024 * 1024
     """Events beyond this are not stored; they are counted and reported as events_dropped."""
     batch_size: int = 500
+    replay_events_per_s: float = 1000.0
+    """Upload rate while a backlog drains (after an outage), so that a fleet coming back
+    does not flood the ESM; 0 = unlimited. Fresh events within the rate go at once."""
     request_timeout_s: float = 10.0
     backoff_min_s: float = 1.0
     backoff_max_s: float = 300.0
@@ -65,6 +68,8 @@ class AgentSettings:
         for name in ("request_timeout_s", "poll_interval_s", "watchdog_timeout_s"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name}: must be greater than 0")
+        if self.replay_events_per_s < 0:
+            raise ConfigError("replay_events_per_s: must be 0 (unlimited) or more")
         if self.backoff_max_s < self.backoff_min_s:
             raise ConfigError("backoff_max_s: must not be less than backoff_min_s")
         if self.log_level.lower() not in ("debug", "info", "warning", "error"):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -93,6 +94,8 @@ def request() -> CheckinRequest:
         "policy_version": None,
         "outbox_depth": 0,
         "events_dropped": 0,
+        "instance_id": "i-1",
+        "stopping": False,
     }
 
 
@@ -156,9 +159,12 @@ def test_an_event_the_server_refuses_is_isolated_and_counted(
     comms = comms_for(settings, [esm.url], box)
     comms.start()
     try:
-        wait_for(lambda: box.depth == 0, 10)
-        assert sorted(e["process_path"] for e in esm.received) == ["/a", "/b", "/c"]
-        assert box.dropped == 1  # reported on the next check-in, never silent
+        wait_for(lambda: box.depth == 0 and len(esm.received) == 4, 10)
+        real = [e for e in esm.received if e["module"] != "agent"]
+        assert sorted(e["process_path"] for e in real) == ["/a", "/b", "/c"]
+        assert box.dropped == 1  # reported on every check-in, never silent
+        (gap,) = [e for e in esm.received if e["module"] == "agent"]  # and as a gap record
+        assert (gap["details"]["kind"], gap["details"]["dropped"]) == ("gap", 1)
     finally:
         comms.stop()
         box.close()
@@ -173,6 +179,25 @@ def test_an_unreachable_server_backs_off(settings: AgentSettings, tmp_path: Path
         result = comms.checkin_now(5)  # an explicit request ignores the backoff
         assert not result["ok"] and result["exit_code"] == 3
         assert "connection refused" in result["error"]
+    finally:
+        comms.stop()
+        box.close()
+
+
+def test_a_backlog_is_replayed_at_the_configured_rate(
+    esm: FakeEsm, settings: AgentSettings, tmp_path: Path
+) -> None:
+    settings.batch_size, settings.replay_events_per_s = 10, 100.0
+    box = Outbox(tmp_path / "o.db", 1 << 20)
+    box.add(detections(*(f"/e{i}" for i in range(50))))
+    comms = comms_for(settings, [esm.url], box)
+    started = time.monotonic()
+    comms.start()
+    try:
+        wait_for(lambda: box.depth == 0, 20)
+        # Five batches of ten at 100 events/s: four pauses of 0.1 s at the very least.
+        assert time.monotonic() - started >= 0.4
+        assert len({e["id"] for e in esm.received}) == 50
     finally:
         comms.stop()
         box.close()

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import uuid
 from pathlib import Path
 
@@ -52,21 +53,66 @@ def test_events_survive_a_reopen_and_the_file_is_private(tmp_path: Path) -> None
     assert peek_depth(tmp_path) == (2, 0)
 
 
-def test_the_cap_counts_what_it_cannot_keep(tmp_path: Path) -> None:
-    one = event()
-    size = len(__import__("json").dumps(one, separators=(",", ":")))
-    box = Outbox(tmp_path / "outbox.db", size * 3 + 10)
-    assert box.add([event() for _ in range(5)]) == 3
+def _sized(severity: str = "high") -> SecurityEvent:
+    """Events of one size whatever their severity (the severities differ in length)."""
+    made = event()
+    made["severity"] = severity
+    made["details"] = {"pad": "x" * (12 - len(severity))}
+    return made
+
+
+def _size() -> int:
+    return len(json.dumps(_sized(), separators=(",", ":")))
+
+
+def test_the_cap_counts_what_it_cannot_keep_and_reports_it_as_a_gap(tmp_path: Path) -> None:
+    box = Outbox(tmp_path / "outbox.db", _size() * 3 + 10)
+    assert box.add([_sized() for _ in range(5)]) == 3
     assert (box.depth, box.dropped) == (3, 2)
     box.count_dropped(4)  # e.g. the in-memory queue overflowed
     assert box.dropped == 6
-    box.ack([e["id"] for e in box.take(1)])
-    assert box.add([event()]) == 1  # room again
+    assert box.pending_gap() == {"high": 2, "unknown": 4}
     box.close()
-    reopened = Outbox(tmp_path / "outbox.db", size * 3 + 10)
-    assert (reopened.depth, reopened.dropped) == (3, 6)  # the count is durable too
+    reopened = Outbox(tmp_path / "outbox.db", _size() * 3 + 10)
+    assert (reopened.depth, reopened.dropped) == (3, 6)  # the counts are durable too
+    assert reopened.pending_gap() == {"high": 2, "unknown": 4}
+    sent = reopened.take(10)  # the gap becomes an event of its own, sent like the others
+    gaps = [e for e in sent if e["details"].get("kind") == "gap"]
+    assert len(sent) == 4 and len(gaps) == 1 and reopened.pending_gap() == {}
+    assert gaps[0]["details"]["dropped"] == 6
+    assert gaps[0]["details"]["by_severity"] == {"high": 2, "unknown": 4}
+    assert gaps[0]["module"] == "agent" and gaps[0]["details"]["first_dropped_at"]
+    reopened.ack([e["id"] for e in sent])
+    assert reopened.add([_sized()]) == 1  # room again
+    assert reopened.take(10)[0]["details"].get("kind") != "gap"  # no new gap
     reopened.close()
-    assert peek_depth(tmp_path) == (3, 6)
+    assert peek_depth(tmp_path) == (1, 6)
+
+
+def test_a_full_outbox_drops_low_value_records_before_security_events(tmp_path: Path) -> None:
+    box = Outbox(tmp_path / "outbox.db", _size() * 4 + 10)
+    low = [_sized("low") for _ in range(2)]
+    info = _sized("informational")
+    box.add([low[0], info, low[1], _sized("high")])
+    critical = _sized("critical")
+    assert box.add([critical]) == 1  # evicts the informational one, the lowest priority
+    assert box.add([_sized("medium")]) == 1  # then the oldest low one
+    assert box.add([_sized("informational")]) == 0  # nothing below it: refused itself
+    assert box.pending_gap() == {"informational": 2, "low": 1}
+    kept = {e["id"] for e in box.take(10) if e["details"].get("kind") != "gap"}
+    assert critical["id"] in kept and low[1]["id"] in kept
+    assert info["id"] not in kept and low[0]["id"] not in kept
+
+
+def test_events_in_flight_are_never_evicted(tmp_path: Path) -> None:
+    box = Outbox(tmp_path / "outbox.db", _size() * 2 + 10)
+    first = [_sized("low"), _sized("low")]
+    box.add(first)
+    in_flight = box.take(1)  # sent, not yet acknowledged
+    assert box.add([_sized("critical")]) == 1  # evicts the other low one, not the sent one
+    remaining = {e["id"] for e in box.take(10)}
+    assert in_flight[0]["id"] in remaining and first[1]["id"] not in remaining
+    assert box.ack([in_flight[0]["id"]]) == 1
 
 
 def test_a_corrupt_outbox_is_moved_aside(tmp_path: Path) -> None:
