@@ -30,6 +30,7 @@ from trapsd.files import ensure_private_dir, write_json
 from trapsd.footprint import FootprintMeter
 from trapsd.hardening import MemfdNoexec
 from trapsd.identity import load_identity
+from trapsd.journal import Journal, journal_path
 from trapsd.outbox import Outbox, outbox_path
 from trapsd.policy import (
     MALWARE,
@@ -81,6 +82,7 @@ class Agent:
         self._shut_down = False
         self._threads: list[threading.Thread] = []
         self.comms: Comms | None = None
+        self.journal: Journal | None = None
         self.control: ControlServer | None = None
         self.policy: Policy = default_policy()
         self.limiter = EventLimiter(settings.event_repeat_window_s)
@@ -97,6 +99,8 @@ class Agent:
         except (PolicyError, TrapsError) as exc:
             log.error("ignoring the saved policy: %s", exc)
         self.outbox = Outbox(outbox_path(self.state_dir), self.settings.outbox_max_bytes)
+        self.journal = Journal(journal_path(self.state_dir))
+        self._recover_journal()
         self.meter = FootprintMeter(self.state_dir)
         writer = threading.Thread(target=self._write_loop, name="writer", daemon=True)
         writer.start()
@@ -174,15 +178,28 @@ class Agent:
         if hasattr(self, "outbox"):
             self.write_status(running=False)
             self.outbox.close()
+        if self.journal is not None:
+            self.journal.close()
+            self.journal = None
         if self._lock_fd >= 0:
             os.close(self._lock_fd)
             self._lock_fd = -1
 
     # --- sensor ----------------------------------------------------------------------------
     def emit(self, detection: Detection) -> None:
-        """Called on sensor threads: never blocks (a full queue is counted, not waited on)."""
+        """Called on sensor threads: never blocks (a full queue is counted, not waited on).
+
+        The detection goes into the crash journal first (a memory write), so a SIGKILL
+        before the writer has committed it to the outbox loses nothing.
+        """
+        journal, slot = self.journal, -1
+        if journal is not None:
+            try:
+                slot = journal.append(detection)
+            except ValueError:  # closed by a concurrent shutdown
+                slot = -1
         try:
-            self.queue.put_nowait(detection)
+            self.queue.put_nowait((slot, detection))
         except queue.Full:
             self.queue_drops += 1
 
@@ -282,12 +299,15 @@ class Agent:
             except queue.Empty:
                 item = None
             batch: list[Detection] = []
+            slots: list[int] = []
             now = time.monotonic()
             while item is not None:
                 if item is _STOP:
                     stop = True
                 else:
-                    batch += self.limiter.admit(item, now)
+                    slot, detection = item
+                    slots.append(slot)
+                    batch += self.limiter.admit(detection, now)
                 if len(batch) >= WRITE_BATCH:
                     break
                 try:
@@ -298,6 +318,21 @@ class Agent:
             self._count_queue_drops()
             if batch:
                 self._store(batch)
+            if self.journal is not None and slots:
+                self.journal.release(slots)  # committed (or counted as repeats): done
+
+    def _recover_journal(self) -> None:
+        """Detections a killed predecessor journaled but may not have committed."""
+        assert self.journal is not None
+        recovered = self.journal.recover()
+        if recovered:
+            stored = self.outbox.add([build_event(d) for _, d in recovered])
+            self.journal.release([slot for slot, _ in recovered])
+            log.warning(
+                "recovered %d detections from the crash journal (%d were not yet in the outbox)",
+                len(recovered),
+                stored,
+            )
 
     def _store(self, batch: list[Detection]) -> None:
         alerts = [d for d in batch if self._config(d.module).user_alert]

@@ -157,3 +157,58 @@ def test_two_agents_run_side_by_side(
     for name in ("a", "b"):
         result = trapsd("status", "--state-dir", tmp_path / name, "-o", "json")
         assert json.loads(result.stdout)["running"]
+
+
+def _outbox_ids(state: Path) -> set[str]:
+    """The event IDs committed in a stopped agent's outbox (read-only)."""
+    import sqlite3
+
+    db = sqlite3.connect(f"file:{state / 'outbox.db'}?mode=ro", uri=True)
+    try:
+        return {str(row[0]) for row in db.execute("SELECT id FROM events")}
+    finally:
+        db.close()
+
+
+def test_repeated_kill_9_during_a_burst_delivers_every_committed_event_once(
+    live_esm: Any, admin: Any, agents: Agents, tmp_path: Path
+) -> None:
+    """SIGKILL the agent again and again while it blocks a burst of executions: every event
+    it committed reaches the server, and none twice."""
+    state = tmp_path / "agent"
+    agent_id = enroll(admin, live_esm.url, state)
+    samples = [make_binary(tmp_path, "true", f"burst-{n}") for n in range(48)]
+    admin.import_hashes("burst", [{"sha256": sha} for _, sha in samples])
+    process = agents.start(state)
+    wait_for(lambda: agent_row(admin, agent_id), 20)
+    assert trapsd("checkin", "--state-dir", state).returncode == 0
+
+    committed: set[str] = set()
+    stopped = 0
+    for round_ in range(4):
+        burst = samples[round_ * 12 : (round_ + 1) * 12]
+        for n, (evil, _) in enumerate(burst):
+            try:
+                subprocess.run([str(evil)], timeout=10)
+            except PermissionError:
+                stopped += 1
+            if n == 7:  # mid-burst: the agent dies with events in its queue and outbox
+                agents.kill9(process, state)
+        committed |= _outbox_ids(state)
+        process = agents.start(state)
+        wait_for(lambda: agent_row(admin, agent_id), 20)
+    assert stopped >= 4 * 8 if ROOT else True  # prevented while the agent was up
+
+    hashes = {sha for _, sha in samples}
+
+    def at_server() -> list[dict[str, Any]]:
+        events = admin.list_events(agent_id=agent_id, limit=1000)["data"]
+        return [e for e in events if e["sha256"] in hashes]
+
+    wait_for(lambda: (peek_depth(state) or (1, 0))[0] == 0 or None, 20)
+    events = at_server()
+    ids = [e["id"] for e in events]
+    assert len(ids) == len(set(ids))  # exactly once
+    assert committed <= set(ids)  # nothing committed was lost
+    if ROOT:
+        assert len(ids) >= stopped  # every execution it prevented is an event at the server

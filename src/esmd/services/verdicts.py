@@ -316,7 +316,8 @@ def _store_reports(connection: Connection, reports: Sequence[AgentAnalysis], hos
                 HASH_INTEL.c.source == AGENT, HASH_INTEL.c.sha256.in_(chunk)
             )
         )
-        existing.update({sha: verdict for sha, verdict in rows})
+        for sha, verdict in rows:
+            existing[sha] = verdict
     now = utcnow()
     new, worse = [], []
     for sha, report in latest.items():
