@@ -1,0 +1,251 @@
+"""Agent benchmarks: exec latency with and without trapsd, idle CPU, install size, and the
+time from a blocked execution to its event being visible through the admin API.
+
+Run alone (`python bench/agent_bench.py --idle-seconds 600`) or from `make bench`. Exec
+latency and idle CPU need root (fanotify); without it they are skipped with the reason.
+Each figure is a ratio against the same machine in the same run, or an absolute time with
+its goal; the whole host's other work shows up in idle CPU, so the report says how busy the
+host was.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
+
+from localrun import describe
+
+from trapsapi.admin_client import AdminClient
+
+ROOT = Path(__file__).resolve().parent.parent
+EXEC_RATIO_GOAL = 1.10
+IDLE_CPU_GOAL_PERCENT = 0.05
+INSTALL_GOAL_MB = 30.0
+VISIBLE_P95_GOAL_S = 1.0
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _copies(directory: Path, count: int) -> list[tuple[Path, str]]:
+    """Copies of /bin/true with unique bytes: each has its own SHA-256 (a new file)."""
+    import hashlib
+
+    original = Path(shutil.which("true") or "/bin/true").read_bytes()
+    made = []
+    for n in range(count):
+        path = directory / f"bench-true-{n}"
+        path.write_bytes(original + b"\0traps-bench-" + uuid.uuid4().hex.encode())
+        path.chmod(0o755)
+        made.append((path, hashlib.sha256(path.read_bytes()).hexdigest()))
+    return made
+
+
+def exec_seconds(paths: list[Path], rounds: int = 1) -> list[float]:
+    """Wall time of each spawn + wait of ``paths`` (in order, ``rounds`` times)."""
+    times = []
+    for _ in range(rounds):
+        for path in paths:
+            started = time.perf_counter()
+            pid = os.posix_spawn(str(path), [str(path)], {})
+            os.waitpid(pid, 0)
+            times.append(time.perf_counter() - started)
+    return times
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS  # utime + stime
+
+
+def host_busy_percent(seconds: float) -> float:
+    """How busy the whole host was (all cores), for the reader of an idle figure."""
+
+    def sample() -> tuple[int, int]:
+        values = [int(v) for v in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
+        return sum(values) - values[3] - values[4], sum(values)  # busy, total
+
+    busy0, total0 = sample()
+    time.sleep(seconds)
+    busy1, total1 = sample()
+    return 100.0 * (busy1 - busy0) / max(1, total1 - total0)
+
+
+@contextmanager
+def running_agent(work: Path) -> Iterator[tuple[AdminClient, int, str, Path]]:
+    """A fresh ESM and an enrolled, connected `trapsd run`: (admin, pid, agent id, state)."""
+    from run import running_esm
+
+    with running_esm(work, "esm-agent-bench") as (port, admin, programs):
+        token = admin.create_token(label="agent-bench")["token"]
+        state = work / "agent-bench"
+        enrolled = programs.run(
+            "trapsd", "enroll", "--server", f"http://127.0.0.1:{port}",
+            "--token-file", "-", "--state-dir", str(state), stdin=token + "\n",
+        )  # fmt: skip
+        if enrolled.returncode:
+            raise SystemExit(f"trapsd enroll: {describe(enrolled)}")
+        agent = programs.start("trapsd", "run", "--state-dir", str(state))
+        programs.wait_for("the agent", lambda: admin.list_agents(health="connected")["data"])
+        agent_id = json.loads((state / "identity.json").read_text())["agent_id"]
+        yield admin, agent.pid, agent_id, state
+
+
+def measure_exec_and_events(work: Path, idle_seconds: float) -> dict[str, Any]:
+    """Exec latency without and with the agent, idle CPU, and event visibility."""
+    if os.geteuid() != 0:
+        return {"skipped": "needs root (fanotify exec blocking)"}
+    scratch = Path(tempfile.mkdtemp(prefix="traps-exec-", dir="/var/tmp"))
+    try:
+        for name in ("without", "with", "evil"):
+            (scratch / name).mkdir()
+        warm = [Path(shutil.which("true") or "/bin/true")] * 50
+        cold_without = _copies(scratch / "without", 150)
+        exec_seconds(warm, 2)  # page cache, dynamic loader
+        base_warm = exec_seconds(warm, 20)
+        base_cold = exec_seconds([p for p, _ in cold_without])
+        with running_agent(work) as (admin, pid, agent_id, state):
+            time.sleep(2)
+            cold_with = _copies(scratch / "with", 150)
+            agent_warm = exec_seconds(warm, 20)
+            agent_cold = exec_seconds([p for p, _ in cold_with])
+            visible = _event_visibility(admin, agent_id, state, scratch / "evil")
+            time.sleep(2)
+            cpu0, started = cpu_seconds(pid), time.monotonic()
+            busy = host_busy_percent(idle_seconds)
+            idle_cpu = 100.0 * (cpu_seconds(pid) - cpu0) / (time.monotonic() - started)
+        base_again = exec_seconds(warm, 20)  # the host may have got busier meanwhile
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    baseline = min(statistics.median(base_warm), statistics.median(base_again))
+    return {
+        "exec_warm_base_ms": 1000 * baseline,
+        "exec_warm_agent_ms": 1000 * statistics.median(agent_warm),
+        "exec_cold_base_ms": 1000 * statistics.median(base_cold),
+        "exec_cold_agent_ms": 1000 * statistics.median(agent_cold),
+        "idle_cpu_percent": idle_cpu,
+        "idle_seconds": idle_seconds,
+        "host_busy_percent": busy,
+        **visible,
+    }
+
+
+def _event_visibility(
+    admin: AdminClient, agent_id: str, state: Path, scratch: Path
+) -> dict[str, Any]:
+    """Blocked execution → its event listed by the admin API: p50/p95 over 20 files."""
+    samples = _copies(scratch, 20)
+    admin.import_hashes("bench", [{"sha256": sha} for _, sha in samples])
+    checkin = [sys.executable, "-m", "trapsd", "checkin", "--state-dir", str(state)]
+    subprocess.run(checkin, capture_output=True, timeout=60)  # bring the new policy now
+    latencies = []
+    for path, sha in samples:
+        started = time.perf_counter()
+        try:
+            subprocess.run([str(path)], timeout=10)
+        except PermissionError:
+            pass
+        deadline = started + 10
+        while time.perf_counter() < deadline:
+            events = admin.list_events(agent_id=agent_id, since="5m", limit=100)["data"]
+            if any(e["sha256"] == sha for e in events):
+                latencies.append(time.perf_counter() - started)
+                break
+            time.sleep(0.01)
+    if not latencies:
+        return {"visible_error": "no event became visible"}
+    latencies.sort()
+    return {
+        "visible_p50_s": statistics.median(latencies),
+        "visible_p95_s": latencies[max(0, int(len(latencies) * 0.95) - 1)],
+        "visible_count": len(latencies),
+    }
+
+
+def measure_install_size(work: Path) -> float:
+    """MB on disk of the agent-only install (the wheel without extras, plus psutil)."""
+    wheels, target = work / "wheels", work / "agent-install"
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
+    subprocess.run([*pip, "wheel", "--no-deps", "-w", str(wheels), str(ROOT)], check=True)
+    wheel = next(wheels.glob("traps-*.whl"))
+    subprocess.run([*pip, "install", "--target", str(target), str(wheel)], check=True)
+    size = sum(f.stat().st_size for f in target.rglob("*") if f.is_file())
+    return size / 1e6
+
+
+def report_lines(figures: dict[str, Any]) -> list[str]:
+    """Markdown rows for docs/benchmarks.md (the table of bench/run.py)."""
+    lines = []
+    install = figures.get("install_mb")
+    if install is not None:
+        lines.append(
+            f"| agent install size (wheel + psutil, no interpreter) | {install:.1f} MB | "
+            f"goal {INSTALL_GOAL_MB:.0f} MB | {install / INSTALL_GOAL_MB:.2f} | ≤ 1.00 | "
+            f"{'yes' if install <= INSTALL_GOAL_MB else 'no'} |"
+        )
+    agent = figures.get("agent") or {}
+    if "skipped" in agent:
+        lines.append(
+            f"| agent exec latency, idle CPU, event visibility | skipped: "
+            f"{agent['skipped']} | | | | |"
+        )
+        return lines
+    if not agent:
+        return lines
+    warm = agent["exec_warm_agent_ms"] / agent["exec_warm_base_ms"]
+    cold = agent["exec_cold_agent_ms"] / agent["exec_cold_base_ms"]
+    lines += [
+        f"| exec of an allowed, known binary with the agent | {agent['exec_warm_agent_ms']:.2f} ms"
+        f" | {agent['exec_warm_base_ms']:.2f} ms without | {warm:.2f} | ≤ {EXEC_RATIO_GOAL:.2f}"
+        f" | {'yes' if warm <= EXEC_RATIO_GOAL else 'no'} |",
+        f"| exec of a never-seen binary (hashed and judged) | {agent['exec_cold_agent_ms']:.2f} ms"
+        f" | {agent['exec_cold_base_ms']:.2f} ms without | {cold:.2f} | (informational) | - |",
+        f"| trapsd idle CPU over {agent['idle_seconds']:.0f} s | "
+        f"{agent['idle_cpu_percent']:.3f} % of a core | host {agent['host_busy_percent']:.0f} %"
+        f" busy meanwhile | - | ≤ {IDLE_CPU_GOAL_PERCENT} % | "
+        f"{'yes' if agent['idle_cpu_percent'] <= IDLE_CPU_GOAL_PERCENT else 'no'} |",
+    ]
+    if "visible_p95_s" in agent:
+        p95 = agent["visible_p95_s"]
+        met = "yes" if p95 <= VISIBLE_P95_GOAL_S else "no"
+        lines.append(
+            f"| blocked exec → event listed by the admin API, p95 of {agent['visible_count']} |"
+            f" {p95:.2f} s (p50 {agent['visible_p50_s']:.2f} s) | goal {VISIBLE_P95_GOAL_S} s"
+            f" | {p95 / VISIBLE_P95_GOAL_S:.2f} | ≤ 1.00 | {met} |"
+        )
+    return lines
+
+
+def measure(work: Path, idle_seconds: float) -> dict[str, Any]:
+    return {
+        "install_mb": measure_install_size(work),
+        "agent": measure_exec_and_events(work, idle_seconds),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--idle-seconds", type=float, default=120.0)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="traps-agent-bench-") as tmp:
+        figures = measure(Path(tmp), args.idle_seconds)
+    sys.stdout.write(json.dumps(figures, indent=2) + "\n")
+    sys.stdout.write("\n".join(report_lines(figures)) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
