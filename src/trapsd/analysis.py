@@ -12,7 +12,7 @@ What counts (each a reason, weighted):
 - in a world-writable directory such as /tmp or /dev/shm (1)
 - a script or non-ELF file is not judged here (unknown)
 
-Score ≥ 4: malware; 2–3: grayware; below: benign-looking (reported as unknown: a clean
+Score ≥ 4: malware; 2 or 3: grayware; below: benign-looking (reported as unknown: a clean
 static profile says nothing about behaviour).
 """
 

@@ -18,8 +18,15 @@ import time
 import uuid
 from typing import Any
 
+from trapsapi.agent_client import AgentClient
 from trapsapi.errors import TrapsError
-from trapsapi.wire import CheckinRequest, CheckinResponse, ModuleState
+from trapsapi.wire import (
+    AgentVerdictQuery,
+    AgentVerdicts,
+    CheckinRequest,
+    CheckinResponse,
+    ModuleState,
+)
 from trapsd import __version__, hostinfo
 from trapsd.checkin import Comms
 from trapsd.config import AgentSettings
@@ -46,8 +53,10 @@ from trapsd.policy import (
 from trapsd.ratelimit import EventLimiter
 from trapsd.sensors.base import Judge, Sensor, SensorUnavailable, create_sensor
 from trapsd.status import STATUS_FILE
+from trapsd.verdicts import Verdicts
 
 log = logging.getLogger(__name__)
+VERDICT_QUERY_TIMEOUT_S = 3.0
 LOCK_FILE = "trapsd.lock"
 QUEUE_MAX = 10_000
 WRITE_BATCH = 500
@@ -82,6 +91,7 @@ class Agent:
         self._shut_down = False
         self._threads: list[threading.Thread] = []
         self.comms: Comms | None = None
+        self.verdicts: Verdicts | None = None
         self.journal: Journal | None = None
         self.control: ControlServer | None = None
         self.policy: Policy = default_policy()
@@ -99,6 +109,10 @@ class Agent:
         except (PolicyError, TrapsError) as exc:
             log.error("ignoring the saved policy: %s", exc)
         self.outbox = Outbox(outbox_path(self.state_dir), self.settings.outbox_max_bytes)
+        if self.judge is decide:  # the full precedence, learning verdicts as it goes
+            self.verdicts = Verdicts(self._query_verdicts)
+            self.verdicts.start()
+            self.judge = self.verdicts
         self.journal = Journal(journal_path(self.state_dir))
         self._recover_journal()
         self.meter = FootprintMeter(self.state_dir)
@@ -168,6 +182,8 @@ class Agent:
             self.memfd.set(False)  # the host gets back the value the agent found
         if self.control is not None:
             self.control.stop()
+        if self.verdicts is not None:
+            self.verdicts.stop()
         if hasattr(self, "outbox"):
             self.queue.put(_STOP)
             for thread in self._threads:
@@ -385,6 +401,21 @@ class Agent:
             "instance_id": self.instance_id,
             "stopping": self.stopping.is_set(),
         }
+
+    def _query_verdicts(self, query: AgentVerdictQuery) -> AgentVerdicts:
+        """On the analyst thread: its own short-lived client, a short timeout."""
+        identity = self.identity
+        client = AgentClient(
+            identity.servers,
+            identity.agent_id,
+            identity.agent_secret,
+            min(self.settings.request_timeout_s, VERDICT_QUERY_TIMEOUT_S),
+            self.settings.ca_file,
+        )
+        try:
+            return client.verdicts(query)
+        finally:
+            client.close()
 
     def _on_reply(self, reply: CheckinResponse) -> None:
         policy = compile_policy(reply["policy"])

@@ -283,11 +283,12 @@ def compile_policy(wire: Mapping[str, Any]) -> Policy:
     )
 
 
-def decide(policy: Policy, digest: bytes) -> str:
-    """The malware module's verdict for an executable with this SHA-256 digest.
+def decide(policy: Policy, digest: bytes, _path: str = "") -> str:
+    """The malware module's verdict from the policy's hash lists alone.
 
     An allow-listed hash always runs; a blocked one is denied in prevention mode and reported
-    in notification mode; anything else runs.
+    in notification mode; anything else runs. The agent judges with
+    :class:`trapsd.verdicts.Verdicts`, which adds learnt verdicts and the unknown-file action.
     """
     if not policy.malware.active or digest in policy.allowed or digest not in policy.blocked:
         return ALLOW

@@ -212,3 +212,30 @@ def test_repeated_kill_9_during_a_burst_delivers_every_committed_event_once(
     assert committed <= set(ids)  # nothing committed was lost
     if ROOT:
         assert len(ids) >= stopped  # every execution it prevented is an event at the server
+
+
+def test_a_verdict_learnt_between_check_ins_stops_the_next_execution(
+    live_esm: Any, admin: Any, agents: Agents, tmp_path: Path
+) -> None:
+    """The policy the agent holds does not know the hash yet; the agent asks the ESM about
+    the unknown file it just let run, and stops it the next time."""
+    if not ROOT:
+        pytest.skip("needs fanotify (root)")
+    state = tmp_path / "agent"
+    agent_id = enroll(admin, live_esm.url, state)
+    process = agents.start(state)
+    wait_for(lambda: agent_row(admin, agent_id), 20)
+    evil, sha256 = make_binary(tmp_path, "true", "late-verdict")
+    admin.import_hashes("late", [{"sha256": sha256}])  # no check-in: the policy is stale
+    assert subprocess.run([str(evil)], timeout=10).returncode == 0  # unknown: allowed
+
+    def blocked() -> bool | None:
+        try:
+            subprocess.run([str(evil)], timeout=10)
+        except PermissionError:
+            return True
+        return None
+
+    assert wait_for(blocked, 10, interval=0.2)
+    assert wait_for(lambda: events_for(admin, agent_id, sha256) or None, 10)
+    assert agents.stop(process) == 0

@@ -94,7 +94,7 @@ def test_the_watchdog_fails_open_and_restarts(tmp_path: Path, sensors: Sensors) 
     evil, evil_sha = make_binary(tmp_path, "true", "evil-true")
     slow_digest = bytes.fromhex(slow_sha)
 
-    def sluggish(policy: Policy, digest: bytes) -> str:
+    def sluggish(policy: Policy, digest: bytes, path: str) -> str:
         if digest == slow_digest:
             time.sleep(4)  # a verdict far slower than the watchdog allows
         return decide(policy, digest)

@@ -16,7 +16,8 @@ from trapsd.events import Detection
 from trapsd.policy import Policy, decide
 
 Emit = Callable[[Detection], None]
-Judge = Callable[[Policy, bytes], str]
+Judge = Callable[[Policy, bytes, str], str]
+"""(policy, SHA-256 digest, path) → ALLOW, NOTIFY or DENY."""
 
 CAP_NET_ADMIN = 12
 CAP_SYS_ADMIN = 21

@@ -17,6 +17,7 @@ import os
 import select
 import threading
 import time
+from collections.abc import Callable
 from typing import BinaryIO
 
 from trapsd.config import AgentSettings
@@ -38,6 +39,8 @@ class FanotifySensor:
         self.policy = policy
         self.emit = emit
         self.judge = judge
+        # Whether a digest's verdict is final (else its file gets no kernel ignore mark).
+        self.settled: Callable[[bytes], bool] = getattr(judge, "settled", lambda _digest: True)
         self.own_pid = os.getpid()
         self.trips = 0
         self.last_trip: tuple[float, str] | None = None

@@ -214,7 +214,8 @@ class Listener:
                 digest = self.hasher.sha256_fd(event_fd)
                 self.cache.put(key, digest)
             if digest is not None:
-                decision = self.sensor.judge(policy, digest)
+                decision = self.sensor.judge(policy, digest, path)
+                ignorable = ignorable and self.sensor.settled(digest)
                 if decision != ALLOW:
                     findings.append(Finding(MALWARE, decision, "sha256"))
             self.current_key = b""

@@ -153,11 +153,14 @@ class KillSensor:
         finally:
             os.close(exe_fd)
         self.counts["events"] += 1
+        try:
+            path = os.readlink(f"/proc/{pid}/exe")
+        except OSError:
+            return key  # gone meanwhile
         if digest is not None:
-            decision = self.judge(policy, digest)
+            decision = self.judge(policy, digest, path)
             if decision != ALLOW:
                 findings.append(Finding(MALWARE, decision, "sha256"))
-        path = os.readlink(f"/proc/{pid}/exe")
         findings += decide_exec(policy, path, None, lambda: parent_images(pid, before_exec=False))
         if not findings:
             return key
