@@ -78,7 +78,8 @@ class Comms:
             self.identity.agent_id,
             self.identity.agent_secret,
             self.settings.request_timeout_s,
-            self.settings.ca_file,
+            self.identity.ca_file or self.settings.ca_file,
+            self.identity.pin_sha256 or None,
         )
 
     # --- requests from other threads -------------------------------------------------------

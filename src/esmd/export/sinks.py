@@ -100,24 +100,29 @@ class Sink:
         self._sock.sendall(payload)
 
     def _append(self, records: list[bytes]) -> None:
+        """Append, rotating before a record would take the file past ``max_bytes``."""
         path = self.config.path
         assert path is not None
         path.parent.mkdir(parents=True, exist_ok=True)
-        payload = b"".join(records)
-        try:
-            size = path.stat().st_size
-        except FileNotFoundError:
-            size = 0
-        if size and size + len(payload) > self.config.max_bytes:
-            rotate(path, self.config.backups)
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
         try:
-            view = memoryview(payload)
-            while view:
-                view = view[os.write(fd, view) :]
+            size = os.fstat(fd).st_size
+            for record in records:
+                if size and size + len(record) > self.config.max_bytes:
+                    os.fsync(fd)
+                    os.close(fd)
+                    fd = -1
+                    rotate(path, self.config.backups)
+                    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+                    size = 0
+                view = memoryview(record)
+                while view:
+                    view = view[os.write(fd, view) :]
+                size += len(record)
             os.fsync(fd)
         finally:
-            os.close(fd)
+            if fd >= 0:
+                os.close(fd)
 
     def close(self) -> None:
         if self._sock is not None:
