@@ -70,7 +70,8 @@ class Settings(BaseSettings):
     retention_events_max_rows: int = Field(default=0, ge=0)
     """Keep at most this many events, deleting the oldest (0: no quota)."""
     retention_interval_s: int = Field(default=3600, ge=1)
-    retention_batch_size: int = Field(default=5000, ge=1, le=1_000_000)
+    retention_batch_size: int = Field(default=5000, ge=1, le=20_000)
+    """Rows per delete transaction (bound parameters: SQLite allows 32,766 a statement)."""
 
     @field_validator("data_dir")
     @classmethod

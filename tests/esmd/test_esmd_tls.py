@@ -113,7 +113,7 @@ def test_esmd_serve_speaks_https(ca: TestCA, tmp_path: Path) -> None:
 
 def _enroll(state: Path, url: str, token: str, *extra: str) -> int:
     return trapsd_main(
-        ["enroll", "--state-dir", str(state), "--url", url, "--token", token, *extra]
+        ["enroll", "--state-dir", str(state), "--url", url, f"--token={token}", *extra]
     )
 
 
