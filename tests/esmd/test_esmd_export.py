@@ -380,3 +380,21 @@ def test_two_exporters_of_one_sink_never_both_lead(esm: Esm) -> None:
         second.leadership.release()
         first.db.dispose()
         second.db.dispose()
+
+
+def test_a_new_sink_can_start_from_now(esm: Esm) -> None:
+    agent = esm.enroll()
+    _upload(esm, agent, 3)
+    udp = Receiver("udp")
+    try:
+        sink = ExportSink(
+            name="fresh", transport="udp", host="127.0.0.1", port=udp.port, start="now"
+        )
+        exporter = _exporter(esm, sink)
+        assert exporter.step().read == 0  # the history is not sent
+        later = _upload(esm, agent, 2)
+        assert exporter.step().sent == 2
+        assert sorted(_event_ids(udp.wait_for(2))) == sorted(later)
+        exporter.db.dispose()
+    finally:
+        udp.stop()

@@ -41,6 +41,8 @@ class ExportSink(BaseModel):
     max_bytes: int = Field(default=100 * 1024 * 1024, ge=4096)
     backups: int = Field(default=5, ge=0, le=1000)
     timeout_s: float = Field(default=5.0, gt=0, le=300)
+    start: Literal["beginning", "now"] = "beginning"
+    """Where a new sink (no cursor yet) starts: every stored event, or only events from now."""
 
     @model_validator(mode="after")
     def _complete(self) -> ExportSink:

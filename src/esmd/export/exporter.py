@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from esmd.config import Settings
 from esmd.db.engine import Database
@@ -78,13 +78,17 @@ class SinkExporter:
             exists = connection.execute(
                 select(EXPORT_CURSORS.c.last_seq).where(EXPORT_CURSORS.c.sink == self.config.name)
             ).scalar()
-            if exists is None:
-                connection.execute(
-                    EXPORT_CURSORS.insert().values(
-                        sink=self.config.name, last_seq=0, exported=0, updated_at=utcnow()
-                    )
+            if exists is not None:
+                return int(exists)
+            start = 0
+            if self.config.start == "now":
+                start = int(connection.execute(select(func.max(EVENTS.c.seq))).scalar() or 0)
+            connection.execute(
+                EXPORT_CURSORS.insert().values(
+                    sink=self.config.name, last_seq=start, exported=0, updated_at=utcnow()
                 )
-            return int(exists or 0)
+            )
+            return start
 
     def _read(self, after: int) -> list[ExportRow]:
         horizon = utcnow() - timedelta(seconds=self.settings.export_settle_s)
