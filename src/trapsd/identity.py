@@ -69,6 +69,14 @@ def save_identity(state_dir: Path, identity: Identity) -> None:
     write_json(identity_path(state_dir), dataclasses.asdict(identity))
 
 
+def advertised_servers(identity_pinned: bool, urls: Sequence[str]) -> list[str]:
+    """The server URLs an agent may adopt: with a pinned CA or certificate, https only (an
+    advertised ``http://`` URL would silently drop the pinning)."""
+    if not identity_pinned:
+        return list(urls)
+    return [url for url in urls if url.strip().lower().startswith("https://")]
+
+
 def merge_servers(first: Sequence[str], more: Sequence[str]) -> list[str]:
     """``first`` in order, then the URLs of ``more`` not already present (trailing / ignored)."""
     merged: list[str] = []
@@ -122,7 +130,9 @@ def enroll(
     identity = Identity(
         agent_id=reply["agent_id"],
         agent_secret=reply["agent_secret"],
-        servers=merge_servers(servers, reply.get("servers") or []),
+        servers=merge_servers(
+            servers, advertised_servers(bool(pin or ca_pem), reply.get("servers") or [])
+        ),
         enrolled_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         ca_file=pinned_ca,
         pin_sha256=pin,

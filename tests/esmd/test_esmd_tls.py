@@ -26,7 +26,7 @@ from esmd.setup import initialise
 from trapsd.checkin import Comms
 from trapsd.cli import main as trapsd_main
 from trapsd.config import AgentSettings
-from trapsd.identity import SERVER_CA_FILE, load_identity
+from trapsd.identity import SERVER_CA_FILE, advertised_servers, load_identity
 from trapsd.outbox import Outbox
 
 
@@ -190,3 +190,9 @@ def test_agents_pin_the_ca_or_the_certificate(
         (by_pin / "identity.json").write_text(json.dumps(identity_pin))
         refused = _checkin(by_pin)
         assert refused["ok"] is False and "not the one pinned" in refused["error"], refused
+
+
+def test_a_pinned_agent_adopts_no_plain_http_server() -> None:
+    urls = ["https://esm1:2125", "http://esm2:2125", "HTTPS://esm3:2125"]
+    assert advertised_servers(True, urls) == ["https://esm1:2125", "HTTPS://esm3:2125"]
+    assert advertised_servers(False, urls) == urls
