@@ -29,6 +29,7 @@ from esmd.config import Settings
 from esmd.db.engine import Database
 from esmd.errors import install_error_handlers
 from esmd.metrics import Metrics
+from esmd.ops.runner import Operations
 from esmd.services.policy import PolicyCache
 from esmd.setup import check_schema, describe_url
 
@@ -50,7 +51,14 @@ def create_app(settings: Settings) -> FastAPI:
             app.state.db = db
             app.state.policies = PolicyCache(settings.heartbeat_interval_s)
             log.info("esmd %s serving database %s", __version__, describe_url(settings.url))
-            yield
+            app.state.operations = operations = Operations(db, settings)
+            metrics.collectors.append(operations.render)
+            operations.start()
+            try:
+                yield
+            finally:
+                operations.stop()
+                metrics.collectors.remove(operations.render)
         finally:
             db.dispose()
 

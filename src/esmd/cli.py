@@ -63,12 +63,26 @@ def build_parser() -> argparse.ArgumentParser:
     _database_options(serve)
     serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port to listen on (default 2125)")
+    serve.add_argument("--tls-cert", type=Path, metavar="FILE", help="serve HTTPS: PEM chain")
+    serve.add_argument("--tls-key", type=Path, metavar="FILE", help="its PEM private key")
 
     users = commands.add_parser("add-user", help="add an admin user (a viewer by default)")
     _database_options(users)
     users.add_argument("username", metavar="NAME")
     users.add_argument("--role", choices=[r.value for r in Role], default=Role.VIEWER.value)
     users.add_argument("--password-stdin", action="store_true", help="read it from stdin")
+
+    retention = commands.add_parser("retention", help="delete old events now (see --help)")
+    retention_commands = retention.add_subparsers(
+        dest="retention_command", metavar="ACTION", parser_class=_Parser
+    )
+    retention_commands.required = True
+    run = retention_commands.add_parser(
+        "run", help="one retention pass with the configured or given limits, and a summary"
+    )
+    _database_options(run)
+    run.add_argument("--events-days", type=int, metavar="N", help="delete events older than N days")
+    run.add_argument("--events-max-rows", type=int, metavar="N", help="keep at most N events")
     return parser
 
 
@@ -130,9 +144,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from esmd.app import create_app
     from esmd.db.engine import make_engine
+    from esmd.ops.tls import check_tls_files
     from esmd.setup import check_schema
 
     settings = _settings(args, host=args.host, port=args.port)
+    tls = check_tls_files(args.tls_cert, args.tls_key) is not None
     engine = make_engine(settings.url, pool_size=1)
     try:
         check_schema(engine)
@@ -144,7 +160,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         else "the URL they connect to (set ESMD_PUBLIC_URLS to override)"
     )
     sock = _listen(settings.host, settings.port)
-    log.info("listening on http://%s:%d; agents are told %s", settings.host, settings.port, told)
+    scheme = "https" if tls else "http"
+    log.info(
+        "listening on %s://%s:%d; agents are told %s", scheme, settings.host, settings.port, told
+    )
     config = uvicorn.Config(
         create_app(settings),
         loop="uvloop",
@@ -153,6 +172,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         access_log=args.verbose,
         server_header=False,
         timeout_graceful_shutdown=10,
+        ssl_certfile=str(args.tls_cert) if tls else None,
+        ssl_keyfile=str(args.tls_key) if tls else None,
     )
     server = uvicorn.Server(config)
     server.run(sockets=[sock])
@@ -176,7 +197,35 @@ def _listen(host: str, port: int) -> socket.socket:
     return sock
 
 
-COMMANDS = {"init": cmd_init, "serve": cmd_serve, "add-user": cmd_add_user}
+def cmd_retention(args: argparse.Namespace) -> int:
+    from esmd.db.engine import Database
+    from esmd.ops import retention
+    from esmd.setup import check_schema
+
+    settings = _settings(
+        args,
+        retention_events_days=args.events_days,
+        retention_events_max_rows=args.events_max_rows,
+    )
+    db = Database.from_url(settings.url, pool_size=1, max_overflow=1)
+    try:
+        check_schema(db.engine)
+        summary = retention.run(db, settings)
+    finally:
+        db.dispose()
+    for line in summary.lines():
+        sys.stdout.write(line + "\n")
+    if not any(t.max_age_days or t.max_rows for t in retention.targets(settings)):
+        log.info("no retention limit is configured (ESMD_RETENTION_EVENTS_DAYS/_MAX_ROWS)")
+    return ExitCode.OK
+
+
+COMMANDS = {
+    "init": cmd_init,
+    "serve": cmd_serve,
+    "add-user": cmd_add_user,
+    "retention": cmd_retention,
+}
 
 
 def _configure_logging(verbose: bool) -> None:

@@ -16,6 +16,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from esmd.export.config import ExportSink
 from trapsapi import DEFAULT_PORT
 from trapsapi.errors import ConfigError
 
@@ -55,6 +56,22 @@ class Settings(BaseSettings):
     """Extra connections under load; pool + overflow should cover the 40 worker threads."""
     login_max_failures: int = Field(default=10, ge=1)
     login_window_s: int = Field(default=15 * 60, ge=1)
+    # --- operations: SIEM export and retention (docs/operations.md) ---
+    export_sinks: list[ExportSink] = []
+    """SIEM sinks (``[[export_sinks]]`` tables in the file, a JSON list in ESMD_EXPORT_SINKS)."""
+    export_batch_size: int = Field(default=500, ge=1, le=10_000)
+    export_poll_s: float = Field(default=1.0, gt=0, le=3600)
+    export_settle_s: float = Field(default=2.0, ge=0, le=3600)
+    """Only events received this long ago are exported, so that an ingest transaction still
+    in flight (a lower ``seq`` committing after a higher one) is never skipped."""
+    export_retry_max_s: float = Field(default=60.0, gt=0, le=3600)
+    retention_events_days: int = Field(default=0, ge=0)
+    """Delete events received more than this many days ago (0: keep them by age)."""
+    retention_events_max_rows: int = Field(default=0, ge=0)
+    """Keep at most this many events, deleting the oldest (0: no quota)."""
+    retention_interval_s: int = Field(default=3600, ge=1)
+    retention_batch_size: int = Field(default=5000, ge=1, le=20_000)
+    """Rows per delete transaction (bound parameters: SQLite allows 32,766 a statement)."""
 
     @field_validator("data_dir")
     @classmethod

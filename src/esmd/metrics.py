@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -32,6 +32,8 @@ class Metrics:
         self.checkins = 0
         self.events_received = 0
         self.events_ingested = 0
+        self.collectors: list[Callable[[], list[str]]] = []
+        """More families (background jobs register theirs), appended to every render."""
 
     def request(self, method: str, route: str, status: int) -> None:
         self.requests[(method, route, status)] += 1
@@ -96,4 +98,6 @@ class Metrics:
             "Events queued on agents, as their last check-ins reported (summed).",
             [({}, agent_outbox_events)],
         )
+        for collect in self.collectors:
+            lines.extend(collect())
         return "\n".join(lines) + "\n"

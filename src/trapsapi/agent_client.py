@@ -24,9 +24,10 @@ def enroll(
     request: EnrollRequest,
     timeout: float = 10.0,
     ca_file: str | None = None,
+    pin_sha256: str | None = None,
 ) -> EnrollResponse:
     """Trade an enrollment token for an agent identity, trying each server in turn."""
-    pool = ServerPool(servers, timeout, ca_file)
+    pool = ServerPool(servers, timeout, ca_file, pin_sha256)
     try:
         response: EnrollResponse = pool.request("POST", routes.AGENT_ENROLL, dict(request))
     finally:
@@ -44,8 +45,9 @@ class AgentClient:
         secret: str,
         timeout: float = 10.0,
         ca_file: str | None = None,
+        pin_sha256: str | None = None,
     ) -> None:
-        self.pool = ServerPool(servers, timeout, ca_file)
+        self.pool = ServerPool(servers, timeout, ca_file, pin_sha256)
         self.agent_id = agent_id
         self._headers = {"Authorization": f"Bearer {agent_id}.{secret}"}
 

@@ -7,8 +7,10 @@ afford. One connection per base URL is kept open and reused; a server list gives
 
 from __future__ import annotations
 
+import hashlib
 import http.client
 import json
+import re
 import socket
 import ssl
 import threading
@@ -34,22 +36,102 @@ def parse_server_url(url: str) -> tuple[str, str, int, str]:
     return parts.scheme, parts.hostname, port, parts.path.rstrip("/")
 
 
+_HEX = re.compile(r"^[0-9a-f]{64}$")
+
+
+class PinMismatch(ssl.SSLError):
+    """The server's certificate is not the one pinned at enrollment."""
+
+
+def normalise_pin(text: str) -> str:
+    """A SHA-256 certificate fingerprint as 64 lowercase hex digits (colons and an optional
+    ``sha256:``/``SHA256 Fingerprint=`` prefix, as openssl prints it, are accepted)."""
+    value = text.strip().lower()
+    for prefix in ("sha256 fingerprint=", "sha256:", "sha256="):
+        value = value.removeprefix(prefix)
+    value = value.replace(":", "").strip()
+    if not _HEX.match(value):
+        raise UsageError(f"invalid SHA-256 fingerprint {text!r}: expected 64 hex digits")
+    return value
+
+
+def certificate_sha256(der: bytes) -> str:
+    return hashlib.sha256(der).hexdigest()
+
+
+class _PinnedHTTPSConnection(http.client.HTTPSConnection):
+    """HTTPS that also requires the server certificate's SHA-256 to equal a pinned one."""
+
+    def __init__(self, host: str, port: int, *, pin: str, **kwargs: Any) -> None:
+        super().__init__(host, port, **kwargs)
+        self._pin = pin
+
+    def connect(self) -> None:
+        super().connect()
+        assert isinstance(self.sock, ssl.SSLSocket)
+        der = self.sock.getpeercert(binary_form=True) or b""
+        seen = certificate_sha256(der)
+        if seen != self._pin:
+            self.close()
+            raise PinMismatch(
+                f"the server certificate (sha256 {seen}) is not the one pinned at "
+                f"enrollment (sha256 {self._pin})"
+            )
+
+
+def tls_context(ca_file: str | None, pin_sha256: str | None) -> ssl.SSLContext:
+    """Verify against ``ca_file`` (else the system CAs); with a pin, the pin alone decides,
+    so a self-signed server certificate can be pinned without a CA."""
+    if pin_sha256:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        if ca_file:
+            context.load_verify_locations(cafile=ca_file)
+            context.verify_mode = ssl.CERT_REQUIRED
+    else:
+        context = ssl.create_default_context(cafile=ca_file)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    return context
+
+
 class Connection:
     """One keep-alive connection to one server; thread-safe by a lock (requests serialise)."""
 
-    def __init__(self, url: str, timeout: float = 10.0, ca_file: str | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        timeout: float = 10.0,
+        ca_file: str | None = None,
+        pin_sha256: str | None = None,
+    ) -> None:
         self.url = url.rstrip("/")
         self.scheme, self.host, self.port, self.prefix = parse_server_url(url)
         self.timeout = timeout
         self.ca_file = ca_file
+        self.pin_sha256 = normalise_pin(pin_sha256) if pin_sha256 else None
+        self._context: ssl.SSLContext | None = None
         self._conn: http.client.HTTPConnection | None = None
         self._lock = threading.Lock()
 
     def _connect(self) -> http.client.HTTPConnection:
         if self.scheme == "https":
-            context = ssl.create_default_context(cafile=self.ca_file)
+            if self._context is None:
+                try:
+                    self._context = tls_context(self.ca_file, self.pin_sha256)
+                except (OSError, ssl.SSLError) as exc:
+                    reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+                    raise UsageError(f"CA file {self.ca_file}: cannot load it ({reason})") from None
+            if self.pin_sha256:
+                return _PinnedHTTPSConnection(
+                    self.host,
+                    self.port,
+                    pin=self.pin_sha256,
+                    timeout=self.timeout,
+                    context=self._context,
+                )
             return http.client.HTTPSConnection(
-                self.host, self.port, timeout=self.timeout, context=context
+                self.host, self.port, timeout=self.timeout, context=self._context
             )
         return http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
 
@@ -121,6 +203,10 @@ class Connection:
 
 
 def _describe(exc: BaseException) -> str:
+    if isinstance(exc, PinMismatch):
+        return f"TLS refused: {exc.args[0]}"
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return f"TLS refused: the server certificate does not verify ({exc.verify_message})"
     if isinstance(exc, ssl.SSLError | ssl.CertificateError):
         return f"TLS error: {exc}"
     if isinstance(exc, socket.timeout | TimeoutError):
@@ -140,11 +226,15 @@ class ServerPool:
     """
 
     def __init__(
-        self, urls: Sequence[str], timeout: float = 10.0, ca_file: str | None = None
+        self,
+        urls: Sequence[str],
+        timeout: float = 10.0,
+        ca_file: str | None = None,
+        pin_sha256: str | None = None,
     ) -> None:
         if not urls:
             raise UsageError("no server URL given")
-        self.connections = [Connection(u, timeout, ca_file) for u in urls]
+        self.connections = [Connection(u, timeout, ca_file, pin_sha256) for u in urls]
         self.current = 0
 
     @property

@@ -20,7 +20,7 @@ from trapsapi.agent_client import AgentClient
 from trapsapi.errors import ApiError, AuthError, ExitCode, RateLimited, TrapsError
 from trapsapi.wire import CheckinRequest, CheckinResponse
 from trapsd.config import AgentSettings
-from trapsd.identity import Identity, merge_servers, save_identity
+from trapsd.identity import Identity, advertised_servers, merge_servers, save_identity
 from trapsd.outbox import Outbox
 
 log = logging.getLogger(__name__)
@@ -79,7 +79,8 @@ class Comms:
             self.identity.agent_id,
             self.identity.agent_secret,
             self.settings.request_timeout_s,
-            self.settings.ca_file,
+            self.identity.ca_file or self.settings.ca_file,
+            self.identity.pin_sha256 or None,
         )
 
     # --- requests from other threads -------------------------------------------------------
@@ -261,7 +262,8 @@ class Comms:
         return result
 
     def _merge_servers(self, advertised: list[str]) -> None:
-        merged = merge_servers(self.identity.servers, advertised)
+        pinned = bool(self.identity.ca_file or self.identity.pin_sha256)
+        merged = merge_servers(self.identity.servers, advertised_servers(pinned, advertised))
         if merged != self.identity.servers:
             log.info("server list is now %s", ", ".join(merged))
             self.identity.servers = merged

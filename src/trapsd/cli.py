@@ -73,7 +73,17 @@ def _parser() -> argparse.ArgumentParser:
         return sub
 
     enroll = command("enroll", "Trade an enrollment token for an agent identity.")
-    enroll.add_argument("--server", required=True, help="ESM URL(s), comma-separated")
+    enroll.add_argument(
+        "--server", "--url", dest="server", required=True, help="ESM URL(s), comma-separated"
+    )
+    enroll.add_argument(
+        "--ca-file", help="PEM CA that signs the server certificate (pinned in the identity)"
+    )
+    enroll.add_argument(
+        "--pin-sha256",
+        metavar="FINGERPRINT",
+        help="SHA-256 fingerprint of the server certificate (pinned in the identity)",
+    )
     source = enroll.add_mutually_exclusive_group()
     source.add_argument("--token", help=f"enrollment token (prefer --token-file or ${TOKEN_ENV})")
     source.add_argument("--token-file", help="read the token from this file, '-' for stdin")
@@ -118,13 +128,16 @@ def _enroll(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     servers = parse_servers(args.server)
+    if (args.ca_file or args.pin_sha256) and any(url.startswith("http:") for url in servers):
+        raise UsageError("--ca-file and --pin-sha256 need https:// server URLs")
     identity = enroll(
         settings.state_dir,
         servers,
         _read_token(args),
         settings.request_timeout_s,
-        settings.ca_file,
+        args.ca_file or settings.ca_file,
         args.force,
+        args.pin_sha256,
     )
     if args.output == "json":
         reply = {"agent_id": identity.agent_id, "servers": identity.servers}

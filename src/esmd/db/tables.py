@@ -80,6 +80,7 @@ class LoginFailure(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     username: str = Field(max_length=128)
     at: datetime = _time()
+    source_ip: str | None = Field(default=None, max_length=64)
 
 
 class EnrollmentToken(SQLModel, table=True):
@@ -260,3 +261,5 @@ class HashIntel(SQLModel, table=True):
 
 
 HASH_INTEL = table(HashIntel)
+# The operations tables share this metadata; imported last, as they use the tables above.
+from esmd.db import tables_ops  # noqa: E402, F401

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
 
 from esmd.config import Settings
 from esmd.db.engine import Database
@@ -44,15 +45,32 @@ class AdminIdentity:
             raise Forbidden(f"this needs the superuser role; {self.username!r} is a {self.role}")
 
 
-def _throttle(db: Database, settings: Settings, username: str, now: datetime) -> None:
-    """429 once a user name has collected the maximum of failures within the window."""
+def _source(username: str, source_ip: str | None) -> tuple[Any, ...]:
+    """The conditions selecting the failures of one user name from one address."""
+    source = (
+        LOGIN_FAILURES.c.source_ip.is_(None)
+        if source_ip is None
+        else LOGIN_FAILURES.c.source_ip == source_ip
+    )
+    return (LOGIN_FAILURES.c.username == username, source)
+
+
+def _failures(username: str, source_ip: str | None, since: datetime) -> tuple[Any, ...]:
+    return (*_source(username, source_ip), LOGIN_FAILURES.c.at > since)
+
+
+def _throttle(
+    db: Database, settings: Settings, username: str, source_ip: str | None, now: datetime
+) -> None:
+    """429 once a user name has collected the maximum of failures from one source address
+    within the window (database-backed, so every esmd process counts the same failures)."""
     window = timedelta(seconds=settings.login_window_s)
     limit = settings.login_max_failures
     with db.read() as connection:
         recent = (
             connection.execute(
                 select(LOGIN_FAILURES.c.at)
-                .where(LOGIN_FAILURES.c.username == username, LOGIN_FAILURES.c.at > now - window)
+                .where(*_failures(username, source_ip, now - window))
                 .order_by(LOGIN_FAILURES.c.at.desc())
                 .limit(limit)
             )
@@ -66,12 +84,58 @@ def _throttle(db: Database, settings: Settings, username: str, now: datetime) ->
         )
 
 
+def _record_failure(
+    db: Database,
+    settings: Settings,
+    username: str,
+    source_ip: str | None,
+    now: datetime,
+    unknown_user: bool,
+) -> None:
+    """Count one failure and audit it; the failure that reaches the limit also audits the
+    lockout (``auth.lockout``) once, with how long it lasts."""
+    window = timedelta(seconds=settings.login_window_s)
+    with db.write() as connection:
+        connection.execute(
+            delete(LOGIN_FAILURES).where(
+                LOGIN_FAILURES.c.username == username, LOGIN_FAILURES.c.at <= now - window
+            )
+        )
+        connection.execute(
+            LOGIN_FAILURES.insert().values(username=username, at=now, source_ip=source_ip)
+        )
+        failures = connection.execute(
+            select(func.count()).where(*_failures(username, source_ip, now - window))
+        ).scalar_one()
+        records: list[tuple[str, dict[str, Any]]] = [
+            ("auth.login_failed", {"reason": "unknown user" if unknown_user else "wrong password"})
+        ]
+        if failures == settings.login_max_failures:
+            records.append(
+                (
+                    "auth.lockout",
+                    {"failures": int(failures), "retry_after_s": settings.login_window_s},
+                )
+            )
+        for action, detail in records:
+            connection.execute(
+                AUDIT_LOG.insert().values(
+                    at=now,
+                    actor=username,
+                    action=action,
+                    target=username,
+                    source_ip=source_ip,
+                    detail=detail,
+                )
+            )
+
+
 def login(
     db: Database, settings: Settings, username: str, password: str, source_ip: str | None = None
 ) -> LoginResponse:
     """Audited: ``auth.login`` on success, ``auth.login_failed`` on a wrong name or password."""
     now = utcnow()
-    _throttle(db, settings, username, now)
+    _throttle(db, settings, username, source_ip, now)
     with db.read() as connection:
         user = connection.execute(
             select(USERS.c.id, USERS.c.password_hash, USERS.c.role).where(
@@ -81,29 +145,12 @@ def login(
     if user is None:
         burn_password_check(password)
     if user is None or not verify_password(user.password_hash, password):
-        window = timedelta(seconds=settings.login_window_s)
-        with db.write() as connection:
-            connection.execute(
-                delete(LOGIN_FAILURES).where(
-                    LOGIN_FAILURES.c.username == username, LOGIN_FAILURES.c.at <= now - window
-                )
-            )
-            connection.execute(LOGIN_FAILURES.insert().values(username=username, at=now))
-            connection.execute(
-                AUDIT_LOG.insert().values(
-                    at=now,
-                    actor=username,
-                    action="auth.login_failed",
-                    target=username,
-                    source_ip=source_ip,
-                    detail={"reason": "unknown user" if user is None else "wrong password"},
-                )
-            )
+        _record_failure(db, settings, username, source_ip, now, user is None)
         raise Unauthorized("invalid user name or password")
     token = new_token()
     expires_at = now + timedelta(seconds=settings.session_ttl_s)
     with db.write() as connection:
-        connection.execute(delete(LOGIN_FAILURES).where(LOGIN_FAILURES.c.username == username))
+        connection.execute(delete(LOGIN_FAILURES).where(*_source(username, source_ip)))
         connection.execute(
             delete(ADMIN_SESSIONS).where(ADMIN_SESSIONS.c.expires_at < now - timedelta(days=1))
         )

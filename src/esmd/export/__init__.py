@@ -1,0 +1,1 @@
+"""Export of security events to SIEMs: record formats, sinks, and the background exporter."""

@@ -1,0 +1,1 @@
+"""Background operations of ``esmd serve``: leadership, retention, and their runner."""
