@@ -64,6 +64,8 @@ class TimeBucket(StrEnum):
 class Health(StrEnum):
     CONNECTED = "connected"
     DISCONNECTED = "disconnected"
+    DEGRADED = "degraded"
+    """Connected, but something is wrong: e.g. it did not apply the policy it was sent."""
 
 
 class OperationalStatus(StrEnum):

@@ -84,6 +84,9 @@ def _parser() -> argparse.ArgumentParser:
     status.add_argument("-o", "--output", choices=("table", "json"), default="table")
     checkin = command("checkin", "Ask the running daemon to check in now.")
     checkin.add_argument("-o", "--output", choices=("table", "json"), default="table")
+    changes = command("policy-log", "Show the policies this agent applied or refused.")
+    changes.add_argument("-n", "--limit", type=int, default=20, help="newest N (default 20)")
+    changes.add_argument("-o", "--output", choices=("table", "json"), default="table")
     return parser
 
 
@@ -188,7 +191,29 @@ def _daemon_logging(verbose: bool, level: str) -> None:
     atexit.register(listener.stop)
 
 
-COMMANDS = {"enroll": _enroll, "run": _run, "status": _status, "checkin": _checkin}
+def _policy_log(args: argparse.Namespace) -> int:
+    from trapsd.policylog import read
+
+    entries = read(_settings(args).state_dir, max(args.limit, 0))
+    if args.output == "json":
+        sys.stdout.write(json.dumps(entries, sort_keys=True) + "\n")
+        return ExitCode.OK
+    for entry in entries:
+        what = ", ".join(entry.get("changed") or []) or entry.get("error") or "-"
+        sys.stdout.write(
+            f"{entry.get('time')}  {entry.get('result'):<8}  "
+            f"{entry.get('from_version')} -> {entry.get('to_version')}  {what}\n"
+        )
+    return ExitCode.OK
+
+
+COMMANDS = {
+    "enroll": _enroll,
+    "run": _run,
+    "status": _status,
+    "checkin": _checkin,
+    "policy-log": _policy_log,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

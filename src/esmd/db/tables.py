@@ -116,6 +116,15 @@ class Agent(SQLModel, table=True):
     policy_version: int | None = _bigint(nullable=True)
     outbox_depth: int = _bigint(nullable=False)
     events_dropped: int = _bigint(nullable=False)
+    # Policy targeting and drift (revision 0003_policies).
+    labels: list[str] = Field(
+        default_factory=list, sa_column=Column(JSON, nullable=False, server_default="[]")
+    )
+    group_name: str | None = Field(default=None, max_length=64, index=True)
+    policy_served_version: int | None = _bigint(nullable=True)
+    """The version the last check-in answered with."""
+    policy_expected_version: int | None = _bigint(nullable=True)
+    """The version served before the last report: what ``policy_version`` should be."""
 
 
 class Event(SQLModel, table=True):
@@ -234,3 +243,6 @@ POLICY_STATE = table(PolicyState)
 AUDIT_LOG = table(AuditEntry)
 API_TOKENS = table(ApiToken)
 metadata = SQLModel.metadata
+
+# The policy tables live in their own module, on the same MetaData.
+from esmd.db import tables_policies as _tables_policies  # noqa: E402, F401

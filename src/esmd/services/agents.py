@@ -24,6 +24,8 @@ _NO_HASH = "0" * 64
 _AUTHENTICATE = select(
     AGENTS.c.secret_hash,
     AGENTS.c.hostname,
+    AGENTS.c.labels,
+    AGENTS.c.group_name,
     select(POLICY_STATE.c.version)
     .where(POLICY_STATE.c.id == POLICY_ROW)
     .scalar_subquery()
@@ -39,6 +41,9 @@ class AgentIdentity:
     hostname: str
     current_policy_version: int = 0
     """The global policy version, read in the same lookup (not the agent's applied one)."""
+    labels: tuple[str, ...] = ()
+    group: str | None = None
+    """What policies target (with the hostname and OS), read in the same lookup."""
 
 
 def parse_agent_credential(credential: str) -> tuple[str, str]:
@@ -60,7 +65,13 @@ def authenticate(connection: Connection, credential: str) -> AgentIdentity:
     matches = token_matches(secret, row.secret_hash if row is not None else _NO_HASH)
     if row is None or not matches:
         raise Unauthorized("invalid agent credential")
-    return AgentIdentity(agent_id, row.hostname, int(row.policy_version or 0))
+    return AgentIdentity(
+        agent_id,
+        row.hostname,
+        int(row.policy_version or 0),
+        tuple(row.labels or ()),
+        row.group_name,
+    )
 
 
 def authenticate_agent(db: Database, credential: str) -> AgentIdentity:
@@ -73,10 +84,17 @@ def connected_since(settings: Settings, now: datetime) -> datetime:
     return now - timedelta(seconds=settings.heartbeat_interval_s + settings.heartbeat_grace_s)
 
 
-def health_of(last_checkin_at: datetime | None, settings: Settings, now: datetime) -> Health:
+def health_of(
+    last_checkin_at: datetime | None, settings: Settings, now: datetime, drift: bool = False
+) -> Health:
     if last_checkin_at is not None and last_checkin_at > connected_since(settings, now):
-        return Health.CONNECTED
+        return Health.DEGRADED if drift else Health.CONNECTED
     return Health.DISCONNECTED
+
+
+def policy_drift(applied: int | None, expected: int | None) -> bool:
+    """The agent reported another version than the one it had been sent (it did not apply it)."""
+    return expected is not None and applied != expected
 
 
 def status_of(modules: Sequence[Mapping[str, Any]]) -> OperationalStatus:
@@ -91,6 +109,7 @@ def status_of(modules: Sequence[Mapping[str, Any]]) -> OperationalStatus:
 
 
 def agent_public(row: Agent, settings: Settings, now: datetime) -> AgentPublic:
+    drift = policy_drift(row.policy_version, row.policy_expected_version)
     return AgentPublic(
         agent_id=row.agent_id,
         hostname=row.hostname,
@@ -100,11 +119,15 @@ def agent_public(row: Agent, settings: Settings, now: datetime) -> AgentPublic:
         ips=list(row.ips or []),
         enrolled_at=row.enrolled_at,
         last_checkin_at=row.last_checkin_at,
-        health=health_of(row.last_checkin_at, settings, now),
+        health=health_of(row.last_checkin_at, settings, now, drift),
         status=status_of(row.modules or []),
         modules=[ModuleState.model_validate(m) for m in row.modules or []],
         footprint=Footprint.model_validate(row.footprint) if row.footprint else None,
         policy_version=row.policy_version,
         outbox_depth=row.outbox_depth,
         events_dropped=row.events_dropped,
+        labels=list(row.labels or []),
+        group=row.group_name,
+        expected_policy_version=row.policy_expected_version,
+        policy_drift=drift,
     )

@@ -2,7 +2,8 @@
 
 The statements are built once at import and executed with parameters, so a check-in pays
 no statement construction: authenticate (a primary-key lookup that also reads the policy
-version), update the agent's status, answer with the cached policy of that version.
+version and the agent's labels and group), update the agent's status, answer with the cached
+policy of that version for the agent's targets (hostname, OS, labels, group).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from esmd.db.engine import Database
 from esmd.db.tables import AGENTS
 from esmd.services.agents import authenticate
 from esmd.services.policy import PolicyCache
+from esmd.services.policy_resolve import Target
 from esmd.services.storable import check_storable
 from esmd.timeutil import utcnow
 from trapsapi.models import CheckinRequest, CheckinResponse
@@ -34,6 +36,11 @@ _UPDATE_STATUS = (
     update(AGENTS)
     .where(AGENTS.c.agent_id == bindparam("b_agent_id"))
     .values({name: bindparam(f"b_{name}") for name in _STATUS_COLUMNS})
+    # What it reports now should be what it was served last time (SET reads the old row).
+    .values(
+        policy_expected_version=AGENTS.c.policy_served_version,
+        policy_served_version=bindparam("b_served"),
+    )
 )
 
 
@@ -65,8 +72,11 @@ def checkin(
             # WAL flush (a crash can lose at most the last ~0.6 s of them; nothing else).
             connection.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
         agent = authenticate(connection, credential)
-        policy = policies.get(connection, agent.current_policy_version)
-        connection.execute(_UPDATE_STATUS, {"b_agent_id": agent.agent_id, **params})
+        target = Target(request.hostname, request.os, agent.labels, agent.group)
+        policy = policies.get(connection, agent.current_policy_version, target)
+        connection.execute(
+            _UPDATE_STATUS, {"b_agent_id": agent.agent_id, "b_served": policy.version, **params}
+        )
     return CheckinResponse(
         agent_id=agent.agent_id,
         server_time=now,

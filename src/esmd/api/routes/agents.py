@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query
-from sqlalchemy import func, or_
+from sqlalchemy import and_, func, not_, or_
 from sqlmodel import col, select
 
 from esmd.api.deps import Reader, SessionDep, SettingsDep
@@ -38,8 +38,13 @@ def list_agents(
     if health is not None:
         since = connected_since(settings, now)
         last = col(Agent.last_checkin_at)
+        expected = col(Agent.policy_expected_version)
+        applied = col(Agent.policy_version)
+        drift = and_(expected.is_not(None), or_(applied.is_(None), applied != expected))
         if health is Health.CONNECTED:
-            statement = statement.where(last > since)
+            statement = statement.where(last > since, not_(drift))
+        elif health is Health.DEGRADED:
+            statement = statement.where(last > since, drift)
         else:
             statement = statement.where(or_(last.is_(None), last <= since))
     if hostname:
