@@ -81,6 +81,7 @@ STYLES = {
     "informational": "dim",
     "connected": "green",
     "disconnected": "red",
+    "degraded": "yellow",
     "protected": "green",
     "partially_protected": "yellow",
     "unprotected": "red",
