@@ -47,7 +47,7 @@ def list_policies(db: DatabaseDep, _admin: Reader) -> Page[PolicyRecord]:
 
 @router.post(routes.POLICIES)
 def apply_policies(
-    body: Annotated[dict[str, Any], POLICY_FILE_BODY],
+    body: Annotated[Any, POLICY_FILE_BODY],
     db: DatabaseDep,
     admin: PolicyWriter,
     dry_run: Annotated[
