@@ -17,12 +17,35 @@ from trapsapi.errors import UsageError
 SPEC_ORDER = ("name", "description", "priority", "enabled", "targets", "rules")
 
 
+def _loader() -> Any:
+    """A safe loader where only true/false are booleans: ``mode: off`` stays the string
+    "off" (YAML 1.1 would read off/on/yes/no as booleans)."""
+    import re
+
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    resolvers = {
+        first: [(tag, regex) for tag, regex in entries if tag != "tag:yaml.org,2002:bool"]
+        for first, entries in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    }
+    Loader.yaml_implicit_resolvers = resolvers
+    Loader.add_implicit_resolver(
+        "tag:yaml.org,2002:bool",
+        re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
+        list("tTfF"),
+    )
+    return Loader
+
+
 def load_text(text: str, source: str) -> dict[str, Any]:
     """``{"policies": [...]}`` from YAML text; UsageError naming the file and line."""
     import yaml
 
     try:
-        documents = [d for d in yaml.safe_load_all(text) if d is not None]
+        documents = [d for d in yaml.load_all(text, Loader=_loader()) if d is not None]
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "?"

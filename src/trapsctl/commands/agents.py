@@ -52,7 +52,7 @@ AGENT_FIELDS = [
     Column("ENROLLED", "enrolled_at", timestamp),
     Column("LAST CHECK-IN", "last_checkin_at", timestamp),
     Column("POLICY VERSION", "policy_version"),
-    Column("POLICY EXPECTED", "expected_policy_version"),
+    Column("POLICY SENT", "expected_policy_version"),
     Column("POLICY DRIFT", "policy_drift"),
     Column("LABELS", "labels", joined),
     Column("GROUP", "group"),
