@@ -96,7 +96,7 @@ def test_bad_settings_refuse_the_whole_policy(change: dict[str, Any], message: s
         compile_policy(wire)
     wire = server_policy()
     wire["modules"]["malware"]["unknown_file"] = "quarantine"
-    with pytest.raises(PolicyError, match="malware.unknown_file must be one of"):
+    with pytest.raises(PolicyError, match=r"malware\.unknown_file must be one of"):
         compile_policy(wire)
 
 
