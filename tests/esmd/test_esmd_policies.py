@@ -102,8 +102,14 @@ def test_include_exclude_groups_globs_and_disabled(esm: Esm) -> None:
     skipped = {s["name"]: s["reason"] for s in explained["skipped"]}
     assert skipped == {"dc1": "no include target matches", "off": "disabled"}
     assert _winners(explained)["agent.console"] == ("web", "hidden")
+    body = checkin_body(hostname="WEB-02.example")
+    version = agent.checkin(body)["policy"]["version"]
+    assert agent.checkin(body)["policy"]["agent"]["console"] == "hidden"
 
     esm.admin.set_agent_labels(agent.agent_id, ["canary"])
+    # Same version, new labels: the next check-in already gets the other policy.
+    after = agent.checkin(body)["policy"]
+    assert (after["version"], after["agent"]["console"]) == (version, "visible")
     esm.admin.set_agent_group(agent.agent_id, "dc1")
     explained = esm.admin.explain_agent_policy(agent.agent_id)
     assert explained["labels"] == ["canary"] and explained["group"] == "dc1"

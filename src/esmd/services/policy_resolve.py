@@ -28,7 +28,8 @@ class Target:
 
     @property
     def signature(self) -> tuple[str, str, tuple[str, ...], str | None]:
-        return (self.hostname.lower(), self.os.lower(), tuple(sorted(self.labels)), self.group)
+        """Equal signatures resolve equally (labels are stored sorted, so no sort here)."""
+        return (self.hostname, self.os, self.labels, self.group)
 
 
 @dataclass(frozen=True)
