@@ -19,6 +19,7 @@ from trapsapi.wire import AgentPolicy
 from trapsd.defaults import CHILD_PROCESS, MEMFD_NOEXEC, RESTRICTIONS, module_defaults
 from trapsd.files import read_json, write_json
 from trapsd.policy_settings import (
+    BEHAVIOUR_MODULES,
     AgentConfig,
     ForensicsConfig,
     agent_config,
@@ -38,14 +39,6 @@ _SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
 ALLOW = "allow"
 DENY = "deny"
 NOTIFY = "notify"
-BEHAVIOUR_MODULES = (
-    "reverse_shell",
-    "fileless",
-    "ld_preload",
-    "ptrace",
-    "wx_memory",
-    "privilege_escalation",
-)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -15,6 +15,14 @@ from typing import Any
 
 from trapsapi.errors import TrapsError
 
+BEHAVIOUR_MODULES = (
+    "reverse_shell",
+    "fileless",
+    "ld_preload",
+    "ptrace",
+    "wx_memory",
+    "privilege_escalation",
+)
 CONSOLE_VALUES = ("visible", "root_only", "hidden")
 FILE_ACTIONS = ("allow", "notify", "block")
 _PASSWORD_HASH = re.compile(r"^pbkdf2-sha256\$([0-9]{4,7})\$([0-9a-f]{32})\$([0-9a-f]{64})$")

@@ -258,6 +258,8 @@ def explain(db: Database, policies: PolicyCache, agent_id: str) -> PolicyExplain
         snap = policies.snapshot(connection)
     target = Target(row.hostname, row.os or "", tuple(row.labels or ()), row.group_name)
     resolution = snap.resolve(target)
+    # Unset, the heartbeat is the server's own setting: show that as its built-in value.
+    builtin = {**BUILTIN, "agent.heartbeat_interval_s": policies.heartbeat_interval_s}
     return PolicyExplain(
         agent_id=row.agent_id,
         hostname=row.hostname,
@@ -276,7 +278,7 @@ def explain(db: Database, policies: PolicyCache, agent_id: str) -> PolicyExplain
         ],
         skipped=[PolicySkip(name=n, reason=why) for n, why in resolution.skipped],
         settings=[
-            SettingExplain.model_validate(s) for s in explain_settings(resolution.ranked, BUILTIN)
+            SettingExplain.model_validate(s) for s in explain_settings(resolution.ranked, builtin)
         ],
         effective=snap.policy_for(target),
     )
