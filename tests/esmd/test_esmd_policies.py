@@ -273,3 +273,30 @@ def test_apply_is_all_or_nothing_and_passwords_are_hashed(esm: Esm) -> None:
     dry = esm.admin.apply_policies({"policies": [changed_good]}, dry_run=True)
     assert dry["dry_run"] is True and dry["changes"][0]["action"] == "updated"
     assert esm.admin.get_policy("good")["priority"] == 1  # a dry run writes nothing
+
+
+def test_viewers_read_and_explain_but_only_policy_writers_change(esm: Esm) -> None:
+    agent = esm.enroll("web-09")
+    viewer = esm.user("viewer")
+    analyst = esm.user("analyst")
+    writer = esm.user("security_admin")
+    assert [p["name"] for p in viewer.list_policies()["data"]] == ["default"]
+    assert viewer.explain_agent_policy(agent.agent_id)["matched"][0]["name"] == "default"
+    body = {"policies": [GOOD]}
+    for client in (viewer, analyst):
+        with pytest.raises(ApiError, match="policies:write"):
+            client.apply_policies(body)
+        with pytest.raises(ApiError, match="policies:write"):
+            client.set_agent_labels(agent.agent_id, ["x"])
+        with pytest.raises(ApiError, match="policies:write"):
+            client.delete_policy("default")
+    assert writer.apply_policies(body)["changes"][0]["action"] == "created"
+    assert writer.set_agent_group(agent.agent_id, "dc2")["group"] == "dc2"
+    audit = esm.sql(
+        "SELECT actor, action FROM audit_log WHERE action LIKE 'policy.%' OR "
+        "action LIKE 'agent.set%' ORDER BY id"
+    ).all()
+    assert [tuple(r) for r in audit] == [
+        (writer.whoami()["username"], "policy.apply"),
+        (writer.whoami()["username"], "agent.set_group"),
+    ]

@@ -163,5 +163,9 @@ def test_a_real_agent_applies_a_server_policy(
     shown = admin.get_agent(agent_id)
     assert shown["policy_version"] == expected == shown["expected_policy_version"]
     assert shown["policy_drift"] is False and shown["health"] == "connected"
+    from trapsd.control import call
+
+    via_socket = call(state, {"cmd": "policy-log"}, 10)
+    assert via_socket["ok"] and via_socket["entries"][-1]["to_version"] == expected
     table = trapsd("policy-log", "--state-dir", state).stdout
     assert f"-> {expected}" in table and "applied" in table
