@@ -142,8 +142,9 @@ def test_label_group_and_explain(as_admin: AdminClient, tmp_path: Path) -> None:
     assert cli_json("agents", "group", agent_id, "dc1")["group"] == "dc1"
     assert cli_json("agents", "group", agent_id, "--clear")["group"] is None
     bad = run_cli("agents", "label", agent_id, "--add", "no spaces")
-    assert bad.exit_code == 1 and bad.stderr.startswith("error: labels[0]") is False
+    assert bad.exit_code == 1 and bad.stderr.startswith("error: labels.0: String should match")
     assert bad.stderr.count("\n") == 1
+    assert cli_json("agents", "show", agent_id)["labels"] == ["server"]  # nothing changed
 
     explained = cli_json("agents", "explain", agent_id)
     winner = next(s for s in explained["settings"] if s["setting"] == "restrictions.mode")
@@ -151,7 +152,15 @@ def test_label_group_and_explain(as_admin: AdminClient, tmp_path: Path) -> None:
     assert winner["losers"][0]["policy"] == "default"
     table = run_cli("agents", "explain", agent_id).stdout
     assert "Matching policies" in table and "label 'server'" in table
-    assert "(built-in)" not in table or "agent.uninstall_password_hash" not in table
+    # Unset by every policy: the server's own heartbeat, shown as the built-in value.
+    heartbeat = next(
+        s for s in explained["settings"] if s["setting"] == "agent.heartbeat_interval_s"
+    )
+    assert (
+        heartbeat["policy"] is None
+        and heartbeat["value"] == explained["effective"]["heartbeat_interval_s"]
+    )
+    assert "(built-in)" in table
     shown = cli_json("agents", "show", agent_id)
     assert shown["labels"] == ["server"] and shown["policy_drift"] is False
 
