@@ -22,6 +22,7 @@ from esmd.api.routes import (
     hash_intel,
     hashes,
     health,
+    policies,
     tokens,
     users,
 )
@@ -84,6 +85,7 @@ def create_app(settings: Settings) -> FastAPI:
         users,
         api_tokens,
         audit,
+        policies,
     ):
         app.include_router(module.router)
     app.add_middleware(GuardMiddleware, max_body_bytes=settings.max_body_bytes, metrics=metrics)

@@ -18,6 +18,7 @@ from esmd.config import Settings
 from esmd.db.engine import Database, make_engine
 from esmd.db.tables import USERS
 from esmd.security import hash_password
+from esmd.services.policies import create_default_policies
 from esmd.timeutil import utcnow
 from trapsapi.enums import Role
 from trapsapi.errors import TrapsError, UsageError
@@ -180,6 +181,8 @@ def initialise(settings: Settings, admin_user: str, admin_password: PasswordSour
         else:
             log.info("schema of %s migrated from %s to %s", where, before or "empty", revision)
         created = add_user(Database(engine), admin_user, admin_password, Role.SUPERUSER)
+        if create_default_policies(Database(engine)):
+            log.info("default policy created (see docs/policies.md)")
         if created:
             log.info("superuser %r created", admin_user)
         else:

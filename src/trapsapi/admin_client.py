@@ -193,5 +193,42 @@ class AdminClient:
         reply: Obj = self._call("GET", routes.EVENT_COUNTS, params=filters)
         return reply
 
+    # policies
+    def list_policies(self) -> Obj:
+        reply: Obj = self._call("GET", routes.POLICIES)
+        return reply
+
+    def get_policy(self, name: str) -> Obj:
+        reply: Obj = self._call("GET", f"{routes.POLICIES}/{quote(name, safe='')}")
+        return reply
+
+    def apply_policies(self, policy_file: Obj, dry_run: bool = False) -> Obj:
+        """Create or update by name, all or nothing; ``dry_run`` only says what would change."""
+        params = {"dry_run": "true"} if dry_run else None
+        reply: Obj = self._call("POST", routes.POLICIES, policy_file, params=params)
+        return reply
+
+    def delete_policy(self, name: str) -> None:
+        self._call("DELETE", f"{routes.POLICIES}/{quote(name, safe='')}")
+
+    def policy_history(self, **filters: Any) -> Obj:
+        reply: Obj = self._call("GET", routes.POLICY_HISTORY, params=filters)
+        return reply
+
+    def set_agent_labels(self, agent_id: str, labels: list[str]) -> Obj:
+        path = f"{routes.AGENTS}/{quote(agent_id, safe='')}/labels"
+        reply: Obj = self._call("PUT", path, {"labels": labels})
+        return reply
+
+    def set_agent_group(self, agent_id: str, group: str | None) -> Obj:
+        path = f"{routes.AGENTS}/{quote(agent_id, safe='')}/group"
+        reply: Obj = self._call("PUT", path, {"group": group})
+        return reply
+
+    def explain_agent_policy(self, agent_id: str) -> Obj:
+        path = f"{routes.AGENTS}/{quote(agent_id, safe='')}/policy/explain"
+        reply: Obj = self._call("GET", path)
+        return reply
+
     def close(self) -> None:
         self.connection.close()

@@ -115,9 +115,33 @@ class CheckinRequest(Request):
 
 
 class ModulePolicy(Public):
+    """One module's settings; the rule lists are sent only to the modules that have them."""
+
     enabled: bool
     mode: Mode
     user_alert: bool
+    paths: list[str] | None = None
+    allow_paths: list[str] | None = None
+    fstypes: list[str] | None = None
+    parents: list[str] | None = None
+    children: list[str] | None = None
+    allow_pairs: list[str] | None = None
+    unknown_file: str | None = None
+    offline: str | None = None
+
+
+class AgentSettingsPolicy(Public):
+    log_quota_mb: int
+    console: str = Field(description="visible, root_only or hidden")
+    user_alert_message: str | None = Field(description="null: user alerts are hidden")
+    uninstall_password_hash: str | None = Field(description="pbkdf2-sha256$iter$salt$hash")
+
+
+class ForensicsPolicy(Public):
+    enabled: bool
+    quota_mb: int
+    retention_days: int
+    memory_dump: bool
 
 
 class AgentPolicy(Public):
@@ -126,6 +150,8 @@ class AgentPolicy(Public):
     modules: dict[str, ModulePolicy]
     blocked_hashes: list[str]
     allowed_hashes: list[str]
+    agent: AgentSettingsPolicy | None = None
+    forensics: ForensicsPolicy | None = None
 
 
 class CheckinResponse(Public):
@@ -199,6 +225,14 @@ class AgentPublic(Public):
     policy_version: int | None
     outbox_depth: int
     events_dropped: int
+    labels: list[str] = []
+    group: str | None = None
+    expected_policy_version: int | None = Field(
+        default=None, description="The version the agent was sent before its last report."
+    )
+    policy_drift: bool = Field(
+        default=False, description="It reported another version than it was sent (degraded)."
+    )
 
 
 class EventPublic(Public):

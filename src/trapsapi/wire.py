@@ -6,7 +6,7 @@ These mirror the pydantic models of :mod:`trapsapi.models` field for field;
 
 from __future__ import annotations
 
-from typing import Any, TypedDict
+from typing import Any, NotRequired, TypedDict
 
 
 class ModuleState(TypedDict):
@@ -58,6 +58,28 @@ class ModulePolicy(TypedDict):
     enabled: bool
     mode: str
     user_alert: bool
+    paths: NotRequired[list[str] | None]
+    allow_paths: NotRequired[list[str] | None]
+    fstypes: NotRequired[list[str] | None]
+    parents: NotRequired[list[str] | None]
+    children: NotRequired[list[str] | None]
+    allow_pairs: NotRequired[list[str] | None]
+    unknown_file: NotRequired[str | None]
+    offline: NotRequired[str | None]
+
+
+class AgentSettingsPolicy(TypedDict):
+    log_quota_mb: int
+    console: str
+    user_alert_message: str | None
+    uninstall_password_hash: str | None
+
+
+class ForensicsPolicy(TypedDict):
+    enabled: bool
+    quota_mb: int
+    retention_days: int
+    memory_dump: bool
 
 
 class AgentPolicy(TypedDict):
@@ -66,6 +88,8 @@ class AgentPolicy(TypedDict):
     modules: dict[str, ModulePolicy]
     blocked_hashes: list[str]
     allowed_hashes: list[str]
+    agent: NotRequired[AgentSettingsPolicy | None]
+    forensics: NotRequired[ForensicsPolicy | None]
 
 
 class CheckinResponse(TypedDict):

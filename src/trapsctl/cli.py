@@ -17,6 +17,7 @@ from typer.core import TyperGroup
 from trapsapi.errors import ExitCode, TrapsError
 from trapsctl import __version__, coercion
 from trapsctl.commands import (
+    agent_policy,
     agents,
     auth,
     completion,
@@ -24,6 +25,7 @@ from trapsctl.commands import (
     dashboard,
     events,
     hashes,
+    policies,
     tokens,
 )
 from trapsctl.options import CONTEXT_SETTINGS, MARKUP_MODE, OutputOption
@@ -177,6 +179,8 @@ app.add_typer(tokens.app, name="tokens")
 app.command("dashboard")(dashboard.dashboard)
 app.command("completion")(completion.completion)
 app.command("version")(version)
+agent_policy.register(agents.app)
+app.add_typer(policies.app, name="policies")
 
 
 def main() -> None:

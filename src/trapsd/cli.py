@@ -96,6 +96,9 @@ def _parser() -> argparse.ArgumentParser:
     checkin.add_argument("-o", "--output", choices=("table", "json"), default="table")
     rotate = command("rotate-credential", "Replace the agent secret (no re-enrollment).")
     rotate.add_argument("-o", "--output", choices=("table", "json"), default="table")
+    changes = command("policy-log", "Show the policies this agent applied or refused.")
+    changes.add_argument("-n", "--limit", type=int, default=20, help="newest N (default 20)")
+    changes.add_argument("-o", "--output", choices=("table", "json"), default="table")
     return parser
 
 
@@ -216,12 +219,29 @@ def _daemon_logging(verbose: bool, level: str) -> None:
     atexit.register(listener.stop)
 
 
+def _policy_log(args: argparse.Namespace) -> int:
+    from trapsd.policylog import read
+
+    entries = read(_settings(args).state_dir, max(args.limit, 0))
+    if args.output == "json":
+        sys.stdout.write(json.dumps(entries, sort_keys=True) + "\n")
+        return ExitCode.OK
+    for entry in entries:
+        what = ", ".join(entry.get("changed") or []) or entry.get("error") or "-"
+        sys.stdout.write(
+            f"{entry.get('time')}  {entry.get('result'):<8}  "
+            f"{entry.get('from_version')} -> {entry.get('to_version')}  {what}\n"
+        )
+    return ExitCode.OK
+
+
 COMMANDS = {
     "enroll": _enroll,
     "run": _run,
     "status": _status,
     "checkin": _checkin,
     "rotate-credential": _rotate,
+    "policy-log": _policy_log,
 }
 
 

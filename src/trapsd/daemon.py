@@ -27,7 +27,7 @@ from trapsapi.wire import (
     CheckinResponse,
     ModuleState,
 )
-from trapsd import __version__, hostinfo
+from trapsd import __version__, hostinfo, policylog
 from trapsd.checkin import Comms
 from trapsd.config import AgentSettings
 from trapsd.control import ControlServer, socket_path
@@ -97,6 +97,7 @@ class Agent:
         self.policy: Policy = default_policy()
         self.limiter = EventLimiter(settings.event_repeat_window_s)
         self.memfd = MemfdNoexec(self.state_dir)
+        self._refused_version: object = None
 
     # --- lifecycle -------------------------------------------------------------------------
     def start(self) -> None:
@@ -236,6 +237,7 @@ class Agent:
 
     def apply_policy(self, policy: Policy) -> None:
         """Persist, then switch: enforcement after a restart equals enforcement now."""
+        previous = self.policy
         if policy.wire is not None:
             try:
                 save_policy(self.state_dir, policy.wire)
@@ -246,6 +248,15 @@ class Agent:
         self.memfd.set(policy.memfd_noexec.active)
         if self.comms is not None:
             self.comms.set_heartbeat(policy.heartbeat_interval_s)
+        policylog.record(
+            self.state_dir,
+            {
+                "result": "applied",
+                "from_version": previous.version,
+                "to_version": policy.version,
+                "changed": policylog.changed_sections(previous.wire, policy.wire or {}),
+            },
+        )
         log.info(
             "policy %s applied: malware %s, %d blocked hashes; restrictions %s; child_process %s",
             policy.version,
@@ -418,7 +429,23 @@ class Agent:
             client.close()
 
     def _on_reply(self, reply: CheckinResponse) -> None:
-        policy = compile_policy(reply["policy"])
+        """Compile first; switch only to a valid policy (a bad one leaves the old in force)."""
+        try:
+            policy = compile_policy(reply["policy"])
+        except PolicyError as exc:
+            version = reply["policy"].get("version") if isinstance(reply["policy"], dict) else None
+            if version != self._refused_version:  # once per version, not every check-in
+                self._refused_version = version
+                policylog.record(
+                    self.state_dir,
+                    {
+                        "result": "refused",
+                        "from_version": self.policy.version,
+                        "to_version": version,
+                        "error": exc.message,
+                    },
+                )
+            raise
         current = self.policy
         if policy.wire != current.wire or policy.version != current.version:
             self.apply_policy(policy)
@@ -462,6 +489,8 @@ class Agent:
         command = request.get("cmd")
         if command == "status":
             return {"ok": True, "status": self.status()}
+        if command == "policy-log":
+            return {"ok": True, "entries": policylog.read(self.state_dir)}
         if command == "checkin" and self.comms is not None:
             timeout = self.settings.request_timeout_s * (len(self.identity.servers) + 1) + 5
             started = time.monotonic()

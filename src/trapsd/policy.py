@@ -15,10 +15,20 @@ from pathlib import Path
 from typing import Any
 
 from trapsapi.enums import EventAction, Mode
-from trapsapi.errors import TrapsError
 from trapsapi.wire import AgentPolicy
 from trapsd.defaults import CHILD_PROCESS, MEMFD_NOEXEC, RESTRICTIONS, module_defaults
 from trapsd.files import read_json, write_json
+from trapsd.policy_settings import (
+    BEHAVIOUR_MODULES,
+    AgentConfig,
+    ForensicsConfig,
+    agent_config,
+    file_action,
+    forensics_config,
+)
+from trapsd.policy_settings import (
+    PolicyError as PolicyError,
+)
 
 POLICY_FILE = "policy.json"
 MALWARE = "malware"
@@ -29,10 +39,6 @@ _SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
 ALLOW = "allow"
 DENY = "deny"
 NOTIFY = "notify"
-
-
-class PolicyError(TrapsError):
-    pass
 
 
 @dataclasses.dataclass(frozen=True)
@@ -154,6 +160,12 @@ class Policy:
     memfd_noexec: ModuleConfig = dataclasses.field(
         default_factory=lambda: _module(module_defaults(MEMFD_NOEXEC), MEMFD_NOEXEC)
     )
+    # Held for the modules that implement them; the ESM sends them since policy objects.
+    behaviour: Mapping[str, ModuleConfig] = dataclasses.field(default_factory=dict)
+    unknown_file: str = "allow"
+    offline: str = "allow"
+    agent: AgentConfig = dataclasses.field(default_factory=AgentConfig)
+    forensics: ForensicsConfig = dataclasses.field(default_factory=ForensicsConfig)
 
     @property
     def exec_active(self) -> bool:
@@ -213,10 +225,14 @@ def _module(data: Any, name: str) -> ModuleConfig:
 
 
 def _merged(name: str, data: Any) -> dict[str, Any]:
-    """The shipped defaults of ``name`` with the server's entry (if any) on top."""
+    """The shipped defaults of ``name`` with the server's entry (if any) on top.
+
+    A null field is not sent: the shipped default stays (the ESM sends every module field).
+    """
     if data is not None and not isinstance(data, Mapping):
         raise PolicyError(f"policy: module {name!r} must be an object")
-    return {**module_defaults(name), **(data or {})}
+    given = {k: v for k, v in (data or {}).items() if v is not None}
+    return {**module_defaults(name), **given}
 
 
 def _strings(data: Mapping[str, Any], name: str, field: str) -> list[str]:
@@ -270,16 +286,27 @@ def compile_policy(wire: Mapping[str, Any]) -> Policy:
     modules = {} if modules is None else modules
     if not isinstance(modules, Mapping):
         raise PolicyError("policy: modules must be an object")
+    malware = modules.get(MALWARE)
+    malware_actions = _merged(MALWARE, malware)
     return Policy(
         version=version,
         heartbeat_interval_s=max(heartbeat, MIN_HEARTBEAT_S) if heartbeat else DEFAULT_HEARTBEAT_S,
-        malware=_module(modules.get(MALWARE), MALWARE),
+        malware=_module(malware, MALWARE),
         blocked=_digests(wire.get("blocked_hashes", []), "blocked_hashes"),
         allowed=_digests(wire.get("allowed_hashes", []), "allowed_hashes"),
         wire=dict(wire),
         restrictions=_restrictions(modules.get(RESTRICTIONS)),
         child_process=_child_rules(modules.get(CHILD_PROCESS)),
         memfd_noexec=_module(_merged(MEMFD_NOEXEC, modules.get(MEMFD_NOEXEC)), MEMFD_NOEXEC),
+        behaviour={
+            name: _module(_merged(name, modules[name]), name)
+            for name in BEHAVIOUR_MODULES
+            if name in modules
+        },
+        unknown_file=file_action(malware_actions, "unknown_file"),
+        offline=file_action(malware_actions, "offline"),
+        agent=agent_config(wire.get("agent")),
+        forensics=forensics_config(wire.get("forensics")),
     )
 
 

@@ -164,7 +164,8 @@ def esm_settings(
 
 
 def _reseed(url: str) -> None:
-    """Back to the state ``initialise`` leaves: no rows but the superuser and the policy."""
+    """Back to the state ``initialise`` leaves: no rows but the superuser, the policy version
+    and the default policy."""
     from esmd.db.tables import metadata
     from esmd.security import hash_password
     from esmd.timeutil import utcnow
@@ -178,3 +179,11 @@ def _reseed(url: str) -> None:
         "INSERT INTO users (username, password_hash, role, created_at) VALUES "
         f"('{ADMIN_USER}', '{admin}', 'superuser', '{utcnow().isoformat()}')",
     )
+    from esmd.db.engine import Database
+    from esmd.services.policies import create_default_policies
+
+    db = Database.from_url(url, 1, 0)
+    try:
+        create_default_policies(db)  # and the shipped policy, as ``esmd init`` creates it
+    finally:
+        db.dispose()

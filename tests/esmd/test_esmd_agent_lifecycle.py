@@ -87,11 +87,12 @@ def test_two_live_copies_of_one_identity_get_409(esm: Esm) -> None:
 
 def test_the_stop_notice_shows_the_agent_stopped_until_it_checks_in_again(esm: Esm) -> None:
     agent = esm.enroll("web-01")
-    agent.checkin(checkin_body(instance_id="a" * 32))
+    version = agent.checkin(checkin_body(instance_id="a" * 32))["policy"]["version"]
+    agent.checkin(checkin_body(instance_id="a" * 32, policy_version=version))
     assert esm.admin.get_agent(agent.agent_id)["health"] == "connected"
-    agent.checkin(checkin_body(instance_id="a" * 32, stopping=True))
+    agent.checkin(checkin_body(instance_id="a" * 32, stopping=True, policy_version=version))
     assert esm.admin.get_agent(agent.agent_id)["health"] == "stopped"
     assert [a["hostname"] for a in esm.admin.list_agents(health="stopped")["data"]] == ["web-01"]
     assert esm.admin.list_agents(health="connected")["count"] == 0
-    agent.checkin(checkin_body(instance_id="b" * 32))
+    agent.checkin(checkin_body(instance_id="b" * 32, policy_version=version))
     assert esm.admin.get_agent(agent.agent_id)["health"] == "connected"

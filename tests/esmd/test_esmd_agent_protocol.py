@@ -53,9 +53,16 @@ def test_checkin_updates_the_agent_and_returns_the_policy(esm: Esm) -> None:
     assert reply["actions"] == []
     policy = reply["policy"]
     assert policy["heartbeat_interval_s"] == 3600
-    assert policy["modules"] == {
-        "malware": {"enabled": True, "mode": "prevention", "user_alert": True}
-    }
+    malware = policy["modules"]["malware"]
+    assert (malware["enabled"], malware["mode"], malware["user_alert"]) == (
+        True,
+        "prevention",
+        True,
+    )
+    # The shipped default policy: every family the agent implements, as trapsd ships it.
+    assert policy["modules"]["restrictions"]["mode"] == "notification"
+    assert policy["modules"]["child_process"]["mode"] == "prevention"
+    assert policy["modules"]["memfd_noexec"]["enabled"] is False
     assert policy["blocked_hashes"] == [] and policy["allowed_hashes"] == []
     shown = esm.admin.get_agent(agent.agent_id)
     assert shown["hostname"] == "web-01.lan"

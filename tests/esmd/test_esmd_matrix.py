@@ -59,6 +59,7 @@ PROBE_VALUES = {
     "token_id": "no-such-token",
     "username": "no-such-user",
     "feed": "no-such-feed",
+    "policy_name": "no-such-policy",
 }
 
 
@@ -313,6 +314,44 @@ AUDITED: dict[tuple[str, str], Example] = {
     ),
     ("DELETE", f"{routes.API_TOKENS}/{{token_id}}"): _revoke_api_token,
 }
+
+
+def _apply_policy(esm: Esm) -> Any:
+    body = {"policies": [{"name": "audited", "targets": {"include": {"labels": ["x"]}}}]}
+    return routes.POLICIES, "policy.apply", "audited", body, None
+
+
+def _delete_policy(esm: Esm) -> Any:
+    esm.admin.apply_policies(
+        {"policies": [{"name": "doomed", "targets": {"include": {"os": ["linux"]}}}]}
+    )
+    return f"{routes.POLICIES}/doomed", "policy.delete", "doomed", None, None
+
+
+def _label_agent(esm: Esm) -> Any:
+    agent_id = esm.enroll("labelled").agent_id
+    return (
+        f"{routes.AGENTS}/{agent_id}/labels",
+        "agent.set_labels",
+        agent_id,
+        {"labels": ["db"]},
+        None,
+    )
+
+
+def _group_agent(esm: Esm) -> Any:
+    agent_id = esm.enroll("grouped").agent_id
+    return f"{routes.AGENTS}/{agent_id}/group", "agent.set_group", agent_id, {"group": "dc1"}, None
+
+
+AUDITED.update(
+    {
+        ("POST", routes.POLICIES): _apply_policy,
+        ("DELETE", f"{routes.POLICIES}/{{policy_name}}"): _delete_policy,
+        ("PUT", f"{routes.AGENTS}/{{agent_id}}/labels"): _label_agent,
+        ("PUT", f"{routes.AGENTS}/{{agent_id}}/group"): _group_agent,
+    }
+)
 NOT_AUDITED = {
     ("POST", routes.AGENT_CHECKIN),
     ("POST", routes.AGENT_EVENTS),

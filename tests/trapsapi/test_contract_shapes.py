@@ -15,6 +15,8 @@ PAIRS = [
     (wire.EnrollResponse, models.EnrollResponse),
     (wire.CheckinRequest, models.CheckinRequest),
     (wire.ModulePolicy, models.ModulePolicy),
+    (wire.AgentSettingsPolicy, models.AgentSettingsPolicy),
+    (wire.ForensicsPolicy, models.ForensicsPolicy),
     (wire.AgentPolicy, models.AgentPolicy),
     (wire.CheckinResponse, models.CheckinResponse),
     (wire.SecurityEvent, models.SecurityEvent),

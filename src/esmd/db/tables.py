@@ -128,6 +128,15 @@ class Agent(SQLModel, table=True):
         default_factory=list,
         sa_column=Column(JSON, nullable=False, server_default="[]"),
     )
+    # Policy targeting and drift (revision 0006_policies).
+    labels: list[str] = Field(
+        default_factory=list, sa_column=Column(JSON, nullable=False, server_default="[]")
+    )
+    group_name: str | None = Field(default=None, max_length=64, index=True)
+    policy_served_version: int | None = _bigint(nullable=True)
+    """The version the last check-in answered with."""
+    policy_expected_version: int | None = _bigint(nullable=True)
+    """The version served before the last report: what ``policy_version`` should be."""
 
 
 class Event(SQLModel, table=True):
@@ -263,3 +272,6 @@ class HashIntel(SQLModel, table=True):
 HASH_INTEL = table(HashIntel)
 # The operations tables share this metadata; imported last, as they use the tables above.
 from esmd.db import tables_ops  # noqa: E402, F401
+
+# The policy tables live in their own module, on the same MetaData.
+from esmd.db import tables_policies as _tables_policies  # noqa: E402, F401

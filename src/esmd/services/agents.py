@@ -42,6 +42,8 @@ _AUTHENTICATE = select(
     AGENTS.c.previous_instance_id,
     AGENTS.c.instance_changed_at,
     AGENTS.c.identity_conflict_at,
+    AGENTS.c.labels,
+    AGENTS.c.group_name,
     select(POLICY_STATE.c.version)
     .where(POLICY_STATE.c.id == POLICY_ROW)
     .scalar_subquery()
@@ -63,6 +65,9 @@ class AgentIdentity:
     identity_conflict_at: datetime | None = None
     rotated: bool = False
     """The agent used the secret of a pending rotation: it is now the only valid one."""
+    labels: tuple[str, ...] = ()
+    group: str | None = None
+    """What policies target (with the hostname and OS), read in the same lookup."""
 
 
 def parse_agent_credential(credential: str) -> tuple[str, str]:
@@ -106,6 +111,8 @@ def authenticate(connection: Connection, credential: str) -> AgentIdentity:
         row.instance_changed_at,
         row.identity_conflict_at,
         rotated,
+        tuple(row.labels or ()),
+        row.group_name,
     )
 
 
@@ -135,7 +142,13 @@ def health_of(row: Agent, settings: Settings, now: datetime) -> Health:
         return Health.STOPPED
     if last is None or last <= connected_since(settings, now):
         return Health.DISCONNECTED
-    return Health.DEGRADED if row.issues else Health.CONNECTED
+    drift = policy_drift(row.policy_version, row.policy_expected_version)
+    return Health.DEGRADED if row.issues or drift else Health.CONNECTED
+
+
+def policy_drift(applied: int | None, expected: int | None) -> bool:
+    """The agent reported another version than the one it had been sent (it did not apply it)."""
+    return expected is not None and applied != expected
 
 
 def status_of(modules: Sequence[Mapping[str, Any]]) -> OperationalStatus:
@@ -154,17 +167,20 @@ def health_filter(health: Health, since: datetime) -> ColumnElement[bool]:
     last, stopped = AGENTS.c.last_checkin_at, AGENTS.c.stopped_at
     is_stopped = and_(stopped.is_not(None), or_(last.is_(None), stopped >= last))
     is_recent = and_(last.is_not(None), last > since)
-    no_issues = cast(AGENTS.c.issues, String) == "[]"
+    expected, applied = AGENTS.c.policy_expected_version, AGENTS.c.policy_version
+    drift = and_(expected.is_not(None), or_(applied.is_(None), applied != expected))
+    fine = and_(cast(AGENTS.c.issues, String) == "[]", not_(drift))
     if health is Health.STOPPED:
         return is_stopped
     if health is Health.DISCONNECTED:
         return and_(not_(is_stopped), not_(is_recent))
     if health is Health.DEGRADED:
-        return and_(not_(is_stopped), is_recent, not_(no_issues))
-    return and_(not_(is_stopped), is_recent, no_issues)
+        return and_(not_(is_stopped), is_recent, not_(fine))
+    return and_(not_(is_stopped), is_recent, fine)
 
 
 def agent_public(row: Agent, settings: Settings, now: datetime) -> AgentPublic:
+    drift = policy_drift(row.policy_version, row.policy_expected_version)
     return AgentPublic(
         agent_id=row.agent_id,
         hostname=row.hostname,
@@ -175,11 +191,20 @@ def agent_public(row: Agent, settings: Settings, now: datetime) -> AgentPublic:
         enrolled_at=row.enrolled_at,
         last_checkin_at=row.last_checkin_at,
         health=health_of(row, settings, now),
-        issues=list(row.issues or []),
+        issues=list(row.issues or [])
+        + (
+            [f"policy version {row.policy_version} applied, {row.policy_expected_version} sent"]
+            if drift
+            else []
+        ),
         status=status_of(row.modules or []),
         modules=[ModuleState.model_validate(m) for m in row.modules or []],
         footprint=Footprint.model_validate(row.footprint) if row.footprint else None,
         policy_version=row.policy_version,
         outbox_depth=row.outbox_depth,
         events_dropped=row.events_dropped,
+        labels=list(row.labels or []),
+        group=row.group_name,
+        expected_policy_version=row.policy_expected_version,
+        policy_drift=drift,
     )

@@ -2,7 +2,8 @@
 
 The statements are built once at import and executed with parameters, so a check-in pays
 no statement construction: authenticate (a primary-key lookup that also reads the policy
-version), update the agent's status, answer with the cached policy of that version.
+version and the agent's labels and group), update the agent's status, answer with the cached
+policy of that version for the agent's targets (hostname, OS, labels, group).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from esmd.db.tables import AGENTS
 from esmd.errors import Conflict
 from esmd.services.agents import AgentIdentity, authenticate, finish_rotation
 from esmd.services.policy import PolicyCache
+from esmd.services.policy_resolve import Target
 from esmd.services.storable import check_storable
 from esmd.timeutil import utcnow
 from trapsapi.enums import Mode
@@ -46,6 +48,11 @@ _UPDATE_STATUS = (
     update(AGENTS)
     .where(AGENTS.c.agent_id == bindparam("b_agent_id"))
     .values({name: bindparam(f"b_{name}") for name in _STATUS_COLUMNS})
+    # What it reports now should be what it was served last time (SET reads the old row).
+    .values(
+        policy_expected_version=AGENTS.c.policy_served_version,
+        policy_served_version=bindparam("b_served"),
+    )
 )
 
 _MARK_CONFLICT = (
@@ -127,10 +134,14 @@ def checkin(
         if conflict:
             connection.execute(_MARK_CONFLICT, {"b_agent_id": agent.agent_id, "b_at": now})
         else:
-            policy = policies.get(connection, agent.current_policy_version)
+            target = Target(request.hostname, request.os, agent.labels, agent.group)
+            policy = policies.get(connection, agent.current_policy_version, target)
             params["b_issues"] = issues_of(request, instance["b_identity_conflict_at"], now, window)
             params["b_stopped_at"] = now if request.stopping else None
-            connection.execute(_UPDATE_STATUS, {"b_agent_id": agent.agent_id, **params, **instance})
+            connection.execute(
+                _UPDATE_STATUS,
+                {"b_agent_id": agent.agent_id, "b_served": policy.version, **params, **instance},
+            )
     if conflict:  # after the commit, so the flag stays for admins to see
         raise Conflict(
             "another live agent uses this identity (a cloned machine?): "
