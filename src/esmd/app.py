@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -13,6 +15,7 @@ from fastapi.routing import APIRoute
 from esmd import __version__
 from esmd.api.middleware import GuardMiddleware
 from esmd.api.routes import (
+    actions,
     agent_protocol,
     agents,
     api_tokens,
@@ -28,6 +31,7 @@ from esmd.config import Settings
 from esmd.db.engine import Database
 from esmd.errors import install_error_handlers
 from esmd.metrics import Metrics
+from esmd.services.actions import sweep_forever
 from esmd.services.policy import PolicyCache
 from esmd.setup import check_schema, describe_url
 
@@ -49,7 +53,13 @@ def create_app(settings: Settings) -> FastAPI:
             app.state.db = db
             app.state.policies = PolicyCache(settings.heartbeat_interval_s)
             log.info("esmd %s serving database %s", __version__, describe_url(settings.url))
-            yield
+            sweeper = asyncio.create_task(sweep_forever(db))
+            try:
+                yield
+            finally:
+                sweeper.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await sweeper
         finally:
             db.dispose()
 
@@ -74,8 +84,10 @@ def create_app(settings: Settings) -> FastAPI:
         users,
         api_tokens,
         audit,
+        actions,
     ):
         app.include_router(module.router)
+    app.include_router(actions.agent_router)
     app.add_middleware(GuardMiddleware, max_body_bytes=settings.max_body_bytes, metrics=metrics)
     _one_line_errors_in_openapi(app)
     return app

@@ -14,6 +14,7 @@ from trapsapi.wire import (
     EventAck,
     SecurityEvent,
 )
+from trapsapi.wire_actions import ActionResult, ActionResultAck, LogUpload, LogUploadAck
 
 
 def enroll(
@@ -60,6 +61,19 @@ class AgentClient:
         """Send a batch; the reply lists the IDs the server has committed (new or duplicate)."""
         ack: EventAck = self.pool.request(
             "POST", routes.AGENT_EVENTS, {"events": list(events)}, self._headers
+        )
+        return ack
+
+    def report_action(self, action_id: str, result: ActionResult) -> ActionResultAck:
+        """Report the result of one of this agent's actions (idempotent on the server)."""
+        ack: ActionResultAck = self.pool.request(
+            "POST", f"{routes.AGENT_ACTIONS}/{action_id}/result", dict(result), self._headers
+        )
+        return ack
+
+    def upload_action_logs(self, action_id: str, upload: LogUpload) -> LogUploadAck:
+        ack: LogUploadAck = self.pool.request(
+            "POST", f"{routes.AGENT_ACTIONS}/{action_id}/logs", dict(upload), self._headers
         )
         return ack
 

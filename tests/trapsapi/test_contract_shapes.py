@@ -6,7 +6,7 @@ import typing
 
 import pytest
 
-from trapsapi import models, wire
+from trapsapi import models, models_actions, wire, wire_actions
 
 PAIRS = [
     (wire.ModuleState, models.ModuleState),
@@ -20,6 +20,11 @@ PAIRS = [
     (wire.SecurityEvent, models.SecurityEvent),
     (wire.EventBatch, models.EventBatch),
     (wire.EventAck, models.EventAck),
+    (wire_actions.ActionOrder, models_actions.ActionOrder),
+    (wire_actions.ActionResult, models_actions.ActionResult),
+    (wire_actions.ActionResultAck, models_actions.ActionResultAck),
+    (wire_actions.LogUpload, models_actions.LogUpload),
+    (wire_actions.LogUploadAck, models_actions.LogUploadAck),
 ]
 
 

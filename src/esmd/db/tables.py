@@ -234,3 +234,6 @@ POLICY_STATE = table(PolicyState)
 AUDIT_LOG = table(AuditEntry)
 API_TOKENS = table(ApiToken)
 metadata = SQLModel.metadata
+
+# Tables of other modules, registered on the same MetaData (imported last: they use ``table``).
+from esmd.db import tables_actions as _tables_actions  # noqa: E402, F401

@@ -2,7 +2,8 @@
 
 The statements are built once at import and executed with parameters, so a check-in pays
 no statement construction: authenticate (a primary-key lookup that also reads the policy
-version), update the agent's status, answer with the cached policy of that version.
+version), update the agent's status, answer with the cached policy of that version and the
+agent's pending actions (one indexed probe when there are none).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from sqlalchemy import bindparam, update
 
 from esmd.db.engine import Database
 from esmd.db.tables import AGENTS
+from esmd.services.action_delivery import deliver
 from esmd.services.agents import authenticate
 from esmd.services.policy import PolicyCache
 from esmd.services.storable import check_storable
@@ -67,10 +69,11 @@ def checkin(
         agent = authenticate(connection, credential)
         policy = policies.get(connection, agent.current_policy_version)
         connection.execute(_UPDATE_STATUS, {"b_agent_id": agent.agent_id, **params})
+        actions = deliver(connection, agent.agent_id, now)
     return CheckinResponse(
         agent_id=agent.agent_id,
         server_time=now,
         policy=policy,
-        actions=[],
+        actions=actions,
         servers=servers,
     )
