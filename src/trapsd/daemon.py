@@ -20,6 +20,9 @@ from typing import Any
 from trapsapi.errors import TrapsError
 from trapsapi.wire import CheckinRequest, CheckinResponse, ModuleState
 from trapsd import __version__, hostinfo
+from trapsd.actions.dispatcher import Dispatcher
+from trapsd.actions.host import ActionHost, remove_state
+from trapsd.actions.quarantine import with_local_blocks
 from trapsd.checkin import Comms
 from trapsd.config import AgentSettings
 from trapsd.control import ControlServer, socket_path
@@ -60,7 +63,7 @@ def _now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
-class Agent:
+class Agent(ActionHost):
     def __init__(self, settings: AgentSettings, judge: Judge = decide) -> None:
         self.settings = settings
         self.state_dir = settings.state_dir
@@ -93,6 +96,7 @@ class Agent:
             self.policy = load_policy(self.state_dir) or default_policy()
         except (PolicyError, TrapsError) as exc:
             log.error("ignoring the saved policy: %s", exc)
+        self.policy = with_local_blocks(self.policy, self.state_dir)
         self.outbox = Outbox(outbox_path(self.state_dir), self.settings.outbox_max_bytes)
         self.meter = FootprintMeter(self.state_dir)
         writer = threading.Thread(target=self._write_loop, name="writer", daemon=True)
@@ -114,6 +118,8 @@ class Agent:
         )
         self.control.start()
         self.comms.start()
+        self.actions = Dispatcher(self, self.identity)
+        self.actions.start()
         self.write_status()
         _, detail = self._sensor_health()
         log.info(
@@ -144,6 +150,8 @@ class Agent:
             log.info("stopping")
         finally:
             self.shutdown()
+            if self.uninstalling:
+                remove_state(self.state_dir)
 
     def request_stop(self) -> None:
         self.stopping.set()
@@ -161,6 +169,8 @@ class Agent:
             self.memfd.set(False)  # the host gets back the value the agent found
         if self.control is not None:
             self.control.stop()
+        if self.actions is not None:
+            self.actions.stop()
         if hasattr(self, "outbox"):
             self.queue.put(_STOP)
             for thread in self._threads:
@@ -199,6 +209,7 @@ class Agent:
 
     def apply_policy(self, policy: Policy) -> None:
         """Persist, then switch: enforcement after a restart equals enforcement now."""
+        policy = with_local_blocks(policy, self.state_dir)  # quarantined hashes stay blocked
         if policy.wire is not None:
             try:
                 save_policy(self.state_dir, policy.wire)
@@ -350,8 +361,8 @@ class Agent:
         current = self.policy
         if policy.wire != current.wire or policy.version != current.version:
             self.apply_policy(policy)
-        if reply.get("actions"):
-            log.info("ignoring %d pending actions (not supported yet)", len(reply["actions"]))
+        if reply.get("actions") and self.actions is not None:
+            self.actions.receive(reply["actions"])  # type: ignore[arg-type]
 
     # --- status and control ----------------------------------------------------------------
     def status(self, running: bool = True) -> dict[str, Any]:
@@ -396,4 +407,6 @@ class Agent:
             result = self.comms.checkin_now(timeout)
             result["elapsed_s"] = round(time.monotonic() - started, 3)
             return result
+        if command in ("quarantine-list", "quarantine-restore"):
+            return self.control_quarantine(request)
         return {"ok": False, "error": f"unknown command {command!r}", "exit_code": 2}
