@@ -17,6 +17,7 @@ from typer.core import TyperGroup
 from trapsapi.errors import ExitCode, TrapsError
 from trapsctl import __version__, coercion
 from trapsctl.commands import (
+    actions,
     agents,
     auth,
     completion,
@@ -177,6 +178,10 @@ app.add_typer(tokens.app, name="tokens")
 app.command("dashboard")(dashboard.dashboard)
 app.command("completion")(completion.completion)
 app.command("version")(version)
+app.add_typer(actions.app, name="actions")
+app.add_typer(actions.quarantine_app, name="quarantine")
+agents.app.command("isolate")(actions.isolate)
+agents.app.command("unisolate")(actions.unisolate)
 
 
 def main() -> None:
