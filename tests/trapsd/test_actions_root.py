@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +47,7 @@ def run_actions(
 def test_actions_on_a_real_agent(live_esm: Any, admin: Any, agents: Agents, tmp_path: Path) -> None:
     state = tmp_path / "agent"
     agent_id = enroll(admin, live_esm.url, state)
-    agents.start(state)
+    process = agents.start(state)
     wait_for(lambda: agent_row(admin, agent_id), 20)
 
     scanned = tmp_path / "scanned"
@@ -132,6 +133,23 @@ def test_actions_on_a_real_agent(live_esm: Any, admin: Any, agents: Agents, tmp_
 
     (cleared,) = run_actions(admin, state, agent_id, ("clear_history", {}))
     assert cleared["state"] == "succeeded" and cleared["result"]["actions"] >= 5
+
+    # Killed in the middle of a long scan: the restarted agent still reports a result.
+    params = {"paths": ["/usr"], "max_seconds": 120}
+    long_scan = admin.create_action("scan", {"agent_id": agent_id}, params)["id"]
+    assert trapsd("checkin", "--state-dir", state).returncode == 0
+    wait_for(lambda: admin.get_action(long_scan)["deliveries"][0]["state"] == "delivered", 10)
+    time.sleep(1.0)
+    agents.kill9(process, state)
+    process = agents.start(state)
+    interrupted = wait_for(lambda: finished(admin, long_scan), 30, 0.2)
+    assert interrupted["state"] == "failed" and "interrupted" in interrupted["detail"]
+
+    # Uninstall: reported first, then the agent stops and only the quarantine is left.
+    (uninstalled,) = run_actions(admin, state, agent_id, ("uninstall", {}))
+    assert uninstalled["state"] == "succeeded"
+    wait_for(lambda: process.poll() is not None, 20)
+    assert [p.name for p in state.iterdir()] == ["quarantine"]
 
 
 def logs_id(admin: Any, kind: str) -> str:
