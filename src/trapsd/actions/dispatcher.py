@@ -106,18 +106,24 @@ class Dispatcher:
         return any(a.state == "done" for a in self.store.unfinished())
 
     def _work(self) -> None:
+        """Run every new action in order; report each result (after a failed report, the
+        rest wait for the retry, but new actions still run)."""
+        unreported = False
         for action in self.store.unfinished():
             if self._stopping:
                 return
             if action.state == "new":
                 self._execute(action)
-            if not self._report(action.id):
-                self._retry_s = min(self._retry_s * 2, self.host.settings.backoff_max_s)
-                return
-            self._retry_s = self.host.settings.backoff_min_s
+            if unreported or not self._report(action.id):
+                unreported = True
+                continue
             if action.type == "uninstall" and (action.outcome or "succeeded") == "succeeded":
-                self.host.uninstall()
+                self.host.uninstall()  # only once its result is at the server
                 return
+        if unreported:
+            self._retry_s = min(self._retry_s * 2, self.host.settings.backoff_max_s)
+        else:
+            self._retry_s = self.host.settings.backoff_min_s
 
     def _execute(self, action: StoredAction) -> None:
         self.store.mark_running(action.id)
