@@ -1,9 +1,10 @@
 """The action centre, agent side: delivery in the check-in, results and log uploads; and the
 server-side quarantine view built from results.
 
-Delivery is on the check-in hot path: one indexed probe of ``action_agents`` by
-(agent_id, state = pending) when nothing is pending; with pending rows, one more UPDATE
-(two when some have expired), all in the check-in's transaction.
+Delivery is on the check-in hot path: the check-in's UPDATE returns ``HAS_PENDING``, an
+indexed EXISTS on ``action_agents (agent_id, state)``, so an agent with nothing pending costs
+no extra statement; with pending rows, one SELECT and one UPDATE (two when some have
+expired), all in the check-in's transaction.
 """
 
 from __future__ import annotations
@@ -38,6 +39,13 @@ from trapsapi.models_actions import (
     QuarantineEntry,
 )
 
+HAS_PENDING = (
+    select(ACTION_AGENTS.c.action_id)
+    .where(ACTION_AGENTS.c.agent_id == AGENTS.c.agent_id, ACTION_AGENTS.c.state == "pending")
+    .exists()
+    .label("has_pending")
+)
+"""For the check-in's UPDATE … RETURNING: whether the agent has anything pending."""
 _PENDING = (
     select(ACTION_AGENTS.c.action_id, ACTIONS.c.type, ACTIONS.c.params, ACTIONS.c.expires_at)
     .select_from(ACTION_AGENTS.join(ACTIONS))

@@ -3,7 +3,8 @@
 The statements are built once at import and executed with parameters, so a check-in pays
 no statement construction: authenticate (a primary-key lookup that also reads the policy
 version), update the agent's status, answer with the cached policy of that version and the
-agent's pending actions (one indexed probe when there are none).
+agent's pending actions (an indexed EXISTS returned by the UPDATE: no extra statement when
+there are none).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from sqlalchemy import bindparam, update
 
 from esmd.db.engine import Database
 from esmd.db.tables import AGENTS
-from esmd.services.action_delivery import deliver
+from esmd.services.action_delivery import HAS_PENDING, deliver
 from esmd.services.agents import authenticate
 from esmd.services.policy import PolicyCache
 from esmd.services.storable import check_storable
@@ -36,6 +37,7 @@ _UPDATE_STATUS = (
     update(AGENTS)
     .where(AGENTS.c.agent_id == bindparam("b_agent_id"))
     .values({name: bindparam(f"b_{name}") for name in _STATUS_COLUMNS})
+    .returning(HAS_PENDING)  # no extra round trip when nothing is pending
 )
 
 
@@ -68,8 +70,8 @@ def checkin(
             connection.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
         agent = authenticate(connection, credential)
         policy = policies.get(connection, agent.current_policy_version)
-        connection.execute(_UPDATE_STATUS, {"b_agent_id": agent.agent_id, **params})
-        actions = deliver(connection, agent.agent_id, now)
+        pending = connection.execute(_UPDATE_STATUS, {"b_agent_id": agent.agent_id, **params})
+        actions = deliver(connection, agent.agent_id, now) if pending.scalar() else []
     return CheckinResponse(
         agent_id=agent.agent_id,
         server_time=now,
