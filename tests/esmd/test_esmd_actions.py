@@ -9,11 +9,15 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from esmd_harness import Esm, checkin_body
+from sqlalchemy import event
 
 from esmd.db.engine import Database
 from esmd.services.actions import expire_due
+from esmd.services.checkin import checkin
+from esmd.services.policy import PolicyCache
 from esmd.services.wake import subscribe
 from trapsapi import routes
+from trapsapi.models import CheckinRequest
 
 
 def _checkin(esm: Esm, agent: Any, hostname: str) -> list[dict[str, Any]]:
@@ -196,3 +200,31 @@ def test_log_upload_and_quarantine_view(esm: Esm) -> None:
         restore["id"], {"state": "succeeded", "result": {"quarantine_id": "a" * 32}, "detail": ""}
     )
     assert esm.admin.list_quarantine()["count"] == 0
+
+
+def test_a_checkin_with_nothing_pending_costs_no_extra_statement(esm: Esm) -> None:
+    """The hot path: the status UPDATE answers "anything pending?"; only then more SQL."""
+    agent = esm.enroll("quiet")
+    db = Database.from_url(esm.settings.url, 1, 0)
+    statements: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_rest: Any) -> None:
+        if not statement.lstrip().upper().startswith(("BEGIN", "SET", "COMMIT")):
+            statements.append(statement)
+
+    event.listen(db.engine, "before_cursor_execute", record)
+    request = CheckinRequest.model_validate(checkin_body(hostname="quiet"))
+    credential = f"{agent.agent_id}.{agent.secret}"
+    try:
+        checkin(db, PolicyCache(3600), credential, request, [])
+        statements.clear()  # the first one also loaded the policy into the cache
+        assert checkin(db, PolicyCache(3600), credential, request, []).actions == []
+        quiet = len(statements)
+        esm.admin.create_action("checkin", {"agent_id": agent.agent_id})
+        statements.clear()
+        (order,) = checkin(db, PolicyCache(3600), credential, request, []).actions
+        busy = len(statements)
+    finally:
+        db.dispose()
+    assert order["type"] == "checkin"
+    assert busy == quiet + 2  # the pending SELECT and the UPDATE to delivered
