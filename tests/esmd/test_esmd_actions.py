@@ -9,9 +9,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from esmd_harness import Esm, checkin_body
-from sqlalchemy import event
+from sqlalchemy import event, update
 
 from esmd.db.engine import Database
+from esmd.db.tables import AGENTS
 from esmd.services.actions import expire_due
 from esmd.services.checkin import checkin
 from esmd.services.policy import PolicyCache
@@ -37,8 +38,8 @@ def _past(esm: Esm) -> datetime:
 
 
 def test_targets_delivery_results_and_cancel(esm: Esm) -> None:
-    web1, web2, db1 = (esm.enroll(h) for h in ("web-1", "web-2", "db-1"))
-    for agent, host in ((web1, "web-1"), (web2, "web-2"), (db1, "db-1")):
+    web1, web2, db2 = (esm.enroll(h) for h in ("web-1", "web-2", "db-2"))
+    for agent, host in ((web1, "web-1"), (web2, "web-2"), (db2, "db-2")):
         _checkin(esm, agent, host)
     woken: list[frozenset[str]] = []
     unsubscribe = subscribe(woken.append)
@@ -51,13 +52,8 @@ def test_targets_delivery_results_and_cancel(esm: Esm) -> None:
     assert woken == [frozenset({web1.agent_id, web2.agent_id})]  # the wake hook was told
     assert by_query["agents"] == 2 and by_query["progress"] == {"pending": 2}
     assert by_query["params"] == {"paths": ["/usr"], "max_files": 100000, "max_seconds": 300}
-    esm.sql(
-        "INSERT INTO agent_labels (agent_id, label) VALUES (:a, 'db'), (:b, 'db')",
-        a=db1.agent_id,
-        b=web2.agent_id,
-    )
-    by_label = esm.admin.create_action("checkin", {"label": "db"})
-    single = esm.admin.create_action("kill_process", {"agent_id": db1.agent_id}, {"pid": 4242})
+    by_label = _label_or_query(esm, [db2.agent_id, web2.agent_id])
+    single = esm.admin.create_action("kill_process", {"agent_id": db2.agent_id}, {"pid": 4242})
 
     # web-1 is "offline" until now: it gets exactly its one action at its next check-in.
     (order,) = _checkin(esm, web1, "web-1")
@@ -68,7 +64,7 @@ def test_targets_delivery_results_and_cancel(esm: Esm) -> None:
     )
     assert _checkin(esm, web1, "web-1") == []  # delivered once
     assert _states(esm, by_query["id"]) == {"web-1": "delivered", "web-2": "pending"}
-    orders = _checkin(esm, db1, "db-1")
+    orders = _checkin(esm, db2, "db-2")
     assert [o["type"] for o in orders] == ["checkin", "kill_process"]
 
     # Results: idempotent, and only the agent's own.
@@ -77,7 +73,7 @@ def test_targets_delivery_results_and_cancel(esm: Esm) -> None:
     for _ in range(2):
         reply = esm.raw("POST", path, body, esm.agent_header(web1))
         assert (reply.status, reply.json["state"]) == (200, "succeeded")
-    other = esm.raw("POST", path, body, esm.agent_header(db1))
+    other = esm.raw("POST", path, body, esm.agent_header(db2))
     assert other.status == 404
     assert esm.raw("POST", path, body, esm.admin_header()).status == 401
     audits = esm.admin.list_audit(action="action.result")["data"]
@@ -85,7 +81,7 @@ def test_targets_delivery_results_and_cancel(esm: Esm) -> None:
     big = {"state": "failed", "result": {"x": "y" * 70_000}}
     assert (
         esm.raw(
-            "POST", path.replace(by_query["id"], single["id"]), big, esm.agent_header(db1)
+            "POST", path.replace(by_query["id"], single["id"]), big, esm.agent_header(db2)
         ).status
         == 422
     )
@@ -97,10 +93,31 @@ def test_targets_delivery_results_and_cancel(esm: Esm) -> None:
     again = esm.raw("POST", f"{routes.ACTIONS}/{by_query['id']}/cancel", None, esm.admin_header())
     assert again.status == 409 and "already cancelled" in again.detail
 
-    listed = esm.admin.list_actions(agent_id=db1.agent_id)
+    listed = esm.admin.list_actions(agent_id=db2.agent_id)
     assert [a["id"] for a in listed["data"]] == [single["id"], by_label["id"]]
     assert esm.admin.list_actions(type="scan")["count"] == 1
     assert esm.admin.list_actions(since="1h")["count"] == 3
+
+
+def _label_or_query(esm: Esm, agent_ids: list[str]) -> dict[str, Any]:
+    """A checkin action for these agents by label where agents have labels (the policies
+    work adds ``agents.labels``); without them a label target is refused, and a query
+    (``*-2``) names the same agents."""
+    labels = AGENTS.c.get("labels")
+    if labels is None:
+        refused = esm.raw(
+            "POST",
+            routes.ACTIONS,
+            {"type": "checkin", "target": {"label": "db"}},
+            esm.admin_header(),
+        )
+        assert refused.status == 422 and "no agent labels" in refused.detail
+        return esm.admin.create_action("checkin", {"query": {"hostname": "*-2"}})
+    with esm.engine.begin() as connection:
+        connection.execute(
+            update(AGENTS).where(AGENTS.c.agent_id.in_(agent_ids)).values(labels=["db", "x"])
+        )
+    return esm.admin.create_action("checkin", {"label": "db"})
 
 
 def _checkin_order(action: dict[str, Any]) -> dict[str, Any]:

@@ -56,20 +56,6 @@ class ActionAgent(SQLModel, table=True):
     detail: str = Field(default="", max_length=1024)
 
 
-class AgentLabel(SQLModel, table=True):
-    """A label on an agent (what ``target.label`` of an action resolves against)."""
-
-    __tablename__ = "agent_labels"
-    __table_args__ = (Index(None, "label"),)
-
-    agent_id: str = Field(
-        sa_column=Column(
-            String(36), ForeignKey("agents.agent_id", ondelete="CASCADE"), primary_key=True
-        )
-    )
-    label: str = Field(sa_column=Column(String(64), primary_key=True))
-
-
 class ActionBlob(SQLModel, table=True):
     """A file an agent uploaded for an action (retrieve_logs: a gzip bundle), size-capped."""
 
@@ -94,5 +80,4 @@ class ActionBlob(SQLModel, table=True):
 
 ACTIONS = table(Action)
 ACTION_AGENTS = table(ActionAgent)
-AGENT_LABELS = table(AgentLabel)
 ACTION_BLOBS = table(ActionBlob)

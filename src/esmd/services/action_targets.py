@@ -9,7 +9,6 @@ from sqlalchemy import Connection, or_, select
 
 from esmd.config import Settings
 from esmd.db.tables import AGENTS
-from esmd.db.tables_actions import AGENT_LABELS
 from esmd.errors import BadRequest, NotFound
 from esmd.services.agents import connected_since
 from trapsapi.enums import Health
@@ -30,14 +29,7 @@ def resolve(
             raise NotFound(f"no agent {target.agent_id!r}")
         return [found]
     if target.label is not None:
-        ids = list(
-            connection.execute(
-                select(AGENT_LABELS.c.agent_id).where(AGENT_LABELS.c.label == target.label)
-            ).scalars()
-        )
-        if not ids:
-            raise BadRequest(f"target.label: no agent has the label {target.label!r}")
-        return _bounded(sorted(ids))
+        return _bounded(_labelled(connection, target.label))
     query = target.query
     assert query is not None  # ActionTarget guarantees exactly one
     statement = select(AGENTS.c.agent_id, AGENTS.c.hostname)
@@ -57,6 +49,18 @@ def resolve(
     if not rows:
         raise BadRequest("target.query: no agent matches")
     return _bounded(sorted(r.agent_id for r in rows))
+
+
+def _labelled(connection: Connection, label: str) -> list[str]:
+    """Agents whose ``labels`` (the JSON list of the agents table) include ``label``."""
+    labels = AGENTS.c.get("labels")
+    if labels is None:
+        raise BadRequest("target.label: this server keeps no agent labels")
+    rows = connection.execute(select(AGENTS.c.agent_id, labels)).all()
+    ids = sorted(r[0] for r in rows if label in (r[1] or []))
+    if not ids:
+        raise BadRequest(f"target.label: no agent has the label {label!r}")
+    return ids
 
 
 def _bounded(ids: list[str]) -> list[str]:

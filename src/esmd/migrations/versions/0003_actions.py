@@ -1,4 +1,4 @@
-"""The action centre: actions, their per-agent states and results, agent labels, log uploads.
+"""The action centre: actions, their per-agent states and results, log uploads.
 
 Revision ID: 0003_actions
 Revises: 0002
@@ -64,19 +64,6 @@ def upgrade() -> None:
     )
     op.create_index("ix_action_agents_agent_id_state", "action_agents", ["agent_id", "state"])
     op.create_table(
-        "agent_labels",
-        sa.Column("agent_id", sa.String(36), nullable=False),
-        sa.Column("label", sa.String(64), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["agent_id"],
-            ["agents.agent_id"],
-            name="fk_agent_labels_agent_id_agents",
-            ondelete="CASCADE",
-        ),
-        sa.PrimaryKeyConstraint("agent_id", "label", name="pk_agent_labels"),
-    )
-    op.create_index("ix_agent_labels_label", "agent_labels", ["label"])
-    op.create_table(
         "action_blobs",
         sa.Column("id", BigId, nullable=False),
         sa.Column("action_id", sa.String(32), nullable=False),
@@ -105,8 +92,6 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_index("ix_action_blobs_action_id", "action_blobs")
     op.drop_table("action_blobs")
-    op.drop_index("ix_agent_labels_label", "agent_labels")
-    op.drop_table("agent_labels")
     op.drop_index("ix_action_agents_agent_id_state", "action_agents")
     op.drop_table("action_agents")
     op.drop_index("ix_actions_expires_at", "actions")
