@@ -146,7 +146,9 @@ def test_actions_on_a_real_agent(live_esm: Any, admin: Any, agents: Agents, tmp_
     assert interrupted["state"] == "failed" and "interrupted" in interrupted["detail"]
 
     # Uninstall: reported first, then the agent stops and only the quarantine is left.
-    (uninstalled,) = run_actions(admin, state, agent_id, ("uninstall", {}))
+    uninstall = admin.create_action("uninstall", {"agent_id": agent_id})["id"]
+    trapsd("checkin", "--state-dir", state)  # its start-up check-in may have got it already
+    uninstalled = wait_for(lambda: finished(admin, uninstall), 30, 0.2)
     assert uninstalled["state"] == "succeeded"
     wait_for(lambda: process.poll() is not None, 20)
     assert [p.name for p in state.iterdir()] == ["quarantine"]
