@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import collections
 import datetime as dt
-import gzip
 import json
 import logging
 from typing import Any
@@ -34,6 +33,8 @@ class LogRing(logging.Handler):
 
 def bundle(sections: dict[str, Any], lines: list[str], max_bytes: int) -> tuple[bytes, int]:
     """A gzip of the JSON of ``sections`` and the newest ``lines`` that fit in ``max_bytes``."""
+    import gzip  # only when asked: the daemon does not pay for it otherwise
+
     kept = list(lines)
     while True:
         document = {
