@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -13,6 +15,7 @@ from fastapi.routing import APIRoute
 from esmd import __version__
 from esmd.api.middleware import GuardMiddleware
 from esmd.api.routes import (
+    actions,
     agent_protocol,
     agents,
     api_tokens,
@@ -31,6 +34,7 @@ from esmd.db.engine import Database
 from esmd.errors import install_error_handlers
 from esmd.metrics import Metrics
 from esmd.ops.runner import Operations
+from esmd.services.actions import sweep_forever
 from esmd.services.policy import PolicyCache
 from esmd.setup import check_schema, describe_url
 
@@ -55,9 +59,13 @@ def create_app(settings: Settings) -> FastAPI:
             app.state.operations = operations = Operations(db, settings)
             metrics.collectors.append(operations.render)
             operations.start()
+            sweeper = asyncio.create_task(sweep_forever(db))
             try:
                 yield
             finally:
+                sweeper.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await sweeper
                 operations.stop()
                 metrics.collectors.remove(operations.render)
         finally:
@@ -86,8 +94,10 @@ def create_app(settings: Settings) -> FastAPI:
         api_tokens,
         audit,
         policies,
+        actions,
     ):
         app.include_router(module.router)
+    app.include_router(actions.agent_router)
     app.add_middleware(GuardMiddleware, max_body_bytes=settings.max_body_bytes, metrics=metrics)
     _one_line_errors_in_openapi(app)
     return app

@@ -230,5 +230,45 @@ class AdminClient:
         reply: Obj = self._call("GET", path)
         return reply
 
+    # actions (the action centre)
+    def create_action(
+        self,
+        kind: str,
+        target: Obj,
+        params: Obj | None = None,
+        expires_in_s: int = 86400,
+        comment: str = "",
+    ) -> Obj:
+        body = {
+            "type": kind,
+            "target": target,
+            "params": params or {},
+            "expires_in_s": expires_in_s,
+            "comment": comment,
+        }
+        reply: Obj = self._call("POST", routes.ACTIONS, body)
+        return reply
+
+    def list_actions(self, **filters: Any) -> Obj:
+        reply: Obj = self._call("GET", routes.ACTIONS, params=filters)
+        return reply
+
+    def get_action(self, action_id: str) -> Obj:
+        reply: Obj = self._call("GET", f"{routes.ACTIONS}/{quote(action_id, safe='')}")
+        return reply
+
+    def cancel_action(self, action_id: str) -> Obj:
+        reply: Obj = self._call("POST", f"{routes.ACTIONS}/{quote(action_id, safe='')}/cancel")
+        return reply
+
+    def action_logs(self, action_id: str, agent_id: str) -> Obj:
+        path = f"{routes.ACTIONS}/{quote(action_id, safe='')}/agents/{quote(agent_id, safe='')}"
+        reply: Obj = self._call("GET", f"{path}/logs")
+        return reply
+
+    def list_quarantine(self, **filters: Any) -> Obj:
+        reply: Obj = self._call("GET", routes.QUARANTINE, params=filters)
+        return reply
+
     def close(self) -> None:
         self.connection.close()

@@ -17,6 +17,7 @@ from trapsapi.wire import (
     RotatedSecret,
     SecurityEvent,
 )
+from trapsapi.wire_actions import ActionResult, ActionResultAck, LogUpload, LogUploadAck
 
 
 def enroll(
@@ -79,6 +80,19 @@ class AgentClient:
             "POST", routes.AGENT_VERDICTS, dict(query), self._headers
         )
         return reply
+
+    def report_action(self, action_id: str, result: ActionResult) -> ActionResultAck:
+        """Report the result of one of this agent's actions (idempotent on the server)."""
+        ack: ActionResultAck = self.pool.request(
+            "POST", f"{routes.AGENT_ACTIONS}/{action_id}/result", dict(result), self._headers
+        )
+        return ack
+
+    def upload_action_logs(self, action_id: str, upload: LogUpload) -> LogUploadAck:
+        ack: LogUploadAck = self.pool.request(
+            "POST", f"{routes.AGENT_ACTIONS}/{action_id}/logs", dict(upload), self._headers
+        )
+        return ack
 
     def close(self) -> None:
         self.pool.close()

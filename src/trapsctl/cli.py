@@ -17,6 +17,7 @@ from typer.core import TyperGroup
 from trapsapi.errors import ExitCode, TrapsError
 from trapsctl import __version__, coercion
 from trapsctl.commands import (
+    actions,
     agent_policy,
     agents,
     auth,
@@ -181,6 +182,10 @@ app.command("completion")(completion.completion)
 app.command("version")(version)
 agent_policy.register(agents.app)
 app.add_typer(policies.app, name="policies")
+app.add_typer(actions.app, name="actions")
+app.add_typer(actions.quarantine_app, name="quarantine")
+agents.app.command("isolate")(actions.isolate)
+agents.app.command("unisolate")(actions.unisolate)
 
 
 def main() -> None:

@@ -99,6 +99,10 @@ def _parser() -> argparse.ArgumentParser:
     changes = command("policy-log", "Show the policies this agent applied or refused.")
     changes.add_argument("-n", "--limit", type=int, default=20, help="newest N (default 20)")
     changes.add_argument("-o", "--output", choices=("table", "json"), default="table")
+    quarantine = command("quarantine", "List or restore quarantined files (root only).")
+    quarantine.add_argument("verb", choices=("list", "restore"), help="list, or restore ID")
+    quarantine.add_argument("id", nargs="?", help="the quarantine ID to restore")
+    quarantine.add_argument("-o", "--output", choices=("table", "json"), default="table")
     return parser
 
 
@@ -204,6 +208,34 @@ def _rotate(args: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
+def _quarantine(args: argparse.Namespace) -> int:
+    """Through the daemon when it runs (it also unblocks the hash), else on the state dir."""
+    from trapsd.actions.host import quarantine_verb
+    from trapsd.actions.quarantine import describe
+    from trapsd.control import DaemonNotRunning, call
+
+    if args.verb == "restore" and not args.id:
+        raise UsageError("quarantine restore: give the quarantine ID (see trapsd quarantine list)")
+    request = {"cmd": f"quarantine-{args.verb}", "id": args.id}
+    state_dir = _settings(args).state_dir
+    try:
+        reply: dict[str, Any] = call(state_dir, request, 30)
+    except DaemonNotRunning:
+        if not state_dir.is_dir():
+            raise TrapsError(f"{state_dir}: no agent state here") from None
+        reply = quarantine_verb(state_dir, request)
+    if not reply.get("ok"):
+        raise TrapsError(f"quarantine {args.verb}: {reply.get('error')}")
+    if args.output == "json":
+        sys.stdout.write(json.dumps(reply.get("entries", reply.get("restored")), sort_keys=True))
+        sys.stdout.write("\n")
+    elif args.verb == "list":
+        sys.stdout.write(describe(reply["entries"]))
+    else:
+        sys.stdout.write(f"restored {reply['restored']['path']}\n")
+    return ExitCode.OK
+
+
 def _daemon_logging(verbose: bool, level: str) -> None:
     """Records go through a bounded queue to one thread that writes stderr."""
     records: queue.Queue[logging.LogRecord] = queue.Queue(10_000)
@@ -242,6 +274,7 @@ COMMANDS = {
     "checkin": _checkin,
     "rotate-credential": _rotate,
     "policy-log": _policy_log,
+    "quarantine": _quarantine,
 }
 
 

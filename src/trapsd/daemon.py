@@ -28,6 +28,9 @@ from trapsapi.wire import (
     ModuleState,
 )
 from trapsd import __version__, hostinfo, policylog
+from trapsd.actions.dispatcher import Dispatcher
+from trapsd.actions.host import ActionHost, remove_state
+from trapsd.actions.quarantine import with_local_blocks
 from trapsd.checkin import Comms
 from trapsd.config import AgentSettings
 from trapsd.control import ControlServer, socket_path
@@ -71,7 +74,7 @@ def _now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
-class Agent:
+class Agent(ActionHost):
     def __init__(self, settings: AgentSettings, judge: Judge = decide) -> None:
         self.settings = settings
         self.state_dir = settings.state_dir
@@ -109,6 +112,7 @@ class Agent:
             self.policy = load_policy(self.state_dir) or default_policy()
         except (PolicyError, TrapsError) as exc:
             log.error("ignoring the saved policy: %s", exc)
+        self.policy = with_local_blocks(self.policy, self.state_dir)
         self.outbox = Outbox(outbox_path(self.state_dir), self.settings.outbox_max_bytes)
         if self.judge is decide:  # the full precedence, learning verdicts as it goes
             self.verdicts = Verdicts(self._query_verdicts)
@@ -136,6 +140,8 @@ class Agent:
         )
         self.control.start()
         self.comms.start()
+        self.actions = Dispatcher(self, self.identity)
+        self.actions.start()
         self.write_status()
         _, detail = self._sensor_health()
         log.info(
@@ -166,6 +172,8 @@ class Agent:
             log.info("stopping")
         finally:
             self.shutdown()
+            if self.uninstalling:
+                remove_state(self.state_dir)
 
     def request_stop(self) -> None:
         self.stopping.set()
@@ -185,6 +193,8 @@ class Agent:
             self.control.stop()
         if self.verdicts is not None:
             self.verdicts.stop()
+        if self.actions is not None:
+            self.actions.stop()
         if hasattr(self, "outbox"):
             self.queue.put(_STOP)
             for thread in self._threads:
@@ -238,6 +248,7 @@ class Agent:
     def apply_policy(self, policy: Policy) -> None:
         """Persist, then switch: enforcement after a restart equals enforcement now."""
         previous = self.policy
+        policy = with_local_blocks(policy, self.state_dir)  # quarantined hashes stay blocked
         if policy.wire is not None:
             try:
                 save_policy(self.state_dir, policy.wire)
@@ -449,8 +460,8 @@ class Agent:
         current = self.policy
         if policy.wire != current.wire or policy.version != current.version:
             self.apply_policy(policy)
-        if reply.get("actions"):
-            log.info("ignoring %d pending actions (not supported yet)", len(reply["actions"]))
+        if reply.get("actions") and self.actions is not None:
+            self.actions.receive(reply["actions"])  # type: ignore[arg-type]
 
     # --- status and control ----------------------------------------------------------------
     def status(self, running: bool = True) -> dict[str, Any]:
@@ -500,4 +511,6 @@ class Agent:
         if command == "rotate" and self.comms is not None:
             timeout = self.settings.request_timeout_s * (len(self.identity.servers) + 1) * 2 + 5
             return self.comms.rotate_now(timeout)
+        if command in ("quarantine-list", "quarantine-restore"):
+            return self.control_quarantine(request)
         return {"ok": False, "error": f"unknown command {command!r}", "exit_code": 2}

@@ -169,7 +169,7 @@ class Esm:
             return connection.execute(text(statement), params)
 
     def count(self, table: str) -> int:
-        from esmd.db import tables
+        from esmd.db import tables, tables_actions
 
         model = {
             "events": tables.EVENTS,
@@ -179,6 +179,9 @@ class Esm:
             "users": tables.USERS,
             "audit_log": tables.AUDIT_LOG,
             "admin_sessions": tables.ADMIN_SESSIONS,
+            "actions": tables_actions.ACTIONS,
+            "action_agents": tables_actions.ACTION_AGENTS,
+            "action_blobs": tables_actions.ACTION_BLOBS,
         }[table]
         with self.engine.connect() as connection:
             return int(connection.execute(select(func.count()).select_from(model)).scalar_one())
@@ -186,6 +189,7 @@ class Esm:
     def snapshot(self) -> dict[str, int]:
         """Row counts of every table that a request could change."""
         names = ["events", "agents", "hash_verdicts", "enrollment_tokens", "users", "audit_log"]
+        names += ["actions", "action_agents", "action_blobs"]
         return {name: self.count(name) for name in names}
 
     def close(self) -> None:

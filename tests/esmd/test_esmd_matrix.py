@@ -12,13 +12,16 @@ these tests.
 
 from __future__ import annotations
 
+import base64
+import gzip
+import hashlib
 import re
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from esmd_harness import ADMIN_USER, PASSWORD, Esm, new_event
+from esmd_harness import ADMIN_USER, PASSWORD, Esm, checkin_body, new_event
 from fastapi import FastAPI
 from fastapi.routing import APIRoute, RouteContext, iter_route_contexts
 
@@ -60,6 +63,7 @@ PROBE_VALUES = {
     "username": "no-such-user",
     "feed": "no-such-feed",
     "policy_name": "no-such-policy",
+    "action_id": "0" * 32,
 }
 
 
@@ -269,6 +273,43 @@ def _rotate(esm: Esm) -> Any:
     return routes.AGENT_ROTATE, "agent.rotate", agent.agent_id, {}, esm.agent_header(agent)
 
 
+def _delivered_action(esm: Esm, kind: str) -> tuple[Any, str]:
+    agent = esm.enroll("acting")
+    action = esm.admin.create_action(kind, {"agent_id": agent.agent_id})
+    agent.checkin(checkin_body(hostname="acting"))  # type: ignore[arg-type]
+    return agent, str(action["id"])
+
+
+def _create_action(esm: Esm) -> Any:
+    agent = esm.enroll("to-scan")
+    body = {"type": "scan", "target": {"agent_id": agent.agent_id}, "params": {"paths": ["/usr"]}}
+    return routes.ACTIONS, "action.create", "*", body, None
+
+
+def _cancel_action(esm: Esm) -> Any:
+    agent = esm.enroll("idle")
+    action_id = esm.admin.create_action("checkin", {"agent_id": agent.agent_id})["id"]
+    return f"{routes.ACTIONS}/{action_id}/cancel", "action.cancel", action_id, None, None
+
+
+def _action_result(esm: Esm) -> Any:
+    agent, action_id = _delivered_action(esm, "checkin")
+    path = f"{routes.AGENT_ACTIONS}/{action_id}/result"
+    body = {"state": "succeeded", "result": {"checked_in": True}}
+    return path, "action.result", action_id, body, esm.agent_header(agent)
+
+
+def _action_logs(esm: Esm) -> Any:
+    agent, action_id = _delivered_action(esm, "retrieve_logs")
+    content = gzip.compress(b"log line\n")
+    body = {
+        "content_b64": base64.b64encode(content).decode(),
+        "sha256": hashlib.sha256(content).hexdigest(),
+    }
+    path = f"{routes.AGENT_ACTIONS}/{action_id}/logs"
+    return path, "action.logs", action_id, body, esm.agent_header(agent)
+
+
 AUDITED: dict[tuple[str, str], Example] = {
     ("POST", f"{routes.AGENTS}/{{agent_id}}/revoke"): _revoke_agent,
     ("DELETE", f"{routes.AGENTS}/{{agent_id}}"): _delete_agent,
@@ -313,6 +354,10 @@ AUDITED: dict[tuple[str, str], Example] = {
         None,
     ),
     ("DELETE", f"{routes.API_TOKENS}/{{token_id}}"): _revoke_api_token,
+    ("POST", routes.ACTIONS): _create_action,
+    ("POST", f"{routes.ACTIONS}/{{action_id}}/cancel"): _cancel_action,
+    ("POST", f"{routes.AGENT_ACTIONS}/{{action_id}}/result"): _action_result,
+    ("POST", f"{routes.AGENT_ACTIONS}/{{action_id}}/logs"): _action_logs,
 }
 
 

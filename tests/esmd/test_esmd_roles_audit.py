@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from esmd_harness import ADMIN_PASSWORD, ADMIN_USER, PASSWORD, Esm, checkin_body, new_event
 
+from esmd.setup import head_revision
 from trapsapi import routes
 from trapsapi.admin_client import AdminClient
 from trapsapi.errors import AuthError
@@ -247,7 +248,6 @@ def test_event_triage_and_counts(esm: Esm) -> None:
 def test_readyz_and_metrics(esm: Esm) -> None:
     ready = esm.raw("GET", routes.READYZ)
     assert ready.status == 200 and ready.json["status"] == "ready"
-    from esmd.setup import head_revision
 
     esm.sql("UPDATE alembic_version SET version_num = '0001'")
     stale = esm.raw("GET", routes.READYZ)

@@ -6,7 +6,7 @@ import typing
 
 import pytest
 
-from trapsapi import models, models_hashes, models_lifecycle, wire
+from trapsapi import models, models_actions, models_hashes, models_lifecycle, wire, wire_actions
 
 PAIRS = [
     (wire.ModuleState, models.ModuleState),
@@ -26,6 +26,11 @@ PAIRS = [
     (wire.AgentAnalysis, models_hashes.AgentAnalysis),
     (wire.AgentVerdictQuery, models_hashes.AgentVerdictQuery),
     (wire.AgentVerdicts, models_hashes.AgentVerdicts),
+    (wire_actions.ActionOrder, models_actions.ActionOrder),
+    (wire_actions.ActionResult, models_actions.ActionResult),
+    (wire_actions.ActionResultAck, models_actions.ActionResultAck),
+    (wire_actions.LogUpload, models_actions.LogUpload),
+    (wire_actions.LogUploadAck, models_actions.LogUploadAck),
 ]
 
 

@@ -271,6 +271,8 @@ class HashIntel(SQLModel, table=True):
 
 HASH_INTEL = table(HashIntel)
 # The operations tables share this metadata; imported last, as they use the tables above.
+# Tables of other modules, registered on the same MetaData (imported last: they use ``table``).
+from esmd.db import tables_actions as _tables_actions  # noqa: E402, F401
 from esmd.db import tables_ops  # noqa: E402, F401
 
 # The policy tables live in their own module, on the same MetaData.

@@ -2,8 +2,10 @@
 
 The statements are built once at import and executed with parameters, so a check-in pays
 no statement construction: authenticate (a primary-key lookup that also reads the policy
-version and the agent's labels and group), update the agent's status, answer with the cached
-policy of that version for the agent's targets (hostname, OS, labels, group).
+version and the agent's labels and group), update the agent's status (the UPDATE also returns
+whether actions are pending: no extra statement when there are none), answer with the cached
+policy of that version for the agent's targets (hostname, OS, labels, group) and the agent's
+pending actions.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from sqlalchemy import bindparam, update
 from esmd.db.engine import Database
 from esmd.db.tables import AGENTS
 from esmd.errors import Conflict
+from esmd.services.action_delivery import HAS_PENDING, deliver
 from esmd.services.agents import AgentIdentity, authenticate, finish_rotation
 from esmd.services.policy import PolicyCache
 from esmd.services.policy_resolve import Target
@@ -53,6 +56,7 @@ _UPDATE_STATUS = (
         policy_expected_version=AGENTS.c.policy_served_version,
         policy_served_version=bindparam("b_served"),
     )
+    .returning(HAS_PENDING)  # no extra round trip when nothing is pending
 )
 
 _MARK_CONFLICT = (
@@ -138,10 +142,11 @@ def checkin(
             policy = policies.get(connection, agent.current_policy_version, target)
             params["b_issues"] = issues_of(request, instance["b_identity_conflict_at"], now, window)
             params["b_stopped_at"] = now if request.stopping else None
-            connection.execute(
+            pending = connection.execute(
                 _UPDATE_STATUS,
                 {"b_agent_id": agent.agent_id, "b_served": policy.version, **params, **instance},
             )
+            actions = deliver(connection, agent.agent_id, now) if pending.scalar() else []
     if conflict:  # after the commit, so the flag stays for admins to see
         raise Conflict(
             "another live agent uses this identity (a cloned machine?): "
@@ -151,6 +156,6 @@ def checkin(
         agent_id=agent.agent_id,
         server_time=now,
         policy=policy,
-        actions=[],
+        actions=actions,
         servers=servers,
     )

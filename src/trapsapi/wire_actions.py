@@ -1,0 +1,33 @@
+"""The action centre's agent protocol as TypedDicts (mirrors :mod:`trapsapi.models_actions`)."""
+
+from __future__ import annotations
+
+from typing import Any, TypedDict
+
+
+class ActionOrder(TypedDict):
+    id: str
+    type: str
+    params: dict[str, Any]
+    expires_at: str
+
+
+class ActionResult(TypedDict):
+    state: str
+    result: dict[str, Any]
+    detail: str
+
+
+class ActionResultAck(TypedDict):
+    action_id: str
+    state: str
+
+
+class LogUpload(TypedDict):
+    content_b64: str
+    sha256: str
+
+
+class LogUploadAck(TypedDict):
+    action_id: str
+    size: int
