@@ -21,6 +21,7 @@ from esmd.api.routes import (
     events,
     hashes,
     health,
+    server_info,
     tokens,
     users,
 )
@@ -74,6 +75,7 @@ def create_app(settings: Settings) -> FastAPI:
         users,
         api_tokens,
         audit,
+        server_info,
     ):
         app.include_router(module.router)
     app.add_middleware(GuardMiddleware, max_body_bytes=settings.max_body_bytes, metrics=metrics)

@@ -234,3 +234,5 @@ POLICY_STATE = table(PolicyState)
 AUDIT_LOG = table(AuditEntry)
 API_TOKENS = table(ApiToken)
 metadata = SQLModel.metadata
+
+from esmd.db import tables_filters  # noqa: E402, F401  (its indexes join this metadata)
