@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import re
 import sys
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from trapsapi.enums import Verdict
-from trapsctl.options import LimitOption, OutputOption, noun_app
+from trapsctl.options import LimitOption, NoHeadersOption, OutputOption, QuietOption, noun_app
 from trapsctl.output import Column, OutputFormat, emit_list, emit_object, timestamp
 from trapsctl.session import connect, output_format
 
-app = noun_app("Hash verdicts: block, allow, unset, list.")
+app = noun_app("Hash verdicts: block, allow, unset, list, show.")
 
 SHA256 = re.compile(r"[0-9a-f]{64}")
 
@@ -91,8 +91,55 @@ def list_hashes(
     ] = None,
     limit: LimitOption = None,
     output: OutputOption = None,
+    quiet: QuietOption = False,
+    no_headers: NoHeadersOption = False,
 ) -> None:
     """List hash verdicts."""
     with connect(ctx) as client:
         page = client.list_hashes(verdict=verdict.value if verdict else None, limit=limit)
     emit_list(page, VERDICT_COLUMNS, output_format(ctx, output), "hash verdicts")
+
+
+@app.command("show")
+def show(
+    ctx: typer.Context,
+    sha256: Sha256Argument,
+    limit: LimitOption = 20,
+    output: OutputOption = None,
+    quiet: QuietOption = False,
+) -> None:
+    """Show a hash: its admin verdict (if any) and the latest events that saw it."""
+    from trapsapi.errors import NotFound
+    from trapsctl.commands.events import EVENT_COLUMNS
+
+    with connect(ctx) as client:
+        try:
+            verdict: dict[str, Any] | None = client.get_hash(sha256)
+        except NotFound:
+            verdict = None
+        page = client.list_events(sha256=sha256, limit=limit)
+    shown = {
+        "sha256": sha256,
+        "verdict": verdict,
+        "events": page.get("data", []),
+        "events_count": page.get("count", 0),
+    }
+    fields = [
+        Column("SHA256", "sha256"),
+        Column(
+            "VERDICT", "verdict", get=lambda h: (h["verdict"] or {}).get("verdict"), styled=True
+        ),
+        Column("SOURCE", "source", get=lambda h: (h["verdict"] or {}).get("source")),
+        Column(
+            "UPDATED", "updated_at", timestamp, get=lambda h: (h["verdict"] or {}).get("updated_at")
+        ),
+        Column("BY", "updated_by", get=lambda h: (h["verdict"] or {}).get("updated_by")),
+        Column("COMMENT", "comment", get=lambda h: (h["verdict"] or {}).get("comment")),
+        Column("EVENTS", "events_count"),
+    ]
+    emit_object(
+        shown,
+        fields,
+        output_format(ctx, output),
+        sections=[("Events", shown["events"], EVENT_COLUMNS)],
+    )
