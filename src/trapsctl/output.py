@@ -180,15 +180,18 @@ def _csv_value(column: Column, row: Row) -> str:
 def write_csv(
     rows: Sequence[Row], columns: Sequence[Column], stream: IO[str] | None = None
 ) -> None:
-    """RFC 4180 CSV: a header of field names (unless ``--no-headers``), then one line per row."""
+    """RFC 4180 CSV: a header of field names (unless ``--no-headers``), then one line per row.
+
+    Values are raw in a pipe; on a terminal, control characters are escaped like in tables."""
     import csv
 
     stream = stream or sys.stdout
+    shown = printable if stream.isatty() else str
     writer = csv.writer(stream, lineterminator="\n")
     if RENDER.headers:
         writer.writerow([column.key for column in columns])
     for row in rows:
-        writer.writerow([_csv_value(column, row) for column in columns])
+        writer.writerow([shown(_csv_value(column, row)) for column in columns])
     stream.flush()
 
 
