@@ -19,14 +19,20 @@ MAX_CANDIDATES = 200
 
 
 def candidates(prefix: str, hostnames: bool = False) -> list[str]:
-    """Agent IDs (or hostnames) starting with ``prefix``, sorted; [] on any failure."""
+    """Agent IDs (or hostnames) starting with ``prefix``, sorted; [] on any failure.
+
+    During completion the root options are not parsed: the server and context come from
+    TRAPSCTL_SERVER / TRAPSCTL_CONTEXT or the current context."""
+    import os
+
     from trapsapi.admin_client import AdminClient
     from trapsctl.config import env_settings, load_config
     from trapsctl.credentials import resolve_credential
 
     key = "hostname" if hostnames else "agent_id"
     try:
-        credential = resolve_credential(load_config())
+        server, context = os.environ.get("TRAPSCTL_SERVER"), os.environ.get("TRAPSCTL_CONTEXT")
+        credential = resolve_credential(load_config(), server or None, context or None)
         settings = env_settings()
         timeout = min(settings.timeout, COMPLETION_TIMEOUT_S)
         ca_file = str(settings.ca_file) if settings.ca_file else None
