@@ -85,6 +85,7 @@ def test_verbose_traceback_never_shows_local_variables(monkeypatch: pytest.Monke
         ["events", "triage", "e0000000-0000-4000-8000-000000000001"],
         ["events", "show", "not-a-uuid"],
         ["events", "watch", "--interval", "0"],
+        ["events", "watch", "--interval", "soon"],
         ["users", "set-role", "bob", "god"],
         ["audit", "list", "--since", "whenever"],
         ["events", "list", "--severity", "extreme"],

@@ -217,3 +217,52 @@ def test_watch_exits_3_when_the_esm_is_unreachable(monkeypatch: pytest.MonkeyPat
 def test_nothing_secret_in_argv_tracebacks_or_output(as_admin: AdminClient) -> None:
     result = run_cli("-v", "users", "create", "mallory", "--password-stdin", input="\n")
     assert result.exit_code == 2 and "no password" in result.stderr
+
+
+def test_hashes_import_checks_every_line_first_then_sets_them(
+    as_admin: AdminClient, tmp_path: Path
+) -> None:
+    feed = tmp_path / "feed.csv"
+    good = ["aa" * 32, "bb" * 32, "CC" * 32]
+    feed.write_text(f"# feed\n{good[0]}\n{good[1]},benign,ops tool\n\n{good[2]},malware\n")
+    bad = tmp_path / "bad.csv"
+    bad.write_text(f"{good[0]},malware\nnot-a-hash,malware\n")
+    refused = run_cli("hashes", "import", str(bad))
+    assert refused.exit_code == 2 and refused.stderr == (
+        f"error: {bad}:2: 'not-a-hash' is not a SHA-256\n"
+    )
+    assert as_admin.list_hashes()["count"] == 0  # nothing was sent
+    result = run_cli("hashes", "import", str(feed), "--verdict", "malware", "-m", "feed 11", "-q")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.split() == [good[0], good[1], good[2].lower()]
+    verdicts = {h["sha256"]: (h["verdict"], h["comment"]) for h in as_admin.list_hashes()["data"]}
+    assert verdicts == {
+        good[0]: ("malware", "feed 11"),
+        good[1]: ("benign", "ops tool"),
+        good[2].lower(): ("malware", "feed 11"),
+    }
+    missing = run_cli("hashes", "import", "/nonexistent/feed.csv")
+    assert (missing.exit_code, missing.stderr) == (
+        2,
+        "error: cannot read /nonexistent/feed.csv: No such file or directory\n",
+    )
+    no_verdict = run_cli("hashes", "import", "-", input=f"{good[0]}\n")
+    assert no_verdict.exit_code == 2 and "no verdict" in no_verdict.stderr
+
+
+def test_progress_bar_only_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+
+    from trapsctl.progress import progress
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    for stream, drawn in ((io.StringIO(), False), (Terminal(), True)):
+        monkeypatch.setattr(sys, "stderr", stream)
+        monkeypatch.delenv("TERM", raising=False)
+        with progress(30, "Setting verdicts") as advance:
+            for _ in range(30):
+                advance()
+        assert ("Setting verdicts" in stream.getvalue()) is drawn

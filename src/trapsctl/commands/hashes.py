@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import sys
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -143,3 +144,72 @@ def show(
         output_format(ctx, output),
         sections=[("Events", shown["events"], EVENT_COLUMNS)],
     )
+
+
+def _read_verdict_lines(
+    source: str, default: Verdict | None, comment: str
+) -> list[tuple[str, Verdict, str]]:
+    """``sha256[,verdict[,comment]]`` a line (``#`` comments, blank lines); the first bad line
+    is a usage error, before anything is sent."""
+    import csv
+
+    from trapsapi.errors import UsageError
+
+    try:
+        text = sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"cannot read {source}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"cannot read {source}: not UTF-8 text") from None
+    wanted: list[tuple[str, Verdict, str]] = []
+    for number, fields in enumerate(csv.reader(text.splitlines()), start=1):
+        if not fields or not fields[0].strip() or fields[0].lstrip().startswith("#"):
+            continue
+        where = f"{source}:{number}"
+        digest = fields[0].strip().lower()
+        if not SHA256.fullmatch(digest):
+            raise UsageError(f"{where}: {fields[0].strip()[:80]!r} is not a SHA-256")
+        word = fields[1].strip().lower() if len(fields) > 1 and fields[1].strip() else None
+        if word is None and default is None:
+            raise UsageError(f"{where}: no verdict (give one per line or --verdict)")
+        try:
+            verdict = Verdict(word) if word else default
+        except ValueError:
+            raise UsageError(f"{where}: {word!r} is not a verdict (malware, benign …)") from None
+        note = ",".join(fields[2:]).strip() if len(fields) > 2 else comment
+        assert verdict is not None
+        wanted.append((digest, verdict, note))
+    return wanted
+
+
+@app.command("import")
+def import_hashes(
+    ctx: typer.Context,
+    source: Annotated[
+        str,
+        typer.Argument(metavar="FILE", help="Lines of sha256[,verdict[,comment]]; - for stdin."),
+    ],
+    verdict: Annotated[
+        Verdict | None,
+        typer.Option("--verdict", case_sensitive=False, help="For lines that give none."),
+    ] = None,
+    comment: CommentOption = "",
+    output: OutputOption = None,
+    quiet: QuietOption = False,
+    no_headers: NoHeadersOption = False,
+) -> None:
+    """Set many verdicts from a file (a feed, a CSV export); a progress bar on a terminal.
+
+    Every line is checked first: a bad line stops the import before anything is sent.
+    """
+    from trapsctl.progress import progress
+
+    wanted = _read_verdict_lines(source, verdict, comment)
+    results = []
+    with connect(ctx) as client, progress(len(wanted), "Setting verdicts") as advance:
+        for digest, chosen, note in wanted:
+            results.append(client.set_verdict(digest, chosen.value, note))
+            advance()
+    page = {"data": results, "count": len(results)}
+    emit_list(page, VERDICT_COLUMNS, output_format(ctx, output), "hash verdicts")
+    sys.stderr.write(f"{len(results)} verdicts set.\n")
