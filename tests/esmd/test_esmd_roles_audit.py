@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from esmd_harness import ADMIN_PASSWORD, ADMIN_USER, PASSWORD, Esm, checkin_body, new_event
 
+from esmd.setup import head_revision
 from trapsapi import routes
 from trapsapi.admin_client import AdminClient
 from trapsapi.errors import AuthError
@@ -251,7 +252,7 @@ def test_readyz_and_metrics(esm: Esm) -> None:
     stale = esm.raw("GET", routes.READYZ)
     assert stale.status == 503 and "0001" in stale.json["detail"]
     assert stale.headers.get("retry-after") or stale.headers.get("Retry-After")
-    esm.sql("UPDATE alembic_version SET version_num = '0002'")
+    esm.sql("UPDATE alembic_version SET version_num = :head", head=head_revision())
     assert esm.raw("GET", routes.READYZ).status == 200
 
     agent = esm.enroll()
