@@ -44,3 +44,7 @@ completions: $(STAMP)
 
 clean:
 	rm -rf .traps .pytest_cache .mypy_cache .ruff_cache
+
+.PHONY: cli-reference
+cli-reference: $(STAMP)
+	$(BIN)/python scripts/gen_cli_reference.py

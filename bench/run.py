@@ -27,6 +27,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
 
+from ctl_speed import measure_ctl_speed, report_line
 from loadgen import Result, build_request, run_load
 from localrun import Programs, describe, free_port, healthy
 from payloads import checkin_body, event
@@ -276,6 +277,7 @@ def main() -> int:
         raw = measure_raw_insert(work)
         agent_rss, bare_rss = measure_agent_rss(work)
         fleet = measure_fleet(work, args.fleet, args.fleet_seconds) if args.fleet else None
+        ctl = measure_ctl_speed(work)
     figures = {
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": f"{os.cpu_count()} cores, Python {platform.python_version()}, "
@@ -293,6 +295,8 @@ def main() -> int:
         "fleet": fleet,
     }
     text = report(figures)
+    figures["ctl_agents_list"] = ctl
+    text += report_line(ctl)
     sys.stdout.write(text)
     sys.stdout.write(json.dumps(figures, indent=2) + "\n")
     if not args.no_write:

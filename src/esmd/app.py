@@ -26,6 +26,7 @@ from esmd.api.routes import (
     hashes,
     health,
     policies,
+    server_info,
     tokens,
     users,
 )
@@ -95,6 +96,7 @@ def create_app(settings: Settings) -> FastAPI:
         audit,
         policies,
         actions,
+        server_info,
     ):
         app.include_router(module.router)
     app.include_router(actions.agent_router)

@@ -272,3 +272,14 @@ class AdminClient:
 
     def close(self) -> None:
         self.connection.close()
+
+    # one event, server version (console additions)
+    def get_event(self, event_id: str, agent_id: str | None = None) -> Obj:
+        params = {"agent_id": agent_id} if agent_id else None
+        path = f"{routes.EVENTS}/{quote(event_id, safe='')}"
+        reply: Obj = self._call("GET", path, params=params)
+        return reply
+
+    def server_version(self) -> Obj:
+        reply: Obj = self._call("GET", routes.SERVER_VERSION)
+        return reply

@@ -29,8 +29,14 @@ from trapsctl.commands import (
     policies,
     tokens,
 )
-from trapsctl.options import CONTEXT_SETTINGS, MARKUP_MODE, OutputOption
-from trapsctl.output import OutputFormat, write_json
+from trapsctl.options import (
+    CONTEXT_SETTINGS,
+    MARKUP_MODE,
+    NoHeadersOption,
+    OutputOption,
+    QuietOption,
+)
+from trapsctl.output import OutputFormat, reset_render
 from trapsctl.session import GlobalOptions, global_options, output_format
 
 EPILOG = """\
@@ -63,6 +69,7 @@ class ErrorFunnelGroup(TyperGroup):
 
     def main(self, *args: Any, **kwargs: Any) -> Any:
         coercion.install()  # parameters without pydantic: see trapsctl.coercion
+        reset_render()  # -q / --no-headers are per run (tests run many in one process)
         return super().main(*args, **kwargs)
 
     def invoke(self, ctx: Any) -> Any:
@@ -143,9 +150,11 @@ def root(
             "-o",
             envvar="TRAPSCTL_OUTPUT",
             case_sensitive=False,
-            help="table (for people) or json (the stable contract for scripts).",
+            help="table (for people), json or yaml (the stable contract for scripts), csv.",
         ),
     ] = OutputFormat.TABLE,
+    quiet: QuietOption = False,
+    no_headers: NoHeadersOption = False,
     verbose: Annotated[
         bool, typer.Option("--verbose", "-v", help="Show tracebacks of errors.")
     ] = False,
@@ -160,13 +169,10 @@ def root(
 
 
 def version(ctx: typer.Context, output: OutputOption = None) -> None:
-    """Print the version of trapsctl and of the API it speaks."""
-    from trapsapi import API_VERSION
+    """Print the version of trapsctl and of the API it speaks; the ESM's too when logged in."""
+    from trapsctl.commands.version import show_version
 
-    if output_format(ctx, output) is OutputFormat.JSON:
-        write_json({"trapsctl": __version__, "api": API_VERSION})
-    else:
-        sys.stdout.write(f"trapsctl {__version__} (API {API_VERSION})\n")
+    show_version(ctx, output_format(ctx, output))
 
 
 app.command("login")(auth.login)
@@ -194,3 +200,9 @@ def main() -> None:
 
 
 __all__ = ["app", "global_options", "main"]
+
+from trapsctl.commands import audit, complete, users  # noqa: E402  (appended registrations)
+
+app.add_typer(users.app, name="users")
+app.add_typer(audit.app, name="audit")
+app.command("__complete-agents", hidden=True)(complete.complete_agents)

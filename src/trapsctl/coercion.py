@@ -3,7 +3,7 @@
 Typer 0.29 converts every non-flag parameter through a pydantic ``TypeAdapter``, which
 imports pydantic (about 140 ms, half of a ``trapsctl agents list -o json`` run) on every
 invocation and on every TAB of a shell completion. trapsctl only uses simple parameter
-types (str, bool, int with bounds, str enums, and ``parser=`` functions), so
+types (str, bool, int and float with bounds, str enums, and ``parser=`` functions), so
 :func:`install` gives those a plain converter; any other type still goes through Typer's
 own conversion. If a Typer release changes the internals this relies on, ``install`` does
 nothing and Typer's conversion applies (``tests/trapsctl/test_ctl_speed.py`` notices).
@@ -52,6 +52,21 @@ def _to_int(value: Any, low: int | None, high: int | None) -> int:
     return number
 
 
+def _to_float(value: Any, low: float | None, high: float | None) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise typer.BadParameter(f"{value!r} is not a valid number.") from None
+    if (
+        number != number
+        or (low is not None and number < low)
+        or (high is not None and number > high)
+    ):
+        bounds = f"{'' if low is None else f'{low}<='}x{'' if high is None else f'<={high}'}"
+        raise typer.BadParameter(f"{value} is not in the range {bounds}.")
+    return number
+
+
 _TRUE = {"1", "true", "t", "yes", "y", "on"}
 _FALSE = {"0", "false", "f", "no", "n", "off"}
 
@@ -76,6 +91,8 @@ def convert(value: Any, annotation: Any, info: Any) -> Any:
         return _to_enum(value, annotation, info.case_sensitive)
     if annotation is int:
         return _to_int(value, info.min, info.max)
+    if annotation is float:
+        return _to_float(value, info.min, info.max)
     if annotation is bool:
         return _to_bool(value)
     if isinstance(value, bytes):
@@ -90,7 +107,7 @@ def handled(descriptor: Any) -> bool:
         return False
     if info.parser is not None:
         return True
-    if annotation is int:
+    if annotation in (int, float):
         return not getattr(info, "clamp", False)
     if isinstance(annotation, type) and issubclass(annotation, Enum):
         return all(isinstance(member.value, str) for member in annotation)

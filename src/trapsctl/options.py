@@ -1,4 +1,5 @@
-"""The parts every command module shares: the Typer settings, ``-o/--output`` and ``--limit``."""
+"""The parts every command module shares: the Typer settings, ``-o/--output``, ``-q``,
+``--no-headers`` and ``--limit``."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from trapsctl.output import OutputFormat
+from trapsctl.output import RENDER, OutputFormat
 
 # Plain Click-style help: no rich import for --help, and usage errors stay one clean block.
 MARKUP_MODE: Any = None
@@ -32,7 +33,7 @@ OutputOption = Annotated[
         "-o",
         case_sensitive=False,
         show_default=False,
-        help="table (for people) or json (the stable contract for scripts). "
+        help="table (for people), json or yaml (the stable contract for scripts), csv. "
         "Default: the global -o, else table.",
     ),
 ]
@@ -41,5 +42,36 @@ LimitOption = Annotated[
     int | None,
     typer.Option(
         "--limit", metavar="N", min=1, max=1000, help="Return at most this many rows (1-1000)."
+    ),
+]
+
+
+def _set_quiet(value: bool) -> None:
+    if value:
+        RENDER.quiet = True
+
+
+def _set_no_headers(value: bool) -> None:
+    if value:
+        RENDER.headers = False
+
+
+QuietOption = Annotated[
+    bool,
+    typer.Option(
+        "--quiet",
+        "-q",
+        callback=_set_quiet,
+        expose_value=False,
+        help="Print only the IDs, one a line (for pipes).",
+    ),
+]
+NoHeadersOption = Annotated[
+    bool,
+    typer.Option(
+        "--no-headers",
+        callback=_set_no_headers,
+        expose_value=False,
+        help="Leave out the header line of tables and CSV.",
     ),
 ]

@@ -1,9 +1,15 @@
-"""What the console writes on stdout: data only, as JSON (the stable contract) or a table.
+"""What the console writes on stdout: data only, as JSON/YAML (the stable contract), CSV or a table.
 
 JSON is the server's objects unchanged: a list command prints the ``data`` array of the page,
-a single-object command the object. Tables are for people: key columns only, timestamps in
-UTC, long hashes shortened, no box drawing (so they survive pipes, ``grep`` and ``cut``), and
-colour only on a terminal without ``NO_COLOR``. rich is imported only to draw a table.
+a single-object command the object; YAML is the same data. CSV has one line per row with the
+table's columns under their field names (raw values, for spreadsheets and ``cut``). Tables are
+for people: key columns only, timestamps in UTC, long hashes shortened, no box drawing (so they
+survive pipes, ``grep`` and ``cut``), and colour only on a terminal without ``NO_COLOR``. rich
+is imported only to draw a table, PyYAML only to write YAML.
+
+``-q/--quiet`` prints only the IDs, one a line (``trapsctl agents list -q | xargs …``);
+``--no-headers`` leaves out the header line of tables and CSV. Both are read from
+:data:`RENDER`, which the option callbacks set (see :mod:`trapsctl.options`).
 
 Every value shown in a table comes from agents or admins and may hold terminal escape
 sequences; control characters are shown escaped (``\\x1b``) so they cannot drive the terminal.
@@ -29,6 +35,23 @@ Row = dict[str, Any]
 class OutputFormat(StrEnum):
     TABLE = "table"
     JSON = "json"
+    YAML = "yaml"
+    CSV = "csv"
+
+
+@dataclass
+class Render:
+    """How to write, beyond the format: set per run by ``-q`` and ``--no-headers``."""
+
+    quiet: bool = False
+    headers: bool = True
+
+
+RENDER = Render()
+
+
+def reset_render() -> None:
+    RENDER.quiet, RENDER.headers = False, True
 
 
 # --- cell formatting ----------------------------------------------------------------------
@@ -127,6 +150,60 @@ def write_json(data: Any, stream: IO[str] | None = None) -> None:
     stream.flush()
 
 
+def write_yaml(data: Any, stream: IO[str] | None = None) -> None:
+    import yaml
+
+    stream = stream or sys.stdout
+    yaml.safe_dump(data, stream, sort_keys=False, allow_unicode=True, default_flow_style=False)
+    stream.flush()
+
+
+def write_data(data: Any, fmt: OutputFormat, stream: IO[str] | None = None) -> None:
+    """JSON or YAML of ``data`` (what the scripted contract is)."""
+    if fmt is OutputFormat.YAML:
+        write_yaml(data, stream)
+    else:
+        write_json(data, stream)
+
+
+def _csv_value(column: Column, row: Row) -> str:
+    value = column.get(row) if column.get else row.get(column.key)
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return ";".join(str(v) for v in value)
+    if isinstance(value, dict):
+        return json.dumps(value, ensure_ascii=False, sort_keys=True)
+    return str(value)
+
+
+def write_csv(
+    rows: Sequence[Row], columns: Sequence[Column], stream: IO[str] | None = None
+) -> None:
+    """RFC 4180 CSV: a header of field names (unless ``--no-headers``), then one line per row.
+
+    Values are raw in a pipe; on a terminal, control characters are escaped like in tables."""
+    import csv
+
+    stream = stream or sys.stdout
+    shown = printable if stream.isatty() else str
+    writer = csv.writer(stream, lineterminator="\n")
+    if RENDER.headers:
+        writer.writerow([column.key for column in columns])
+    for row in rows:
+        writer.writerow([shown(_csv_value(column, row)) for column in columns])
+    stream.flush()
+
+
+def write_ids(rows: Sequence[Row], id_key: str, stream: IO[str] | None = None) -> None:
+    """``-q``: the IDs alone, one a line, for pipes."""
+    stream = stream or sys.stdout
+    stream.write("".join(f"{printable(row.get(id_key))}\n" for row in rows))
+    stream.flush()
+
+
 def _console(stream: IO[str], width: int | None) -> Console:
     from rich.console import Console
 
@@ -190,6 +267,7 @@ def _table(rows: Sequence[Row], columns: Sequence[Column], title: str | None = N
         box=None,
         pad_edge=False,
         show_edge=False,
+        show_header=RENDER.headers,
         header_style="bold",
         title=title,
         title_justify="left",
@@ -246,11 +324,18 @@ def emit_list(
     fmt: OutputFormat,
     noun: str,
     stream: IO[str] | None = None,
+    id_key: str | None = None,
 ) -> None:
     """Print the ``data`` of a page; in a table, say on stderr when there is more or nothing."""
     rows: list[Row] = page.get("data", [])
-    if fmt is OutputFormat.JSON:
-        write_json(rows, stream)
+    if RENDER.quiet:
+        write_ids(rows, id_key or columns[0].key, stream)
+        return
+    if fmt in (OutputFormat.JSON, OutputFormat.YAML):
+        write_data(rows, fmt, stream)
+        return
+    if fmt is OutputFormat.CSV:
+        write_csv(rows, columns, stream)
         return
     if not rows:
         sys.stderr.write(f"No {noun} found.\n")
@@ -267,8 +352,49 @@ def emit_object(
     fmt: OutputFormat,
     sections: Sequence[tuple[str, Sequence[Row], Sequence[Column]]] = (),
     stream: IO[str] | None = None,
+    id_key: str | None = None,
 ) -> None:
-    if fmt is OutputFormat.JSON:
-        write_json(obj, stream)
+    if RENDER.quiet:
+        write_ids([obj], id_key or fields[0].key, stream)
+    elif fmt in (OutputFormat.JSON, OutputFormat.YAML):
+        write_data(obj, fmt, stream)
+    elif fmt is OutputFormat.CSV:
+        write_csv([obj], fields, stream)
     else:
         write_details(obj, fields, sections, stream)
+
+
+class RowStream:
+    """Rows printed as they come (``events watch``, ``agents list --watch``): a table's header
+    once, then its lines; JSON Lines (one compact object a line); YAML documents; CSV; IDs."""
+
+    def __init__(
+        self, columns: Sequence[Column], fmt: OutputFormat, id_key: str | None = None
+    ) -> None:
+        self.columns, self.fmt = columns, fmt
+        self.id_key = id_key or columns[0].key
+        self.started = False
+
+    def write(self, rows: Sequence[Row], stream: IO[str] | None = None) -> None:
+        stream = stream or sys.stdout
+        if not rows:
+            return
+        if RENDER.quiet:
+            write_ids(rows, self.id_key, stream)
+        elif self.fmt is OutputFormat.JSON:
+            stream.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+        elif self.fmt is OutputFormat.YAML:
+            for row in rows:
+                stream.write("---\n")
+                write_yaml(row, stream)
+        elif self.fmt is OutputFormat.CSV:
+            headers, RENDER.headers = RENDER.headers, RENDER.headers and not self.started
+            write_csv(rows, self.columns, stream)
+            RENDER.headers = headers
+        else:
+            headers, RENDER.headers = RENDER.headers, RENDER.headers and not self.started
+            width = _min_table_width(rows, self.columns)  # same widths as the header line
+            _write([_table(rows, self.columns)], stream, None, width)
+            RENDER.headers = headers
+        self.started = True
+        stream.flush()

@@ -1,24 +1,32 @@
 """A progress bar on stderr for long operations, only when stderr is a terminal.
 
-Piped or redirected runs get no bar (stderr stays clean for logs); stdout is never touched.
+rich is imported only then; in pipes and scripts nothing is drawn (and nothing is imported).
 """
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 
+def _nothing(steps: int = 1) -> None:
+    return None
+
+
 @contextmanager
-def progress(description: str, total: int) -> Iterator[Callable[[int], None]]:
-    """Yield ``advance(n)``; draws a bar for ``total`` units on an interactive stderr."""
-    if not sys.stderr.isatty():
-        yield lambda _n: None
+def progress(total: int, what: str, minimum: int = 20) -> Iterator[Callable[..., None]]:
+    """Yields ``advance(steps=1)``; draws a bar for ``total`` >= ``minimum`` steps on a
+    terminal."""
+    if total < minimum or not sys.stderr.isatty() or os.environ.get("TERM") == "dumb":
+        yield _nothing
         return
     from rich.console import Console
-    from rich.progress import Progress
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
-    with Progress(console=Console(stderr=True), transient=True) as bar:
-        task = bar.add_task(description, total=total)
-        yield lambda n: bar.advance(task, n)
+    console = Console(file=sys.stderr)
+    columns = (what, BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=console, transient=True) as bar:
+        task = bar.add_task(what, total=total)
+        yield lambda steps=1: bar.advance(task, steps)

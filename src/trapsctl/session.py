@@ -46,8 +46,12 @@ def resolve(ctx: typer.Context) -> Credential:
 
 
 @contextmanager
-def connect(ctx: typer.Context, credential: Credential | None = None) -> Iterator[AdminClient]:
-    """An AdminClient for the resolved server and token; a 401 says how to log in again."""
+def connect(
+    ctx: typer.Context, credential: Credential | None = None, timeout: float | None = None
+) -> Iterator[AdminClient]:
+    """An AdminClient for the resolved server and token; a 401 says how to log in again.
+
+    ``timeout`` caps TRAPSCTL_TIMEOUT (shell completion must not hang a shell)."""
     from trapsapi.admin_client import AdminClient
     from trapsctl.config import env_settings
 
@@ -55,7 +59,8 @@ def connect(ctx: typer.Context, credential: Credential | None = None) -> Iterato
     settings = env_settings()
     context_ca = credential.context.ca_file if credential.context else None
     ca_file = str(settings.ca_file) if settings.ca_file else context_ca
-    client = AdminClient(credential.server, credential.token, settings.timeout, ca_file)
+    seconds = min(settings.timeout, timeout) if timeout else settings.timeout
+    client = AdminClient(credential.server, credential.token, seconds, ca_file)
     try:
         yield client
     except AuthError as exc:

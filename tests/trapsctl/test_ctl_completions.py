@@ -57,6 +57,13 @@ def _bash_complete(words: list[str]) -> list[str]:
 @pytest.mark.skipif(shutil.which("bash") is None, reason="bash is not installed")
 def test_bash_completes_commands_options_and_choices() -> None:
     assert _bash_complete(["trapsctl", "ag"]) == ["agents"]
-    assert _bash_complete(["trapsctl", "hashes", ""])[:4] == ["block", "allow", "unset", "list"]
+    assert _bash_complete(["trapsctl", "hashes", ""])[:6] == [
+        "block",
+        "allow",
+        "unset",
+        "list",
+        "import",
+        "feeds",
+    ]
     assert _bash_complete(["trapsctl", "events", "list", "--severity", "c"]) == ["critical"]
     assert "--hostname" in _bash_complete(["trapsctl", "agents", "list", "--"])

@@ -80,9 +80,9 @@ def test_import_in_chunks_with_replace(
     second = _json("hashes", "import", str(feed), "--feed", "intel", "--replace")
     assert (second["unchanged"], second["removed"]) == (3, 2)
     assert [(f["feed"], f["entries"]) for f in _json("hashes", "feeds")] == [("intel", 3)]
-    report = _json("hashes", "report", many[0])
+    report = _json("hashes", "show", many[0])
     assert (report["verdict"], report["source"]) == ("malware", "feed:intel")
-    table = run_cli("hashes", "report", many[0])
+    table = run_cli("hashes", "show", many[0])
     assert "feed:intel=malware" in table.stdout
     deleted = run_cli("hashes", "delete-feed", "intel")
     assert deleted.exit_code == 0 and "intel" in deleted.stderr

@@ -270,10 +270,8 @@ class HashIntel(SQLModel, table=True):
 
 
 HASH_INTEL = table(HashIntel)
-# The operations tables share this metadata; imported last, as they use the tables above.
-# Tables of other modules, registered on the same MetaData (imported last: they use ``table``).
-from esmd.db import tables_actions as _tables_actions  # noqa: E402, F401
-from esmd.db import tables_ops  # noqa: E402, F401
 
-# The policy tables live in their own module, on the same MetaData.
-from esmd.db import tables_policies as _tables_policies  # noqa: E402, F401
+# Tables and indexes of other modules, on the same MetaData (imported last: they use ``table``).
+from esmd.db import tables_actions, tables_filters, tables_ops, tables_policies  # noqa: E402
+
+EXTENSIONS = (tables_actions, tables_filters, tables_ops, tables_policies)

@@ -9,7 +9,7 @@ from datetime import datetime
 from sqlalchemy import BigInteger, Column, Index, String
 from sqlmodel import Field, SQLModel
 
-from esmd.db.tables import EVENTS, LOGIN_FAILURES, table
+from esmd.db.tables import LOGIN_FAILURES, table
 from esmd.db.types import UTCDateTime
 
 
@@ -28,8 +28,6 @@ class ExportCursor(SQLModel, table=True):
 
 
 EXPORT_CURSORS = table(ExportCursor)
-# Retention deletes the oldest events by the server's clock, a batch at a time.
-EVENTS_RECEIVED_AT = Index("ix_events_received_at", EVENTS.c.received_at)
 # Login throttling counts failures per user name and source address.
 LOGIN_FAILURES_SOURCE = Index(
     "ix_login_failures_username_source_ip_at",

@@ -27,8 +27,9 @@ from esmd.db.tables import AGENTS, POLICY_STATE, Agent
 from esmd.errors import Unauthorized
 from esmd.security import token_matches
 from esmd.services.policy import POLICY_ROW
+from esmd.timeutil import as_utc
 from trapsapi.enums import Health, OperationalStatus
-from trapsapi.models import AgentPublic, Footprint, ModuleState
+from trapsapi.models import AgentPublic
 
 _NO_HASH = "0" * 64
 REVOKED = "revoked"
@@ -136,14 +137,15 @@ def connected_since(settings: Settings, now: datetime) -> datetime:
     return now - timedelta(seconds=settings.heartbeat_interval_s + settings.heartbeat_grace_s)
 
 
-def health_of(row: Agent, settings: Settings, now: datetime) -> Health:
-    last = row.last_checkin_at
-    if row.stopped_at is not None and (last is None or row.stopped_at >= last):
+def health_of(row: Mapping[str, Any], settings: Settings, now: datetime) -> Health:
+    """From an ``agents`` row; :func:`health_filter` is the same rule in SQL."""
+    last, stopped = row["last_checkin_at"], row["stopped_at"]
+    if stopped is not None and (last is None or stopped >= last):
         return Health.STOPPED
     if last is None or last <= connected_since(settings, now):
         return Health.DISCONNECTED
-    drift = policy_drift(row.policy_version, row.policy_expected_version)
-    return Health.DEGRADED if row.issues or drift else Health.CONNECTED
+    drift = policy_drift(row["policy_version"], row["policy_expected_version"])
+    return Health.DEGRADED if row["issues"] or drift else Health.CONNECTED
 
 
 def policy_drift(applied: int | None, expected: int | None) -> bool:
@@ -179,32 +181,64 @@ def health_filter(health: Health, since: datetime) -> ColumnElement[bool]:
     return and_(not_(is_stopped), is_recent, fine)
 
 
+def _time(value: datetime | None) -> str | None:
+    """As pydantic writes an aware datetime: ISO 8601, ``Z`` for UTC."""
+    return None if value is None else as_utc(value).isoformat().replace("+00:00", "Z")
+
+
+def _module(module: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "name": module["name"],
+        "enabled": bool(module["enabled"]),
+        "mode": module["mode"],
+        "mechanism": module["mechanism"],
+        "healthy": bool(module["healthy"]),
+        "detail": module.get("detail", ""),
+    }
+
+
+def _footprint(footprint: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    if not footprint:
+        return None
+    return {
+        "rss_bytes": int(footprint["rss_bytes"]),
+        "cpu_percent": float(footprint["cpu_percent"]),
+        "disk_bytes": int(footprint["disk_bytes"]),
+    }
+
+
+def agent_fields(row: Mapping[str, Any], settings: Settings, now: datetime) -> dict[str, Any]:
+    """One ``agents`` row as the JSON object of :class:`AgentPublic` (the listing sends it
+    as it is; :func:`agent_public` validates it into the model)."""
+    modules = row["modules"] or []
+    applied, expected = row["policy_version"], row["policy_expected_version"]
+    drift = policy_drift(applied, expected)
+    issues = list(row["issues"] or [])
+    if drift:
+        issues.append(f"policy version {applied} applied, {expected} sent")
+    return {
+        "agent_id": row["agent_id"],
+        "hostname": row["hostname"],
+        "os": row["os"],
+        "os_version": row["os_version"],
+        "agent_version": row["agent_version"],
+        "ips": list(row["ips"] or []),
+        "enrolled_at": _time(row["enrolled_at"]),
+        "last_checkin_at": _time(row["last_checkin_at"]),
+        "health": health_of(row, settings, now).value,
+        "issues": issues,
+        "status": status_of(modules).value,
+        "modules": [_module(m) for m in modules],
+        "footprint": _footprint(row["footprint"]),
+        "policy_version": applied,
+        "outbox_depth": row["outbox_depth"],
+        "events_dropped": row["events_dropped"],
+        "labels": list(row["labels"] or []),
+        "group": row["group_name"],
+        "expected_policy_version": expected,
+        "policy_drift": drift,
+    }
+
+
 def agent_public(row: Agent, settings: Settings, now: datetime) -> AgentPublic:
-    drift = policy_drift(row.policy_version, row.policy_expected_version)
-    return AgentPublic(
-        agent_id=row.agent_id,
-        hostname=row.hostname,
-        os=row.os,
-        os_version=row.os_version,
-        agent_version=row.agent_version,
-        ips=list(row.ips or []),
-        enrolled_at=row.enrolled_at,
-        last_checkin_at=row.last_checkin_at,
-        health=health_of(row, settings, now),
-        issues=list(row.issues or [])
-        + (
-            [f"policy version {row.policy_version} applied, {row.policy_expected_version} sent"]
-            if drift
-            else []
-        ),
-        status=status_of(row.modules or []),
-        modules=[ModuleState.model_validate(m) for m in row.modules or []],
-        footprint=Footprint.model_validate(row.footprint) if row.footprint else None,
-        policy_version=row.policy_version,
-        outbox_depth=row.outbox_depth,
-        events_dropped=row.events_dropped,
-        labels=list(row.labels or []),
-        group=row.group_name,
-        expected_policy_version=row.policy_expected_version,
-        policy_drift=drift,
-    )
+    return AgentPublic.model_validate(agent_fields(row.model_dump(), settings, now))

@@ -9,11 +9,20 @@ import typer
 
 from trapsapi.enums import Health
 from trapsapi.errors import ExitCode, UsageError
-from trapsctl.options import LimitOption, OutputOption, noun_app
-from trapsctl.output import Column, emit_list, emit_object, joined, printable, timestamp
+from trapsctl.commands import complete
+from trapsctl.options import LimitOption, NoHeadersOption, OutputOption, QuietOption, noun_app
+from trapsctl.output import (
+    Column,
+    RowStream,
+    emit_list,
+    emit_object,
+    joined,
+    printable,
+    timestamp,
+)
 from trapsctl.session import connect, output_format
 
-app = noun_app("Agents (endpoints): list, show.")
+app = noun_app("Agents (endpoints): list (--watch), show.")
 
 
 def _modules_summary(agent: dict[str, Any]) -> str:
@@ -83,25 +92,55 @@ def list_agents(
     hostname: Annotated[
         str | None,
         typer.Option(
-            "--hostname", metavar="TEXT", help="Only hostnames containing this (case-insensitive)."
+            "--hostname",
+            metavar="TEXT",
+            help="Only hostnames containing this (case-insensitive).",
+            autocompletion=complete.hostnames,
         ),
     ] = None,
     limit: LimitOption = None,
     output: OutputOption = None,
+    quiet: QuietOption = False,
+    no_headers: NoHeadersOption = False,
+    watch: Annotated[
+        bool,
+        typer.Option(
+            "--watch", "-w", help="Keep listing: print agents that appear or change (Ctrl-C stops)."
+        ),
+    ] = False,
+    interval: Annotated[
+        float,
+        typer.Option("--interval", metavar="SECONDS", min=0.5, max=3600, help="--watch period."),
+    ] = 5.0,
 ) -> None:
     """List agents with their health and protection status."""
+    filters = {"health": health.value if health else None, "hostname": hostname, "limit": limit}
+    fmt = output_format(ctx, output)
     with connect(ctx) as client:
-        page = client.list_agents(
-            health=health.value if health else None, hostname=hostname, limit=limit
-        )
-    emit_list(page, AGENT_COLUMNS, output_format(ctx, output), "agents")
+        if not watch:
+            page = client.list_agents(**filters)
+        else:
+            from trapsctl.follow import changed_agents, every
+
+            stream = RowStream(AGENT_COLUMNS, fmt)
+            seen: dict[str, tuple[Any, ...]] = {}
+            for _ in every(interval):
+                rows = client.list_agents(**filters).get("data", [])
+                stream.write(changed_agents(seen, rows))
+    emit_list(page, AGENT_COLUMNS, fmt, "agents")
 
 
 @app.command("show")
 def show(
     ctx: typer.Context,
-    agent_id: Annotated[str, typer.Argument(metavar="ID", help="The agent's ID (agents list).")],
+    agent_id: Annotated[
+        str,
+        typer.Argument(
+            metavar="ID", help="The agent's ID (agents list).", autocompletion=complete.agent_ids
+        ),
+    ],
     output: OutputOption = None,
+    quiet: QuietOption = False,
 ) -> None:
     """Show one agent: identity, health, protection modules and footprint."""
     with connect(ctx) as client:

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from trapsctl.config import load_config, save_config
-from trapsctl.options import OutputOption, noun_app
+from trapsctl.options import NoHeadersOption, OutputOption, QuietOption, noun_app
 from trapsctl.output import Column, emit_list
 from trapsctl.session import output_format
 
@@ -25,7 +25,12 @@ CONTEXT_COLUMNS = [
 
 
 @app.command("list")
-def list_contexts(ctx: typer.Context, output: OutputOption = None) -> None:
+def list_contexts(
+    ctx: typer.Context,
+    output: OutputOption = None,
+    quiet: QuietOption = False,
+    no_headers: NoHeadersOption = False,
+) -> None:
     """List contexts (server, user, where the token is kept; never the token)."""
     config = load_config()
     rows = [

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from trapsapi.enums import Verdict
-from trapsctl.options import LimitOption, OutputOption, noun_app
+from trapsctl.options import LimitOption, NoHeadersOption, OutputOption, QuietOption, noun_app
 from trapsctl.output import (
     Column,
     OutputFormat,
@@ -21,7 +21,7 @@ from trapsctl.output import (
 )
 from trapsctl.session import connect, output_format
 
-app = noun_app("Hash verdicts: block, allow, unset, list.")
+app = noun_app("Hash verdicts: block, allow, unset, list, show.")
 
 SHA256 = re.compile(r"[0-9a-f]{64}")
 
@@ -99,6 +99,8 @@ def list_hashes(
     ] = None,
     limit: LimitOption = None,
     output: OutputOption = None,
+    quiet: QuietOption = False,
+    no_headers: NoHeadersOption = False,
 ) -> None:
     """List hash verdicts."""
     with connect(ctx) as client:
@@ -158,7 +160,7 @@ def import_feed(
     totals |= {"unchanged": 0, "removed": 0}
     since: str | None = None
     chunks = [entries[i : i + IMPORT_CHUNK] for i in range(0, len(entries), IMPORT_CHUNK)]
-    with connect(ctx) as client, progress("Importing", len(entries)) as advance:
+    with connect(ctx) as client, progress(len(entries), "Importing") as advance:
         for index, chunk in enumerate(chunks):
             last = index == len(chunks) - 1
             reply = client.import_hashes(feed, chunk, verdict.value, replace and last, since)
@@ -187,9 +189,26 @@ def delete_feed(ctx: typer.Context, feed: Annotated[str, typer.Argument(metavar=
     sys.stderr.write(f"Feed {feed} deleted.\n")
 
 
-@app.command("report")
-def report(ctx: typer.Context, sha256: Sha256Argument, output: OutputOption = None) -> None:
-    """Effective verdict of a hash, every source's verdict, and the agents that ran it."""
+@app.command("show")
+def show(
+    ctx: typer.Context,
+    sha256: Sha256Argument,
+    limit: LimitOption = 20,
+    output: OutputOption = None,
+    quiet: QuietOption = False,
+) -> None:
+    """Show a hash: its effective verdict and where it comes from (admin override, feeds,
+    agents' analysis), the hosts that ran it, and the latest events about it."""
+    from trapsctl.commands.events import EVENT_COLUMNS
+
     with connect(ctx) as client:
-        result = client.hash_report(sha256)
-    emit_object(result, REPORT_COLUMNS, output_format(ctx, output))
+        shown = client.hash_report(sha256)
+        page = client.list_events(sha256=sha256, limit=limit)
+    shown["events"] = page.get("data", [])
+    shown["events_count"] = page.get("count", 0)
+    emit_object(
+        shown,
+        [*REPORT_COLUMNS, Column("EVENTS", "events_count")],
+        output_format(ctx, output),
+        sections=[("Events", shown["events"], EVENT_COLUMNS)],
+    )

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from trapsctl.durations import parse_duration
-from trapsctl.options import OutputOption, noun_app
+from trapsctl.options import NoHeadersOption, OutputOption, QuietOption, noun_app
 from trapsctl.output import Column, OutputFormat, emit_list, emit_object, timestamp
 from trapsctl.session import connect, output_format
 
@@ -95,7 +95,12 @@ def create(
 
 
 @app.command("list")
-def list_tokens(ctx: typer.Context, output: OutputOption = None) -> None:
+def list_tokens(
+    ctx: typer.Context,
+    output: OutputOption = None,
+    quiet: QuietOption = False,
+    no_headers: NoHeadersOption = False,
+) -> None:
     """List enrollment tokens (never their secrets)."""
     with connect(ctx) as client:
         page = client.list_tokens()

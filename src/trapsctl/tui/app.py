@@ -9,19 +9,21 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from rich.text import Text
-from textual import on
+from textual import on, work
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Static, TabbedContent, TabPane
 
-from trapsapi.errors import AuthError, Unreachable
+from trapsapi.errors import ApiError, AuthError, Unreachable
 from trapsctl.tui.client import Clock, DashboardClient, utc_now
-from trapsctl.tui.messages import Counted, Loaded, LoadFailed, VerdictChanged
+from trapsctl.tui.messages import Counted, Loaded, LoadFailed, Triaged, VerdictChanged
+from trapsctl.tui.screens.event_detail import EventScreen
 from trapsctl.tui.screens.help import HelpScreen
+from trapsctl.tui.screens.triage import TriageDialog
 from trapsctl.tui.views.agents import AgentsView
 from trapsctl.tui.views.events import EventsView
 from trapsctl.tui.views.hashes import HashesView
@@ -126,6 +128,28 @@ class DashboardApp(App[None]):
             )
         yield SystemCommand("Refresh", "Fetch the current tab again (r)", self.action_refresh)
         yield SystemCommand("Keys", "Show every key of the dashboard (?)", self.action_help)
+        view = self.active_view()
+        row = view.selected()
+        sha256 = view.hash_of(row) if row is not None else None
+        if sha256:
+            for verb, verdict in (("Block", "malware"), ("Allow", "benign")):
+                yield SystemCommand(
+                    f"{verb} hash {sha256[:12]}…",
+                    f"{verb} the hash of the selected row ({verb[0].lower()}), asks first",
+                    lambda verdict=verdict: view.ask_verdict(sha256, verdict),
+                )
+        events = self.views["events"]
+        event = events.selected()
+        if event is not None:
+            where = f"{event.get('severity')} on {event.get('hostname')}"
+            yield SystemCommand(
+                "Triage event", f"Status, assignee, comment of the {where} event (t)",
+                lambda: self.triage(event),
+            )  # fmt: skip
+            yield SystemCommand(
+                "Open event", f"Details and process tree of the {where} event (Enter)",
+                lambda: self.push_screen(EventScreen(event)),
+            )  # fmt: skip
 
     @on(TabbedContent.TabActivated)
     def _tab_changed(self, event: TabbedContent.TabActivated) -> None:
@@ -197,11 +221,13 @@ class DashboardApp(App[None]):
         if counted.shown != counted.fetched:
             line += f" of {counted.fetched} loaded"
         if counted.total > counted.fetched:
-            line += f" (newest {counted.fetched} of {counted.total} on the server)"
+            line += f" (newest {counted.fetched} of {counted.total} on the server; more on scroll)"
         else:
             line += f" · {counted.total} on the server"
         if counted.skipped:
             line += f" · {counted.skipped} malformed rows skipped"
+        if self.active_view().pages > 1:
+            line += " · live refresh paused (r: newest)"
         line += f" · updated {self.clock():%H:%M:%SZ}"
         status.update(Text(line))
 
@@ -209,6 +235,47 @@ class DashboardApp(App[None]):
     def _loaded(self, message: Loaded) -> None:
         if message.source == "hashes":  # the events' details show the verdict of their hash
             self.views["events"].show_detail()
+
+    # --- triage -----------------------------------------------------------------------------
+
+    def triage(self, event: dict[str, Any]) -> None:
+        """Ask for the changes, then send them in a worker (the answer comes as Triaged)."""
+
+        def answered(changes: dict[str, Any] | None) -> None:
+            if changes:
+                self._send_triage(event, changes)
+
+        self.push_screen(TriageDialog(event), answered)
+
+    @work(thread=True, group="triage")
+    def _send_triage(self, event: dict[str, Any], changes: dict[str, Any]) -> None:
+        event_id = str(event.get("id"))
+        try:
+            result = self.client.triage_event(
+                event_id, agent_id=str(event.get("agent_id")), **changes
+            )
+        except ApiError as exc:
+            self.post_message(Triaged(event_id, error=exc))
+        except Exception as exc:  # never take the dashboard down
+            error = ApiError(f"unexpected {type(exc).__name__}: {exc}")
+            self.post_message(Triaged(event_id, error=error))
+        else:
+            self.post_message(Triaged(event_id, event=result))
+
+    @on(Triaged)
+    def _triaged(self, message: Triaged) -> None:
+        if message.error is not None or message.event is None:
+            error = message.error.message if message.error else "no reply"
+            self.notify(f"Event not triaged: {error}", severity="error")
+            return
+        status = str(message.event.get("status") or "new").replace("_", " ")
+        self.notify(f"Event triaged: {status}")
+        events = self.views["events"]
+        if isinstance(events, EventsView):
+            events.replace_row(message.event)
+        for screen in self.screen_stack:
+            if isinstance(screen, EventScreen):
+                screen.update_event(message.event)
 
     @on(VerdictChanged)
     def _verdict_changed(self, message: VerdictChanged) -> None:

@@ -19,6 +19,8 @@ class Loaded(Message):
     count: int
     skipped: int = 0
     """Rows of the reply that could not be drawn (missing key, wrong types)."""
+    received: int = -1
+    """Rows in the reply, drawable or not (where the next page starts); -1: len(rows)."""
 
 
 @dataclass
@@ -48,3 +50,24 @@ class VerdictChanged(Message):
     verdict: str
     result: dict[str, Any] | None = None
     error: ApiError | None = None
+
+
+@dataclass
+class Triaged(Message):
+    """An event's triage went through (``event`` is the server's event) or failed."""
+
+    event_id: str
+    event: dict[str, Any] | None = None
+    error: ApiError | None = None
+
+
+@dataclass
+class Appended(Message):
+    """A further page of a view (loaded on scroll): rows after those held, and the count."""
+
+    source: str
+    offset: int
+    rows: list[dict[str, Any]]
+    count: int
+    skipped: int = 0
+    received: int = 0

@@ -283,7 +283,7 @@ async def test_only_one_page_is_fetched_and_the_status_says_so() -> None:
     async with app.run_test(size=SMALL) as pilot:
         await settle(pilot)
         assert len(keys(app, "agents")) == 500
-        assert "(newest 500 of 600 on the server)" in status(app)
+        assert "(newest 500 of 600 on the server; more on scroll)" in status(app)
         assert client.calls[0] == ("list_agents", {"limit": 500, "hostname": None})
 
         # Only part of the rows are here: the filter also goes to the server (debounced).

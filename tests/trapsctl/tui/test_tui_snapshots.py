@@ -60,12 +60,25 @@ def test_block_confirmation(snap_compare: Compare, size: tuple[int, int]) -> Non
     assert snap(snap_compare, size, ["2", "b"])
 
 
-def test_help(snap_compare: Compare) -> None:
-    assert snap(snap_compare, (80, 24), ["question_mark"])
+@pytest.mark.parametrize("size", SIZES)
+def test_help(snap_compare: Compare, size: tuple[int, int]) -> None:
+    assert snap(snap_compare, size, ["question_mark"])
 
 
-def test_unreachable(snap_compare: Compare) -> None:
+@pytest.mark.parametrize("size", SIZES)
+def test_unreachable(snap_compare: Compare, size: tuple[int, int]) -> None:
     client = FakeClient()
     client.fail = Unreachable("http://esm.example.org:8443: connection refused")
     app = fixture_app(client, refresh_interval=5)  # the timer only repeats the same failure
-    assert snap_compare(app, terminal_size=(80, 24), run_before=keys_then_settle())
+    assert snap_compare(app, terminal_size=size, run_before=keys_then_settle())
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_event_details(snap_compare: Compare, size: tuple[int, int]) -> None:
+    """Enter on the second event: fields, verdict, process tree, triage keys."""
+    assert snap(snap_compare, size, ["2", "down", "enter"])
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_triage_dialog(snap_compare: Compare, size: tuple[int, int]) -> None:
+    assert snap(snap_compare, size, ["2", "t"])

@@ -127,7 +127,19 @@ EVENTS = [
         cmdline="/dev/shm/xmrig -o pool.example:3333",
         parent_path="/usr/lib/postgresql/16/bin/postgres",
     ),
-    event(2, 7, "high"),
+    event(
+        2,
+        7,
+        "high",
+        details={
+            "rule": "no-exec-from-tmp",
+            "forensics": "forensics/web-01/4244.tar.zst",
+            "ancestors": [
+                {"pid": 880, "path": "/usr/sbin/sshd", "cmdline": "sshd: alice", "user": "root"},
+                {"pid": 1, "path": "/sbin/init", "user": "root"},
+            ],
+        },
+    ),
     event(
         3,
         15,
@@ -204,7 +216,7 @@ HASHES = [
 
 
 class FakeClient:
-    """The four AdminClient calls the dashboard makes, answered from the lists above.
+    """The AdminClient calls the dashboard makes, answered from the lists above.
 
     ``fail`` (an exception) makes every call raise it; ``gate`` (an Event) makes calls wait
     for it, standing in for a slow server.
@@ -236,7 +248,8 @@ class FakeClient:
         if filters.get("hostname"):
             rows = [r for r in rows if filters["hostname"].lower() in r["hostname"].lower()]
         limit = filters.get("limit") or 100
-        return {"data": rows[:limit], "count": len(rows)}
+        offset = filters.get("offset") or 0
+        return {"data": rows[offset : offset + limit], "count": len(rows)}
 
     def list_agents(self, **filters: Any) -> Any:
         return self._answer("list_agents", self.agents, filters)
@@ -262,6 +275,14 @@ class FakeClient:
         self.hashes = [h for h in self.hashes if h["sha256"] != sha256]
         self.hashes.insert(0, row)
         return row
+
+    def triage_event(self, event_id: str, agent_id: str | None = None, **changes: Any) -> Any:
+        self.calls.append(("triage_event", {"event_id": event_id, "agent_id": agent_id, **changes}))
+        if self.fail is not None:
+            raise self.fail
+        (event,) = [e for e in self.events if e["id"] == event_id]
+        event.update({k: v for k, v in changes.items() if v is not None})
+        return dict(event)
 
 
 def fixture_app(

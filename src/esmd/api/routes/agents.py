@@ -1,18 +1,19 @@
-"""Agents as admins see them: health (connected/disconnected) and operational status."""
+"""Agents as admins see them (health, status, policy drift); revoke and forget them."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Response
 from sqlalchemy import func
-from sqlmodel import col, select
+from sqlalchemy import select as sa_select
 
 from esmd.api.deps import AgentWriter, DatabaseDep, Reader, SessionDep, SettingsDep
 from esmd.api.params import ADMIN_ERRORS, NOT_FOUND, Limit, Offset
-from esmd.db.tables import Agent
+from esmd.db.tables import AGENTS, Agent
 from esmd.errors import NotFound
 from esmd.services import lifecycle
+from esmd.services.agent_listing import page_json
 from esmd.services.agents import agent_public, connected_since, health_filter
 from esmd.timeutil import utcnow
 from trapsapi import routes
@@ -21,11 +22,12 @@ from trapsapi.models import AgentPublic, Page
 from trapsapi.models_lifecycle import AgentForgotten
 
 router = APIRouter(tags=["agents"], responses=ADMIN_ERRORS)
+HIDDEN_COLUMNS = {"secret_hash", "enrollment_token_id"}
 
 
-@router.get(routes.AGENTS)
+@router.get(routes.AGENTS, response_model=Page[AgentPublic])
 def list_agents(
-    session: SessionDep,
+    db: DatabaseDep,
     settings: SettingsDep,
     _admin: Reader,
     health: Health | None = None,
@@ -34,20 +36,32 @@ def list_agents(
     ] = None,
     limit: Limit = 100,
     offset: Offset = 0,
-) -> Page[AgentPublic]:
+) -> Response:
+    """By hostname. Core rows to JSON directly (see esmd.services.agent_listing)."""
     now = utcnow()
-    statement = select(Agent)
+    conditions: list[Any] = []
     if health is not None:
-        statement = statement.where(health_filter(health, connected_since(settings, now)))
+        conditions.append(health_filter(health, connected_since(settings, now)))
     if hostname:
-        statement = statement.where(
-            func.lower(col(Agent.hostname)).contains(hostname.lower(), autoescape=True)
+        conditions.append(func.lower(AGENTS.c.hostname).contains(hostname.lower(), autoescape=True))
+    columns = [c for c in AGENTS.c if c.name not in HIDDEN_COLUMNS]
+    with db.read() as connection:
+        count = connection.execute(
+            sa_select(func.count()).select_from(AGENTS).where(*conditions)
+        ).scalar_one()
+        rows = (
+            connection.execute(
+                sa_select(*columns)
+                .where(*conditions)
+                .order_by(AGENTS.c.hostname, AGENTS.c.agent_id)
+                .offset(offset)
+                .limit(limit)
+            )
+            .mappings()
+            .all()
         )
-    count = session.exec(select(func.count()).select_from(statement.subquery())).one()
-    rows = session.exec(
-        statement.order_by(col(Agent.hostname), col(Agent.agent_id)).offset(offset).limit(limit)
-    ).all()
-    return Page[AgentPublic](data=[agent_public(r, settings, now) for r in rows], count=count)
+    body = page_json(rows, count, settings, now)
+    return Response(content=body, media_type="application/json")
 
 
 @router.get(f"{routes.AGENTS}/{{agent_id}}", responses=NOT_FOUND)

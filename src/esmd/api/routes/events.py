@@ -1,11 +1,16 @@
-"""Security events: filter by agent, minimum severity, module, time and triage status;
-triage (status, assignee, comment); counts for dashboards."""
+"""Security events: filter by agent, minimum severity, module, time, hostname and triage
+status; one event; triage (status, assignee, comment); counts for dashboards.
+
+``sort=received`` lists the oldest received first: a follower (``trapsctl events watch``)
+polls with ``received_since`` = the newest ``received_at`` it has seen and ``offset`` = how
+many events it has seen at that instant, so it never misses nor repeats one.
+"""
 
 from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
 from sqlalchemy import func
@@ -48,8 +53,21 @@ def list_events(
     assignee: Annotated[str | None, Query(max_length=128)] = None,
     limit: Limit = 100,
     offset: Offset = 0,
+    hostname: Annotated[
+        str | None, Query(max_length=255, description="Substring, case-insensitive.")
+    ] = None,
+    received_since: Annotated[
+        str | None, Query(max_length=64, description="Received by the ESM at or after this.")
+    ] = None,
+    sort: Annotated[
+        Literal["time", "received"],
+        Query(description="time: newest first; received: oldest received first (to follow)."),
+    ] = "time",
+    sha256: Annotated[
+        str | None, Query(max_length=64, description="Only events about this file (SHA-256).")
+    ] = None,
 ) -> Page[EventPublic]:
-    """Newest first."""
+    """Newest first (``sort=time``), or in the order the ESM received them."""
     statement = select(Event)
     if agent_id:
         statement = statement.where(col(Event.agent_id) == agent_id)
@@ -65,12 +83,21 @@ def list_events(
         statement = statement.where(col(Event.status) == status.value)
     if assignee:
         statement = statement.where(col(Event.assignee) == assignee)
+    if hostname:
+        statement = statement.where(
+            func.lower(col(Event.hostname)).contains(hostname.lower(), autoescape=True)
+        )
+    if sha256:
+        statement = statement.where(col(Event.sha256) == sha256.lower())
+    if received_since:
+        statement = statement.where(col(Event.received_at) >= _since(received_since))
     count = session.exec(select(func.count()).select_from(statement.subquery())).one()
-    rows = session.exec(
-        statement.order_by(col(Event.time).desc(), col(Event.seq).desc())
-        .offset(offset)
-        .limit(limit)
-    ).all()
+    order = (
+        (col(Event.received_at), col(Event.seq))
+        if sort == "received"
+        else (col(Event.time).desc(), col(Event.seq).desc())
+    )
+    rows = session.exec(statement.order_by(*order).offset(offset).limit(limit)).all()
     return Page[EventPublic](data=[EventPublic.model_validate(r) for r in rows], count=count)
 
 
@@ -179,3 +206,30 @@ def triage_event(
         )
         session.flush()
         return EventPublic.model_validate(row)
+
+
+@router.get(
+    f"{routes.EVENTS}/{{event_id}}",
+    responses={
+        **NOT_FOUND,
+        409: {"model": ErrorBody, "description": "Two agents sent this ID: give agent_id"},
+    },
+)
+def get_event(
+    event_id: uuid.UUID,
+    session: SessionDep,
+    _admin: Reader,
+    agent_id: Annotated[
+        str | None, Query(max_length=64, description="Needed only if two agents used the ID.")
+    ] = None,
+) -> EventPublic:
+    """One event with its details (process ancestry, forensics reference)."""
+    statement = select(Event).where(col(Event.id) == event_id)
+    if agent_id:
+        statement = statement.where(col(Event.agent_id) == agent_id)
+    rows = session.exec(statement.limit(2)).all()
+    if not rows:
+        raise NotFound(f"no event {event_id}")
+    if len(rows) > 1:
+        raise Conflict(f"two agents sent event {event_id}: give agent_id")
+    return EventPublic.model_validate(rows[0])

@@ -11,7 +11,7 @@ from textual.binding import Binding, BindingType
 from trapsctl.output import printable
 from trapsctl.tui.cells import ago, cell, field_lines, styled, timestamp
 from trapsctl.tui.client import PAGE_LIMIT, DashboardClient, Obj
-from trapsctl.tui.views.table_view import TableView
+from trapsctl.tui.views.table_view import TableView, paged
 
 
 def footprint(agent: Obj) -> str:
@@ -61,8 +61,8 @@ class AgentsView(TableView):
         if row is not None:
             self.dashboard.show_events_of(str(row.get("hostname") or ""))
 
-    def fetch(self, client: DashboardClient, query: str) -> Obj:
-        return client.list_agents(limit=PAGE_LIMIT, hostname=query or None)
+    def fetch(self, client: DashboardClient, query: str, offset: int = 0) -> Obj:
+        return client.list_agents(limit=PAGE_LIMIT, **paged(offset), hostname=query or None)
 
     def key_of(self, row: Obj) -> str:
         return str(row["agent_id"])

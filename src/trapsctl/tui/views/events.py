@@ -6,15 +6,17 @@ from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
 from rich.text import Text
+from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
-from textual.widgets import Sparkline, Static
+from textual.widgets import DataTable, Sparkline, Static
 
 from trapsctl.output import printable
 from trapsctl.tui.cells import ago, cell, field_lines, parse_time, short_hash, styled, timestamp
 from trapsctl.tui.client import PAGE_LIMIT, DashboardClient, Obj
-from trapsctl.tui.views.table_view import TableView
+from trapsctl.tui.screens.event_detail import EventScreen
+from trapsctl.tui.views.table_view import TableView, paged
 
 SHORT_SEVERITY = {"informational": "info"}
 BUCKETS = 48
@@ -70,6 +72,7 @@ class EventsView(TableView):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("b", "set_verdict('malware')", "Block hash"),
         Binding("a", "set_verdict('benign')", "Allow hash"),
+        Binding("t", "triage", "Triage"),
     ]
     DEFAULT_CSS = """
     EventsView .chart { height: 1; }
@@ -82,12 +85,35 @@ class EventsView(TableView):
             yield Static("events · 24 h", id="chart-label")
             yield Sparkline([0.0] * BUCKETS, summary_function=max)
 
-    def fetch(self, client: DashboardClient, query: str) -> Obj:
+    def fetch(self, client: DashboardClient, query: str, offset: int = 0) -> Obj:
         # The server has no free-text filter here: the newest page is filtered locally.
-        return client.list_events(limit=PAGE_LIMIT)
+        return client.list_events(limit=PAGE_LIMIT, **paged(offset))
 
     def server_filter(self) -> bool:
         return False
+
+    @on(DataTable.RowSelected)
+    def _selected(self, event: DataTable.RowSelected) -> None:
+        """Enter (or a click on the selected row): the event's own screen."""
+        event.stop()
+        self.action_open_event()
+
+    def action_open_event(self) -> None:
+        row = self.selected()
+        if row is not None:
+            self.app.push_screen(EventScreen(row))
+
+    def action_triage(self) -> None:
+        row = self.selected()
+        if row is not None:
+            self.dashboard.triage(row)
+
+    def replace_row(self, event: Obj) -> None:
+        """A triaged event came back: keep the list in step without a refetch."""
+        key = self.key_of(event)
+        if key in self.rows:
+            self.rows[key] = event
+            self.show_detail()
 
     def key_of(self, row: Obj) -> str:
         return str(row["id"])
@@ -138,6 +164,7 @@ class EventsView(TableView):
                     ("Cmdline", Text(printable(row.get("cmdline")) or "-")),
                     ("SHA256", Text(printable(row.get("sha256")), overflow="fold")),
                     ("Action", styled(row.get("action"))),
+                    ("Triage", printable(row.get("status") or "new").replace("_", " ")),
                     ("Event", printable(row.get("id"))),
                 ]
             )
@@ -147,8 +174,13 @@ class EventsView(TableView):
             out.append("\nVerdict   ", style="bold")
             out.append(styled(verdict.get("verdict")))
             out.append(f" by {printable(verdict.get('updated_by'))}")
+        out.append("\n\nEnter", style="bold")
+        out.append(" details and process tree · ")
+        out.append("t", style="bold")
+        out.append(" triage")
         if row.get("sha256"):
-            out.append("\n\nb", style="bold")
+            out.append(" · ")
+            out.append("b", style="bold")
             out.append(" block this hash · ")
             out.append("a", style="bold")
             out.append(" allow it")

@@ -11,7 +11,7 @@ from textual.binding import Binding, BindingType
 from trapsctl.output import printable
 from trapsctl.tui.cells import ago, cell, field_lines, styled, timestamp
 from trapsctl.tui.client import PAGE_LIMIT, DashboardClient, Obj
-from trapsctl.tui.views.table_view import TableView
+from trapsctl.tui.views.table_view import TableView, paged
 
 
 class HashesView(TableView):
@@ -30,9 +30,9 @@ class HashesView(TableView):
         Binding("a", "set_verdict('benign')", "Allow"),
     ]
 
-    def fetch(self, client: DashboardClient, query: str) -> Obj:
+    def fetch(self, client: DashboardClient, query: str, offset: int = 0) -> Obj:
         # The server has no free-text filter here: the newest page is filtered locally.
-        return client.list_hashes(limit=PAGE_LIMIT)
+        return client.list_hashes(limit=PAGE_LIMIT, **paged(offset))
 
     def server_filter(self) -> bool:
         return False

@@ -3,6 +3,11 @@
 A subclass says how to fetch a page (in a thread worker; at most ``PAGE_LIMIT`` rows), how to
 draw a row and its details, and what the filter matches. Refreshes replace the rows but keep
 the selected row (by key) selected, so a live list never jumps under the analyst.
+
+Paging: moving the cursor near the end of the rows held loads the next page from the server
+(``offset``) and appends it, so 100k events or 10k agents are browsed a page at a time. While
+more than the first page is held, the periodic refresh pauses (the list would otherwise
+shrink under the analyst); ``r`` goes back to the newest page.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from textual.widgets import DataTable, Input, Static
 from textual.worker import get_current_worker
 
 from trapsapi.errors import ApiError
-from trapsctl.tui.messages import Counted, Loaded, LoadFailed, VerdictChanged
+from trapsctl.tui.messages import Appended, Counted, Loaded, LoadFailed, VerdictChanged
 from trapsctl.tui.screens.confirm import ConfirmDialog
 
 if TYPE_CHECKING:
@@ -30,6 +35,11 @@ if TYPE_CHECKING:
     from trapsctl.tui.client import DashboardClient, Obj
 
 
+def paged(offset: int) -> dict[str, int]:
+    """The ``offset`` filter of a further page (none for the first: same call as before)."""
+    return {"offset": offset} if offset else {}
+
+
 class TableView(Vertical):
     """One tab. Subclasses set the class variables and implement the four hooks."""
 
@@ -37,6 +47,8 @@ class TableView(Vertical):
     COLUMNS: ClassVar[list[tuple[str, int | None]]] = []
     """Header and width (None: as wide as the content)."""
     PLACEHOLDER: ClassVar[str] = "/ filter"
+    LOOKAHEAD: ClassVar[int] = 20
+    """Load the next page when the cursor comes this close to the last row held."""
 
     DEFAULT_CSS = """
     TableView { height: 1fr; }
@@ -63,13 +75,19 @@ class TableView(Vertical):
         self.skipped = 0
         self.server_query = ""
         """The filter the server applied to the rows held (see ``server_filter``)."""
+        self.loading_more = False
+        self.received = 0
+        """Rows the server sent for the pages held (the offset of the next page)."""
+        self.pages = 0
+        """Pages held: 1 after a refresh, more as the analyst scrolls down."""
         self._debounce: Timer | None = None
 
     # --- hooks ------------------------------------------------------------------------------
 
-    def fetch(self, client: DashboardClient, query: str) -> Obj:
-        """One page (at most ``PAGE_LIMIT`` rows); ``query`` is the filter text when the
-        server holds more rows than one page (see ``server_filter``), else empty."""
+    def fetch(self, client: DashboardClient, query: str, offset: int = 0) -> Obj:
+        """One page (at most ``PAGE_LIMIT`` rows from ``offset``); ``query`` is the filter
+        text when the server holds more rows than one page (see ``server_filter``), else
+        empty."""
         raise NotImplementedError
 
     def key_of(self, row: Obj) -> str:
@@ -110,6 +128,12 @@ class TableView(Vertical):
         table = self.query_one(DataTable)
         for header, width in self.COLUMNS:
             table.add_column(header, width=width, key=header)
+        self.watch(table, "scroll_y", self._scrolled, init=False)
+
+    def _scrolled(self, scroll_y: float) -> None:
+        """Scrolled (wheel, End) near the last row held: the next page."""
+        if scroll_y >= self.table.max_scroll_y - self.LOOKAHEAD:
+            self.load_more()
 
     @property
     def table(self) -> DataTable[Text]:
@@ -129,8 +153,9 @@ class TableView(Vertical):
     # --- loading ----------------------------------------------------------------------------
 
     def reload(self, *, if_idle: bool = False) -> None:
-        """Fetch again in a worker; a periodic refresh skips while a fetch is still running."""
-        if if_idle and self.in_flight:
+        """Fetch again in a worker; a periodic refresh skips while a fetch is still running
+        and while the analyst browses further pages."""
+        if if_idle and (self.in_flight or self.pages > 1):
             return
         self.in_flight = True
         self.fetch_started = time.monotonic()
@@ -147,7 +172,8 @@ class TableView(Vertical):
         worker = get_current_worker()
         try:
             page = self.fetch(client, query)
-            rows, skipped = self._usable(list(page.get("data") or []))
+            data = list(page.get("data") or [])
+            rows, skipped = self._usable(data)
             count = int(page.get("count", len(rows)))
         except ApiError as exc:
             if not worker.is_cancelled:
@@ -159,7 +185,59 @@ class TableView(Vertical):
                 self.post_message(LoadFailed(self.SOURCE, error))
             return
         if not worker.is_cancelled:
-            self.post_message(Loaded(self.SOURCE, rows, count, skipped))
+            self.post_message(Loaded(self.SOURCE, rows, count, skipped, len(data)))
+
+    @property
+    def more_on_server(self) -> bool:
+        return self.loaded and self.count > self.received
+
+    def load_more(self) -> None:
+        """The next page after the rows held, in a worker (once at a time)."""
+        if self.loading_more or self.in_flight or not self.more_on_server:
+            return
+        self.loading_more = True
+        self._fetch_more(self.dashboard.client, self.server_query, self.received)
+
+    @work(thread=True, exclusive=True, group="fetch-more")
+    def _fetch_more(self, client: DashboardClient, query: str, offset: int) -> None:
+        worker = get_current_worker()
+        try:
+            page = self.fetch(client, query, offset)
+            data = list(page.get("data") or [])
+            rows, skipped = self._usable(data)
+            count = int(page.get("count", offset + len(data)))
+        except Exception as exc:  # a failed page: say so, keep what is shown
+            if not worker.is_cancelled:
+                error = exc if isinstance(exc, ApiError) else ApiError(f"{type(exc).__name__}")
+                self.post_message(LoadFailed(self.SOURCE, error))
+            return
+        if not worker.is_cancelled:
+            self.post_message(Appended(self.SOURCE, offset, rows, count, skipped, len(data)))
+
+    @on(Appended)
+    def _appended(self, message: Appended) -> None:
+        if message.source != self.SOURCE:
+            return
+        self.loading_more = False
+        if message.offset != self.received:
+            return  # a refresh replaced the rows meanwhile
+        self.pages += 1
+        self.received += message.received
+        self.count = message.count
+        self.skipped += message.skipped
+        needle = self.filter_text
+        now = self.dashboard.clock()
+        for row in message.rows:
+            key = self.key_of(row)
+            if key in self.rows:
+                continue  # moved down by newer rows since the first page
+            self.rows[key] = row
+            self.order.append(key)
+            if not needle or needle in self.haystack(row):
+                self.table.add_row(*self.cells(row, now), key=key)
+        self.rows_changed()
+        shown = self.table.row_count
+        self.post_message(Counted(self.SOURCE, shown, len(self.rows), self.count, self.skipped))
 
     def _usable(self, rows: list[Obj]) -> tuple[list[Obj], int]:
         """The rows that can be drawn, once each (by key); and how many could not."""
@@ -182,7 +260,10 @@ class TableView(Vertical):
         if message.source != self.SOURCE:
             return
         self.in_flight = False
+        self.loading_more = False
         self.loaded = True
+        self.pages = 1
+        self.received = message.received if message.received >= 0 else len(message.rows)
         self.count = message.count
         self.skipped = message.skipped
         self.rows = {self.key_of(row): row for row in message.rows}
@@ -194,6 +275,7 @@ class TableView(Vertical):
     def _failed(self, message: LoadFailed) -> None:
         if message.source == self.SOURCE:
             self.in_flight = False
+            self.loading_more = False
             if not self.loaded:
                 self.query_one(".detail", Static).update(Text("No data yet.", style="dim"))
 
@@ -225,7 +307,10 @@ class TableView(Vertical):
         self.post_message(counted)
 
     def show_detail(self) -> None:
-        pane = self.query_one(".detail", Static)
+        panes = self.query(".detail").results(Static)
+        pane = next(panes, None)
+        if pane is None:
+            return  # the app is shutting down: a late worker message, nothing to draw
         row = self.selected()
         if row is None:
             empty = "No match for the filter." if self.rows else "Nothing here yet."
@@ -238,6 +323,8 @@ class TableView(Vertical):
     def _highlighted(self, event: DataTable.RowHighlighted) -> None:
         event.stop()
         self.show_detail()
+        if event.cursor_row >= self.table.row_count - self.LOOKAHEAD:
+            self.load_more()
 
     @on(Input.Changed, ".filter")
     def _filter_changed(self, event: Input.Changed) -> None:
@@ -274,8 +361,11 @@ class TableView(Vertical):
 
     def action_set_verdict(self, verdict: str) -> None:
         row = self.selected()
-        sha256 = self.hash_of(row) if row is not None else None
-        if sha256 is None:
+        self.ask_verdict(self.hash_of(row) if row is not None else None, verdict)
+
+    def ask_verdict(self, sha256: str | None, verdict: str) -> None:
+        """Ask, then block (malware) or allow (benign) ``sha256`` in a worker."""
+        if not sha256:
             self.notify("The selected row has no SHA-256.", severity="warning")
             return
         verb = "Block" if verdict == "malware" else "Allow"

@@ -1,0 +1,34 @@
+"""docs/cli-reference.md is generated from the command tree and must be current."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+REFERENCE = ROOT / "docs" / "cli-reference.md"
+
+
+def test_the_committed_reference_is_current() -> None:
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "gen_cli_reference.py"), "--check"],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def test_every_visible_command_has_a_section_and_hidden_ones_none() -> None:
+    import typer
+
+    from trapsctl.cli import app
+
+    text = REFERENCE.read_text(encoding="utf-8")
+    root = typer.main.get_command(app)
+    for noun, command in root.commands.items():  # type: ignore[attr-defined]
+        hidden = getattr(command, "hidden", False)
+        assert (f"`trapsctl {noun}`" in text) is not hidden, noun
+        for verb in getattr(command, "commands", {}):
+            assert f"`trapsctl {noun} {verb}`" in text
+    assert "--password-stdin" in text and "__complete-agents" not in text
