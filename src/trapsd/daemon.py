@@ -15,18 +15,21 @@ import queue
 import signal
 import threading
 import time
+from collections import deque
 from typing import Any
 
 from trapsapi.errors import TrapsError
 from trapsapi.wire import CheckinRequest, CheckinResponse, ModuleState
 from trapsd import __version__, hostinfo
+from trapsd.behaviour.engine import BehaviourEngine
 from trapsd.checkin import Comms
 from trapsd.config import AgentSettings
 from trapsd.control import ControlServer, socket_path
-from trapsd.defaults import CHILD_PROCESS, MEMFD_NOEXEC, RESTRICTIONS
+from trapsd.defaults import BEHAVIOUR_MODULES, CHILD_PROCESS, MEMFD_NOEXEC, RESTRICTIONS
 from trapsd.events import Detection, build_event
 from trapsd.files import ensure_private_dir, write_json
 from trapsd.footprint import FootprintMeter
+from trapsd.forensics import Forensics
 from trapsd.hardening import MemfdNoexec
 from trapsd.identity import load_identity
 from trapsd.outbox import Outbox, outbox_path
@@ -48,6 +51,7 @@ from trapsd.status import STATUS_FILE
 log = logging.getLogger(__name__)
 LOCK_FILE = "trapsd.lock"
 QUEUE_MAX = 10_000
+RECENT_EVENTS = 200  # `trapsd events` shows these (the outbox empties once uploaded)
 WRITE_BATCH = 500
 _STOP = object()
 
@@ -82,6 +86,16 @@ class Agent:
         self.policy: Policy = default_policy()
         self.limiter = EventLimiter(settings.event_repeat_window_s)
         self.memfd = MemfdNoexec(self.state_dir)
+        self.behaviour: BehaviourEngine | None = None
+        self.behaviour_error = ""
+        self.forensics = Forensics(
+            self.state_dir,
+            settings.forensics_max_bytes,
+            settings.forensics_max_bundles,
+            settings.forensics_timeout_s,
+            settings.forensics_memory_dump_bytes,
+        )
+        self.recent_events: deque[dict[str, Any]] = deque(maxlen=RECENT_EVENTS)
 
     # --- lifecycle -------------------------------------------------------------------------
     def start(self) -> None:
@@ -100,6 +114,7 @@ class Agent:
         self._threads.append(writer)
         self._update_sensor(self.policy)
         self.memfd.set(self.policy.memfd_noexec.active)  # also undoes a crashed run's setting
+        self._start_behaviour()
         self.comms = Comms(
             self.settings,
             self.identity,
@@ -123,6 +138,19 @@ class Agent:
             self.sensor.mechanism if self.sensor else "none",
             detail,
         )
+
+    def _start_behaviour(self) -> None:
+        """The behaviour modules' engine: its own threads, never the fanotify one."""
+        self.forensics.start()
+        engine = BehaviourEngine(self.settings, self.policy, self.emit, self.forensics)
+        try:
+            engine.start()
+        except OSError as exc:  # /proc unreadable: the modules report it, enforcement goes on
+            engine.stop()
+            self.behaviour_error = f"behaviour engine unavailable: {exc}"
+            log.error("%s", self.behaviour_error)
+            return
+        self.behaviour = engine
 
     def _lock_state_dir(self) -> None:
         fd = os.open(self.state_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
@@ -157,6 +185,8 @@ class Agent:
         with self._sensor_lock:
             if self.sensor is not None:
                 self.sensor.stop()
+        if self.behaviour is not None:
+            self.behaviour.stop()
         if self.memfd.applied:
             self.memfd.set(False)  # the host gets back the value the agent found
         if self.control is not None:
@@ -168,6 +198,7 @@ class Agent:
         if self.comms is not None:
             self.comms.stop()
         if hasattr(self, "outbox"):
+            self.forensics.stop()
             self.write_status(running=False)
             self.outbox.close()
         if self._lock_fd >= 0:
@@ -206,6 +237,8 @@ class Agent:
                 log.error("cannot save the policy (enforcing it anyway): %s", exc)
         self.policy = policy
         self._update_sensor(policy)
+        if self.behaviour is not None:
+            self.behaviour.set_policy(policy)
         self.memfd.set(policy.memfd_noexec.active)
         if self.comms is not None:
             self.comms.set_heartbeat(policy.heartbeat_interval_s)
@@ -267,6 +300,24 @@ class Agent:
                 "detail": memfd_detail,
             }
         )
+        return states + self._behaviour_states()
+
+    def _behaviour_states(self) -> list[ModuleState]:
+        if self.behaviour is not None:
+            return self.behaviour.module_states()
+        states: list[ModuleState] = []
+        for name in BEHAVIOUR_MODULES:
+            config = self.policy.behaviour.config(name)
+            states.append(
+                {
+                    "name": name,
+                    "enabled": config.enabled,
+                    "mode": config.mode,
+                    "mechanism": "none",
+                    "healthy": not config.active,
+                    "detail": self.behaviour_error[:255] or "not started",
+                }
+            )
         return states
 
     # --- writer thread ---------------------------------------------------------------------
@@ -299,7 +350,13 @@ class Agent:
         alerts = [d for d in batch if self._config(d.module).user_alert]
         for d in alerts:
             d.details["user_alert"] = True
-        self.outbox.add([build_event(d) for d in batch])
+        for d in batch:  # exec modules' events: their bundle is collected now, off this thread
+            if self.forensics.enabled and "forensics_id" not in d.details:
+                d.details["forensics_id"] = d.id
+                self.forensics.submit(d.id, None, dict(build_event(d)))
+        events = [build_event(d) for d in batch]
+        self.outbox.add(events)
+        self.recent_events.extend(dict(e) for e in events)
         for d in alerts:
             log.warning("USER ALERT: Traps %s %s %s", d.module, d.action, d.process_path)
         for d in batch:
@@ -321,6 +378,8 @@ class Agent:
             return self.policy.restrictions.config
         if module == CHILD_PROCESS:
             return self.policy.child_process.config
+        if module in BEHAVIOUR_MODULES:
+            return self.policy.behaviour.config(module)
         return self.policy.malware
 
     def _count_queue_drops(self) -> None:
@@ -375,6 +434,7 @@ class Agent:
             "events_dropped": self.outbox.dropped,
             "modules": modules,
             "sensor_stats": sensor.stats() if sensor else {},
+            "behaviour_stats": self.behaviour.stats() if self.behaviour else {},
         }
 
     def write_status(self, running: bool = True) -> None:
@@ -396,4 +456,9 @@ class Agent:
             result = self.comms.checkin_now(timeout)
             result["elapsed_s"] = round(time.monotonic() - started, 3)
             return result
+        from trapsd.inspection import handle  # the local inspection verbs
+
+        reply = handle(self, request)
+        if reply is not None:
+            return reply
         return {"ok": False, "error": f"unknown command {command!r}", "exit_code": 2}

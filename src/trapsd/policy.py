@@ -12,13 +12,16 @@ import os
 import re
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from trapsapi.enums import EventAction, Mode
 from trapsapi.errors import TrapsError
 from trapsapi.wire import AgentPolicy
 from trapsd.defaults import CHILD_PROCESS, MEMFD_NOEXEC, RESTRICTIONS, module_defaults
 from trapsd.files import read_json, write_json
+
+if TYPE_CHECKING:
+    from trapsd.behaviour.rules import Behaviour
 
 POLICY_FILE = "policy.json"
 MALWARE = "malware"
@@ -154,6 +157,7 @@ class Policy:
     memfd_noexec: ModuleConfig = dataclasses.field(
         default_factory=lambda: _module(module_defaults(MEMFD_NOEXEC), MEMFD_NOEXEC)
     )
+    behaviour: Behaviour = dataclasses.field(default_factory=lambda: _behaviour({}))
 
     @property
     def exec_active(self) -> bool:
@@ -280,7 +284,14 @@ def compile_policy(wire: Mapping[str, Any]) -> Policy:
         restrictions=_restrictions(modules.get(RESTRICTIONS)),
         child_process=_child_rules(modules.get(CHILD_PROCESS)),
         memfd_noexec=_module(_merged(MEMFD_NOEXEC, modules.get(MEMFD_NOEXEC)), MEMFD_NOEXEC),
+        behaviour=_behaviour(modules),
     )
+
+
+def _behaviour(modules: Mapping[str, Any]) -> Behaviour:
+    from trapsd.behaviour.rules import compile_behaviour  # it builds on this module
+
+    return compile_behaviour(modules)
 
 
 def decide(policy: Policy, digest: bytes) -> str:
