@@ -290,7 +290,8 @@ def test_escalation_by_an_untrusted_setuid_root_helper_is_killed(
     assert mount.returncode == 0
     su = subprocess.run(["su", "--version"], user=65534, capture_output=True, timeout=20)
     assert su.returncode == 0
-    assert [e["pid"] for e in events(state) if e["module"] == "privilege_escalation"] == [evil.pid]
+    found = [e for e in events(state) if e["module"] == "privilege_escalation"]
+    assert [e["pid"] for e in found] == [evil.pid], found
 
 
 def test_polling_fallback_is_reported_degraded_and_still_catches_a_reverse_shell(

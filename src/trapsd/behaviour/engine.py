@@ -169,8 +169,10 @@ class BehaviourEngine:
             return self._check_exec(b, item[1], item[2], item[3])
         if kind == "uid":  # also sent by an exec of a setuid binary, before its exec event
             node: Node = item[3]
-            image = Image(read_exe(item[1]), probes.setuid_root(item[1]))
-            why = rules.escalation(b, item[2], node.creds, image)
+            exe = read_exe(item[1])
+            if not exe:
+                return []  # gone: its image (a trusted setuid tool?) cannot be told
+            why = rules.escalation(b, item[2], node.creds, Image(exe, probes.setuid_root(item[1])))
             return [Hit(PRIVILEGE_ESCALATION, item[1], why)] if why else []
         if kind == "shell":
             return self._check_shell(b, item[1])

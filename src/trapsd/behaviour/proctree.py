@@ -46,22 +46,24 @@ def parse_events(data: bytes) -> Iterator[ProcEvent]:
     offset = 0
     while offset + _NLMSG.size <= len(data):
         length = _NLMSG.unpack_from(data, offset)[0]
-        if length < _NLMSG.size:
+        end = offset + length
+        if length < _NLMSG.size or end > len(data):
             return
         body = offset + _NLMSG.size + _CNMSG.size
-        if body + _HEAD.size + _TWO.size <= offset + length:
+        if body + _HEAD.size + _TWO.size <= end:
             what = _HEAD.unpack_from(data, body)[0]
             at = body + _HEAD.size
-            if what == PROC_EVENT_FORK:
+            four = at + _FOUR.size <= end
+            if what == PROC_EVENT_FORK and four:
                 _, ptgid, cpid, ctgid = _FOUR.unpack_from(data, at)
                 yield ProcEvent(what, ctgid, ptgid, thread=cpid != ctgid)
             elif what in (PROC_EVENT_EXEC, PROC_EVENT_EXIT):
                 pid, tgid = _TWO.unpack_from(data, at)
                 yield ProcEvent(what, tgid, thread=pid != tgid)
-            elif what == PROC_EVENT_UID:
+            elif what == PROC_EVENT_UID and four:
                 _, tgid, ruid, euid = _FOUR.unpack_from(data, at)
                 yield ProcEvent(what, tgid, ruid=ruid, euid=euid)
-            elif what == PROC_EVENT_PTRACE:
+            elif what == PROC_EVENT_PTRACE and four:
                 _, tgid, _, tracer_tgid = _FOUR.unpack_from(data, at)
                 yield ProcEvent(what, tgid, tracer_tgid)
         offset += (length + 3) & ~3
