@@ -82,10 +82,15 @@ BEHAVIOUR_OFF = {
 
 
 def start_agent(
-    agents: Agents, state: Path, modules: dict[str, Any], env: dict[str, str] | None = None
+    agents: Agents,
+    state: Path,
+    modules: dict[str, Any],
+    env: dict[str, str] | None = None,
+    shipped: bool = False,
 ) -> int:
     """A real ``trapsd run`` with the exec modules off and only ``modules`` of the behaviour
-    modules on (the others explicitly off); returns the daemon's pid."""
+    modules on (the others explicitly off, unless ``shipped``: their shipped defaults);
+    returns the daemon's pid."""
     save_identity(state, Identity("agent-behaviour", "secret", [free_url()]))
     wire = {
         "version": 7,
@@ -94,7 +99,7 @@ def start_agent(
             "malware": {"enabled": False},
             "restrictions": {"enabled": False},
             "child_process": {"enabled": False},
-            **BEHAVIOUR_OFF,
+            **({} if shipped else BEHAVIOUR_OFF),
             **modules,
         },
         "blocked_hashes": [],

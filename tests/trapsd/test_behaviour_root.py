@@ -338,3 +338,46 @@ def test_inspection_verbs(agents: Agents, tmp_path: Path, built: dict[str, Path]
     assert missing.stderr.count("\n") == 1
     bad = trapsd("events", "--limit", "0", "--state-dir", state)
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1
+
+
+def test_shipped_defaults_leave_ordinary_work_alone(
+    agents: Agents, tmp_path: Path, built: dict[str, Path]
+) -> None:
+    """Every behaviour module on with its shipped mode: builds, pip, shells, setuid tools."""
+    state = tmp_path / "agent"
+    start_agent(agents, state, {}, shipped=True)
+    modes = {m["name"]: m["mode"] for m in cli_json("policy", "--state-dir", state)["modules"]}
+    assert (
+        modes["reverse_shell"] == modes["ptrace"] == modes["privilege_escalation"] == "prevention"
+    )
+    work = tmp_path / "work"
+    work.mkdir()
+    source = built["dummy"].with_name("dummy.c")
+    commands = [
+        ["gcc", "-O2", "-o", str(work / "prog"), str(source)],
+        [sys.executable, "-m", "pip", "--version"],
+        ["bash", "-c", "ls / | wc -l; echo $((1 + 2))"],
+        ["sh", "-c", "for i in 1 2 3; do true; done"],
+        [sys.executable, "-c", "import ctypes, subprocess; subprocess.run(['true'])"],
+        ["strace", "-f", "-o", "/dev/null", "sh", "-c", "true"],
+    ]
+    for command in commands:
+        assert subprocess.run(command, capture_output=True, timeout=120).returncode == 0, command
+    for command in (["mount"], ["su", "--version"], ["passwd", "--help"]):
+        result = subprocess.run(command, user=65534, capture_output=True, timeout=20)
+        assert result.returncode >= 0, command  # not killed (passwd --help may exit 0 or 2)
+    assert scan_done(state)
+    mine = [e for e in events(state) if str(tmp_path) in e["cmdline"] or e["action"] == "killed"]
+    assert not mine, mine
+
+
+def scan_done(state: Path) -> bool:
+    """At least two periodic scans (1 s apart) ran since the work above."""
+    first = cli_json("processes", "--state-dir", state)["stats"]["scans"]
+    return bool(
+        wait_for(
+            lambda: cli_json("processes", "--state-dir", state)["stats"]["scans"] >= first + 2,
+            10,
+            0.3,
+        )
+    )

@@ -214,3 +214,17 @@ def test_ld_so_preload_changes_are_reported(tmp_path: Path) -> None:
     assert [(d.module, d.action, d.details["rule"]) for d in found] == [
         ("ld_preload", "notified", f"{preload}: /dev/shm/evil.so")
     ]
+
+
+def test_local_hash_verdicts_say_where_they_come_from() -> None:
+    from trapsd.inspection import hash_verdict
+
+    blocked, allowed, other = "ab" * 32, "cd" * 32, "ef" * 32
+    policy = compile_policy(
+        {"version": 3, "blocked_hashes": [blocked, allowed], "allowed_hashes": [allowed]}
+    )
+    assert hash_verdict(policy, blocked)["verdict"] == "blocked"
+    assert hash_verdict(policy, blocked)["source"] == "policy blocked_hashes"
+    assert hash_verdict(policy, allowed)["verdict"] == "allowed"  # the allow-list wins
+    unknown = hash_verdict(policy, other)
+    assert (unknown["verdict"], unknown["policy_version"]) == ("unknown", 3)
