@@ -22,6 +22,7 @@ from trapsapi.errors import TrapsError
 from trapsapi.wire import CheckinRequest, CheckinResponse, ModuleState
 from trapsd import __version__, hostinfo
 from trapsd.behaviour.engine import BehaviourEngine
+from trapsd.behaviour.health import idle_states
 from trapsd.checkin import Comms
 from trapsd.config import AgentSettings
 from trapsd.control import ControlServer, socket_path
@@ -142,7 +143,13 @@ class Agent:
     def _start_behaviour(self) -> None:
         """The behaviour modules' engine: its own threads, never the fanotify one."""
         self.forensics.start()
-        engine = BehaviourEngine(self.settings, self.policy, self.emit, self.forensics)
+        engine = BehaviourEngine(
+            self.settings,
+            self.policy,
+            self.emit,
+            self.forensics,
+            malware_kills=lambda: self.sensor is not None and not self.sensor.can_block,
+        )
         try:
             engine.start()
         except OSError as exc:  # /proc unreadable: the modules report it, enforcement goes on
@@ -305,20 +312,7 @@ class Agent:
     def _behaviour_states(self) -> list[ModuleState]:
         if self.behaviour is not None:
             return self.behaviour.module_states()
-        states: list[ModuleState] = []
-        for name in BEHAVIOUR_MODULES:
-            config = self.policy.behaviour.config(name)
-            states.append(
-                {
-                    "name": name,
-                    "enabled": config.enabled,
-                    "mode": config.mode,
-                    "mechanism": "none",
-                    "healthy": not config.active,
-                    "detail": self.behaviour_error[:255] or "not started",
-                }
-            )
-        return states
+        return idle_states(self.policy, self.behaviour_error)
 
     # --- writer thread ---------------------------------------------------------------------
     def _write_loop(self) -> None:

@@ -203,11 +203,12 @@ class Forensics:
             return False
 
     def _run(self) -> None:
-        hasher = Hasher()
+        hasher: Hasher | None = None
         while True:
             job = self._jobs.get()
             if job is None:
                 return
+            hasher = hasher or Hasher()
             try:
                 self._write(hasher, *job)
             except Exception:  # one bad bundle must not stop the next ones

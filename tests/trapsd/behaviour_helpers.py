@@ -87,6 +87,7 @@ def start_agent(
     modules: dict[str, Any],
     env: dict[str, str] | None = None,
     shipped: bool = False,
+    blocked: list[str] | None = None,
 ) -> int:
     """A real ``trapsd run`` with the exec modules off and only ``modules`` of the behaviour
     modules on (the others explicitly off, unless ``shipped``: their shipped defaults);
@@ -102,7 +103,7 @@ def start_agent(
             **({} if shipped else BEHAVIOUR_OFF),
             **modules,
         },
-        "blocked_hashes": [],
+        "blocked_hashes": blocked or [],
         "allowed_hashes": [],
     }
     save_policy(state, wire)

@@ -7,10 +7,12 @@ off, so no fanotify listener runs; name-based lists point at this test's own cop
 
 from __future__ import annotations
 
+import hashlib
 import os
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -160,6 +162,34 @@ def test_memfd_execution_is_killed(
     assert event["process_path"].startswith("/memfd:traps-test")
     assert event["details"]["rule"] == "memfd" and event["action"] == "killed"
     assert event["sha256"] and len(event["sha256"]) == 64
+
+
+@pytest.mark.parametrize("mechanism", ["proc-connector", "fanotify"])
+def test_a_blocked_memfd_is_reported_once(
+    agents: Agents, tmp_path: Path, procs: list[subprocess.Popen[bytes]], mechanism: str
+) -> None:
+    """The kill sensor judges memfd images itself; fanotify never sees them: fileless does."""
+    if Path("/proc/sys/vm/memfd_noexec").read_text().strip() == "2":
+        pytest.skip("vm.memfd_noexec=2 on this host: memfd execution is impossible anyway")
+    payload = tmp_path / "payload"
+    payload.write_bytes(Path("/bin/sleep").read_bytes() + os.urandom(16))
+    sha256 = hashlib.sha256(payload.read_bytes()).hexdigest()
+    state = tmp_path / "agent"
+    modules = {"fileless": PREVENT, "malware": {"enabled": True, "mode": "prevention"}}
+    env = {"TRAPSD_MALWARE_MECHANISM": mechanism}
+    start_agent(agents, state, modules, env, blocked=[sha256])
+    code = (
+        "import os, sys; fd = os.memfd_create('traps-blocked', 0);"
+        "os.write(fd, open(sys.argv[1], 'rb').read());"
+        "os.execve(fd, ['sleep', '30'], {})"
+    )
+    memfd = spawn(procs, sys.executable, "-c", code, payload)
+    assert killed(memfd)
+    owner = "malware" if mechanism == "proc-connector" else "fileless"
+    event = wait_event(state, owner, memfd.pid)
+    assert (event["sha256"], event["action"]) == (sha256, "killed")
+    time.sleep(2)  # the other module had its chance
+    assert [e["module"] for e in events(state) if e["pid"] == memfd.pid] == [owner]
 
 
 def test_a_deleted_binary_is_reported_in_notification_mode(

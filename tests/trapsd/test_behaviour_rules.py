@@ -228,3 +228,11 @@ def test_local_hash_verdicts_say_where_they_come_from() -> None:
     assert hash_verdict(policy, allowed)["verdict"] == "allowed"  # the allow-list wins
     unknown = hash_verdict(policy, other)
     assert (unknown["verdict"], unknown["policy_version"]) == ("unknown", 3)
+
+
+def test_the_subscription_message_matches_the_exec_sensors() -> None:
+    from trapsd.behaviour import source
+    from trapsd.sensors import proc_connector
+
+    for op in (1, 2):
+        assert source._subscribe_message(op) == proc_connector._subscribe_message(op)

@@ -14,17 +14,18 @@ import queue
 import signal
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from trapsapi.enums import EventAction, Mode, Severity
 from trapsapi.wire import ModuleState
 from trapsd.behaviour import probes, rules
+from trapsd.behaviour.health import module_states
 from trapsd.behaviour.proctree import Node, ProcTree, read_exe
 from trapsd.behaviour.rules import Behaviour, Creds, Image
 from trapsd.behaviour.source import ConnectorSource, PollSource, Source, Work, tracer_of
 from trapsd.config import AgentSettings
 from trapsd.defaults import (
-    BEHAVIOUR_MODULES,
     FILELESS,
     LD_PRELOAD,
     PRIVILEGE_ESCALATION,
@@ -70,12 +71,16 @@ class BehaviourEngine:
         emit: Emit,
         forensics: Forensics | None = None,
         ld_so_preload: str = LD_SO_PRELOAD,
+        malware_kills: Callable[[], bool] = lambda: False,
     ) -> None:
         self.settings = settings
         self.policy = policy
         self.emit = emit
         self.forensics = forensics
         self.ld_so_preload = ld_so_preload
+        # Whether the malware module runs on a kill sensor, which judges every image after
+        # exec (memfds too). fanotify never sees a memfd exec, so then fileless reports it.
+        self.malware_kills = malware_kills
         self.own_pid = os.getpid()
         self.tree = ProcTree()
         self.work: queue.Queue[Work] = queue.Queue(WORK_MAX)
@@ -84,7 +89,7 @@ class BehaviourEngine:
         self.counts = {"checked": 0, "killed": 0, "notified": 0, "scans": 0}
         self._reported: dict[tuple[str, int, str], None] = {}
         self._preload_seen: tuple[int, int, int] | None = None
-        self._hasher = Hasher()
+        self._hasher: Hasher | None = None  # 256 KiB buffer: only once something is found
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._main, name="behaviour", daemon=True)
 
@@ -286,8 +291,8 @@ class BehaviourEngine:
         exe_fd = _open_exe(pid) if pid else -1
         try:
             digest = self._digest(exe_fd)
-            if hit.module == FILELESS and digest in policy.blocked and policy.malware.active:
-                return None  # the malware module reports (and stops) a blocked hash itself
+            if hit.module == FILELESS and self._malware_owns(policy, digest):
+                return None  # the malware module reports (and kills) a blocked hash itself
             action: EventAction = EventAction.NOTIFIED
             error = ""
             if config.mode == Mode.PREVENTION and pid:
@@ -323,12 +328,23 @@ class BehaviourEngine:
         self.emit(detection)
         return detection
 
+    def _malware_owns(self, policy: Policy, digest: bytes | None) -> bool:
+        return (
+            digest is not None
+            and policy.malware.active
+            and digest in policy.blocked
+            and digest not in policy.allowed
+            and self.malware_kills()
+        )
+
     def _digest(self, fd: int) -> bytes | None:
         if fd < 0:
             return None
         try:
             if os.fstat(fd).st_size > self.settings.hash_max_bytes:
                 return None
+            if self._hasher is None:
+                self._hasher = Hasher()
             return self._hasher.sha256_fd(fd)
         except OSError:
             return None
@@ -362,50 +378,7 @@ class BehaviourEngine:
 
     # --- reporting -----------------------------------------------------------------------------
     def module_states(self) -> list[ModuleState]:
-        b = self.policy.behaviour
-        source = self.source
-        states: list[ModuleState] = []
-        for name in BEHAVIOUR_MODULES:
-            config = b.config(name)
-            healthy, detail, mechanism = self._health(name)
-            if not config.active:
-                healthy, detail, mechanism = True, "disabled by policy", "none"
-            states.append(
-                {
-                    "name": name,
-                    "enabled": config.enabled,
-                    "mode": config.mode,
-                    "mechanism": mechanism if source else "none",
-                    "healthy": healthy,
-                    "detail": detail[:255],
-                }
-            )
-        return states
-
-    def _health(self, name: str) -> tuple[bool, str, str]:
-        source = self.source
-        if source is None:
-            return False, "not started", "none"
-        mechanism = source.mechanism
-        if name == WX_MEMORY:
-            mechanism = "maps-scan"
-        elif name == REVERSE_SHELL:
-            mechanism += "+fd-scan"
-        crashed = self.crashed or source.crashed
-        if crashed:
-            return False, f"stopped: {crashed}", mechanism
-        if os.geteuid() != 0:
-            return False, "not root: only this user's processes can be inspected", mechanism
-        if isinstance(source, PollSource):
-            if name == WX_MEMORY:
-                return True, f"every {self.settings.behaviour_scan_interval_s:g} s", mechanism
-            why = f"{source.why}; polling every {source.interval:g} s misses short processes"
-            if name == PRIVILEGE_ESCALATION:
-                why += " and uid changes of running processes"
-            return False, why, mechanism
-        if name == WX_MEMORY:
-            return True, f"every {self.settings.behaviour_scan_interval_s:g} s", mechanism
-        return True, f"{len(self.tree)} processes tracked", mechanism
+        return module_states(self)
 
     def stats(self) -> dict[str, int]:
         source = self.source.counts if self.source else {}

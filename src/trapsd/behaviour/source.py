@@ -11,6 +11,7 @@ import logging
 import queue
 import select
 import socket
+import struct
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -27,15 +28,24 @@ from trapsd.behaviour.proctree import (
     parse_events,
 )
 from trapsd.sensors.base import CAP_NET_ADMIN, SensorUnavailable, has_capability
-from trapsd.sensors.proc_connector import (
-    CN_IDX_PROC,
-    NETLINK_CONNECTOR,
-    PROC_CN_MCAST_IGNORE,
-    RCVBUF,
-    _subscribe_message,
-)
 
 log = logging.getLogger(__name__)
+# As in trapsd.sensors.proc_connector (not imported: it pulls in the whole kill sensor).
+NETLINK_CONNECTOR = 11
+CN_IDX_PROC = 1
+PROC_CN_MCAST_LISTEN = 1
+PROC_CN_MCAST_IGNORE = 2
+RCVBUF = 4 * 1024 * 1024
+_NLMSG = struct.Struct("=IHHII")
+_CNMSG = struct.Struct("=IIIIHH")
+
+
+def _subscribe_message(op_code: int = PROC_CN_MCAST_LISTEN) -> bytes:
+    op = struct.pack("=I", op_code)
+    cn = _CNMSG.pack(CN_IDX_PROC, 1, 0, 0, len(op), 0) + op
+    return _NLMSG.pack(_NLMSG.size + len(cn), 3, 0, 0, 0) + cn  # NLMSG_DONE
+
+
 Work = tuple[Any, ...]
 Wants = Callable[[str], bool]
 """Whether a kind of work ("exec", "uid", "ptrace", "shell") is wanted by an active module."""
