@@ -21,9 +21,11 @@ import queue
 import re
 import threading
 import time
+import zlib
 from pathlib import Path
 from typing import Any
 
+from trapsapi.errors import TrapsError
 from trapsd.behaviour import probes
 from trapsd.behaviour.proctree import read_creds, read_exe, read_ppid
 from trapsd.behaviour.rules import redact_environ, wx_regions
@@ -243,9 +245,9 @@ class Forensics:
             "hashes": hashes,
             "truncated": truncated,
         }
-        import gzip
-
-        data = gzip.compress(json.dumps(bundle, sort_keys=True).encode(), compresslevel=6)
+        # gzip format through zlib with a small memLevel: ~140 KiB of state, not ~400 KiB
+        packer = zlib.compressobj(6, zlib.DEFLATED, 31, 4)
+        data = packer.compress(json.dumps(bundle, sort_keys=True).encode()) + packer.flush()
         write_private(self.directory / f"{bundle_id}{SUFFIX}", data)
         self.counts["written"] += 1
         self.counts["evicted"] += enforce_quota(self.directory, self.max_bytes, self.max_bundles)
@@ -319,11 +321,11 @@ def summaries(directory: Path) -> list[dict[str, Any]]:
 def load_bundle(directory: Path, bundle_id: str) -> dict[str, Any] | None:
     if not _ID.match(bundle_id):
         return None
-    import gzip
-
     try:
-        data = gzip.decompress((directory / f"{bundle_id}{SUFFIX}").read_bytes())
+        data = zlib.decompress((directory / f"{bundle_id}{SUFFIX}").read_bytes(), 47)
     except FileNotFoundError:
         return None
+    except zlib.error as exc:
+        raise TrapsError(f"forensics bundle {bundle_id}: corrupt ({exc})") from None
     value: dict[str, Any] = json.loads(data)
     return value

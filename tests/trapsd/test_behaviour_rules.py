@@ -236,3 +236,36 @@ def test_the_subscription_message_matches_the_exec_sensors() -> None:
 
     for op in (1, 2):
         assert source._subscribe_message(op) == proc_connector._subscribe_message(op)
+
+
+def test_a_bundle_is_gzip_json_with_redacted_environment_and_hashes(tmp_path: Path) -> None:
+    import subprocess
+
+    from trapsapi.errors import TrapsError
+    from trapsd.forensics import Forensics
+
+    env = {"PATH": "/usr/bin:/bin", "TRAPS_TEST_SECRET": "s3cret", "TRAPS_TEST_PLAIN": "p"}
+    child = subprocess.Popen(["sleep", "30"], env=env)
+    try:
+        forensics = Forensics(tmp_path, 10**7, 10, timeout_s=5)
+        forensics.start()
+        snapshot = forensics.snapshot(child.pid)
+        assert forensics.submit("0123abcd-0000", snapshot, {"pid": child.pid, "module": "x"})
+        forensics.stop()  # processes what is queued first
+    finally:
+        child.kill()
+        child.wait()
+    path = tmp_path / "forensics" / "0123abcd-0000.json.gz"
+    assert path.stat().st_mode & 0o777 == 0o600
+    bundle = json.loads(gzip.decompress(path.read_bytes()))
+    process = bundle["process"]
+    assert bundle["event"]["module"] == "x" and process["pid"] == child.pid
+    assert process["environ"] == {**env, "TRAPS_TEST_SECRET": "<redacted>"}
+    assert process["cmdline"] == "sleep 30" and process["cwd"] == os.getcwd()
+    assert len(bundle["hashes"][process["exe"]]) == 64 and not bundle["truncated"]
+    assert any("libc" in lib for lib in process["libraries"])
+    assert bundle["ancestors"][0]["pid"] == os.getpid()
+    assert forensics.counts["written"] == 1
+    path.write_bytes(b"not gzip")
+    with pytest.raises(TrapsError, match="corrupt"):
+        load_bundle(tmp_path / "forensics", "0123abcd-0000")
