@@ -411,3 +411,38 @@ def scan_done(state: Path) -> bool:
             0.3,
         )
     )
+
+
+def test_the_process_tree_follows_fork_exec_uid_and_exit_and_resyncs() -> None:
+    import queue
+
+    from trapsd.behaviour.proctree import ProcTree
+    from trapsd.behaviour.source import ConnectorSource, Work
+
+    tree = ProcTree()
+    work: queue.Queue[Work] = queue.Queue()
+    source = ConnectorSource(tree, work, lambda kind: True)
+    source.start()
+    try:
+        assert os.getpid() in tree.nodes  # resynced from /proc at start
+        child = subprocess.Popen(["sleep", "30"], user=65534)
+        node = wait_for(lambda: tree.get(child.pid) or None, 5)
+        wait_for(lambda: tree.get(child.pid).exe.endswith("/sleep"), 5)  # type: ignore[union-attr]
+        assert (node.ppid, tree.get(child.pid).creds.ruid) == (os.getpid(), 65534)  # type: ignore[union-attr]
+        assert child.pid in tree.descendants(os.getpid())
+        assert tree.ancestors(child.pid)[0] == os.getpid()
+        child.kill()
+        child.wait()
+        wait_for(lambda: child.pid not in tree.nodes, 5)
+        kinds = set()
+        while not work.empty():
+            item = work.get()
+            if item[1] == child.pid:
+                kinds.add(item[0])
+        assert {"exec", "uid"} <= kinds
+        before = tree.resyncs
+        source._resync()  # what ENOBUFS triggers
+        assert tree.resyncs == before + 1 and source.counts["resyncs"] == 1
+        assert work.get_nowait() == ("sweep",)
+    finally:
+        source.stop()

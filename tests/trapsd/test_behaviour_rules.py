@@ -177,6 +177,8 @@ def test_connector_messages_are_parsed() -> None:
     ]
     assert (events[3].ruid, events[3].euid) == (1000, 0)
     assert list(parse_events(data[:20])) == []  # truncated: nothing, no exception
+    ack = list(parse_events(_message(0, struct.pack("=II", 1, 0))))  # PROC_EVENT_NONE, EPERM
+    assert [(e.what, e.other) for e in ack] == [(0, 1)]
 
 
 def test_forensics_quota_drops_the_oldest_first(tmp_path: Path) -> None:

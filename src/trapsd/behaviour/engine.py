@@ -179,8 +179,9 @@ class BehaviourEngine:
                 return []  # gone: its image (a trusted setuid tool?) cannot be told
             why = rules.escalation(b, item[2], node.creds, Image(exe, probes.setuid_root(item[1])))
             return [Hit(PRIVILEGE_ESCALATION, item[1], why)] if why else []
-        if kind == "shell":
-            return self._check_shell(b, item[1])
+        if kind == "shell":  # a fork: the parent's image is already in the tree
+            parent = self.tree.get(item[1])
+            return self._check_shell(b, item[1], parent.exe if parent else None)
         if kind == "ptrace":
             return self._check_ptrace(b, item[1], item[2])
         if kind == "tracers":

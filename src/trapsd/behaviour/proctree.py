@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from trapsd.behaviour.probes import setuid_root
 from trapsd.behaviour.rules import Creds
 
+PROC_EVENT_NONE = 0x0
 PROC_EVENT_FORK = 0x1
 PROC_EVENT_EXEC = 0x2
 PROC_EVENT_UID = 0x4
@@ -63,6 +64,8 @@ def parse_events(data: bytes) -> Iterator[ProcEvent]:
             elif what == PROC_EVENT_UID and four:
                 _, tgid, ruid, euid = _FOUR.unpack_from(data, at)
                 yield ProcEvent(what, tgid, ruid=ruid, euid=euid)
+            elif what == PROC_EVENT_NONE:  # the subscription's ack: its error code
+                yield ProcEvent(what, 0, _TWO.unpack_from(data, at)[0])
             elif what == PROC_EVENT_PTRACE and four:
                 _, tgid, _, tracer_tgid = _FOUR.unpack_from(data, at)
                 yield ProcEvent(what, tgid, tracer_tgid)

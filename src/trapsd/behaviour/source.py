@@ -6,6 +6,7 @@ thread (it never kills, hashes or writes): it must keep up with the kernel's mul
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import logging
 import queue
@@ -22,8 +23,10 @@ from trapsd.behaviour.proctree import (
     PROC_EVENT_EXEC,
     PROC_EVENT_EXIT,
     PROC_EVENT_FORK,
+    PROC_EVENT_NONE,
     PROC_EVENT_PTRACE,
     PROC_EVENT_UID,
+    ProcEvent,
     ProcTree,
     parse_events,
 )
@@ -94,7 +97,7 @@ class Source:
     def _exec(self, pid: int) -> None:
         before, node = self.tree.exec(pid)
         if node is not None and self.wants("exec"):
-            self.put(("exec", pid, before, node))
+            self.put(("exec", pid, before, dataclasses.replace(node)))  # as it was now
 
 
 class ConnectorSource(Source):
@@ -116,14 +119,42 @@ class ConnectorSource(Source):
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)
             sock.bind((0, CN_IDX_PROC))
             sock.send(_subscribe_message())
-        except OSError as exc:
+            self._pending = self._check_ack(sock)
+        except (OSError, SensorUnavailable) as exc:
             sock.close()
+            if isinstance(exc, SensorUnavailable):
+                raise
             raise SensorUnavailable(f"proc connector refused ({exc.strerror})") from None
         self._sock = sock
+
+    @staticmethod
+    def _check_ack(sock: socket.socket) -> list[ProcEvent]:
+        """Wait (up to 1 s) for the kernel's ack; a non-zero error means refused.
+
+        Returns the events that arrived with it (applied once the thread runs).
+        """
+        poller = select.poll()
+        poller.register(sock, select.POLLIN)
+        early: list[ProcEvent] = []
+        for _ in range(10):
+            if not poller.poll(100):
+                continue
+            for event in parse_events(sock.recv(65536)):
+                if event.what != PROC_EVENT_NONE:
+                    early.append(event)
+                elif event.other:
+                    raise SensorUnavailable(
+                        f"proc connector refused ({errno.errorcode.get(event.other)})"
+                    )
+                else:
+                    return early
+        return early  # older kernels may not ack
 
     def _run(self) -> None:
         poller = select.poll()
         poller.register(self._sock, select.POLLIN)
+        for event in self._pending:
+            self._apply(event.what, event.pid, event)
         try:
             while not self._stopping.is_set():
                 if not poller.poll(500):
@@ -152,7 +183,7 @@ class ConnectorSource(Source):
         if self.wants("shell"):
             self.put(("sweep",))  # what ran during the gap is judged from the new tree
 
-    def _apply(self, what: int, pid: int, event: Any) -> None:
+    def _apply(self, what: int, pid: int, event: ProcEvent) -> None:
         if event.thread:
             return
         if what == PROC_EVENT_FORK:
@@ -167,7 +198,7 @@ class ConnectorSource(Source):
         elif what == PROC_EVENT_UID:
             before, node = self.tree.set_uid(event)
             if node is not None and self.wants("uid"):
-                self.put(("uid", pid, before, node))
+                self.put(("uid", pid, before, dataclasses.replace(node)))
         elif what == PROC_EVENT_PTRACE and event.other and self.wants("ptrace"):
             self.put(("ptrace", pid, event.other))
 
