@@ -104,8 +104,15 @@ def test_wx_regions_are_anonymous_writable_executable_only() -> None:
         "7f04-7f05 rwxp 00000000 08:01 43 /usr/lib/libjit.so\n",
         "7f06-7f07 rwxp 00000000 00:00 0  [heap]\n",
         "7f08-7f09 rw-p 00000000 00:00 0 \n",
+        "7f0a-7f0b rwxs 00000000 00:01 7 /dev/zero (deleted)\n",
+        "7f0c-7f0d rwxs 00000000 00:01 8 /memfd:jit (deleted)\n",
     ]
-    assert rules.wx_regions(maps) == ["7f00-7f01 rwxp [anon]", "7f06-7f07 rwxp [heap]"]
+    assert rules.wx_regions(maps) == [
+        "7f00-7f01 rwxp [anon]",
+        "7f06-7f07 rwxp [heap]",
+        "7f0a-7f0b rwxs /dev/zero (deleted)",
+        "7f0c-7f0d rwxs /memfd:jit (deleted)",
+    ]
     assert DEFAULTS.wx_protects("/usr/sbin/nginx") and not DEFAULTS.wx_protects("/usr/bin/java")
 
 
@@ -271,3 +278,30 @@ def test_a_bundle_is_gzip_json_with_redacted_environment_and_hashes(tmp_path: Pa
     path.write_bytes(b"not gzip")
     with pytest.raises(TrapsError, match="corrupt"):
         load_bundle(tmp_path / "forensics", "0123abcd-0000")
+
+
+def test_the_optional_memory_dump_copies_wx_regions_within_its_budget(tmp_path: Path) -> None:
+    import base64
+    import subprocess
+    import sys
+
+    from trapsd.forensics import Forensics
+
+    code = (
+        "import mmap; m = mmap.mmap(-1, 8192, prot=7); m.write(b'TRAPS-RWX' * 4);"
+        "print('ready', flush=True); input()"
+    )
+    child = subprocess.Popen(
+        [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+    )
+    try:
+        assert child.stdout is not None and child.stdout.readline() == b"ready\n"
+        off = Forensics(tmp_path, 10**6, 10, 5).snapshot(child.pid)
+        assert off["process"]["wx_regions"] and "memory" not in off["process"]
+        dump = Forensics(tmp_path, 10**6, 10, 5, memory_dump_bytes=16).snapshot(child.pid)
+    finally:
+        child.kill()
+        child.wait()
+    memory = dump["process"]["memory"]
+    assert sum(len(base64.b64decode(m["base64"])) for m in memory) <= 16
+    assert any(base64.b64decode(m["base64"]) == b"TRAPS-RWXTRAPS-R" for m in memory)

@@ -174,15 +174,18 @@ def ptrace_target(rules: Behaviour, target_exe: str, target_is_agent: bool) -> s
     return image_name(target_exe) if rules.ptrace_protects(target_exe) else None
 
 
+ANONYMOUS = ("[heap]", "[stack]", "/dev/zero (deleted)")  # the last: shared anonymous memory
+
+
 def wx_regions(maps: Iterable[str]) -> list[str]:
-    """Writable+executable anonymous mappings of a /proc/PID/maps text ("start-end perms")."""
+    """Writable+executable anonymous (or memfd) mappings of /proc/PID/maps lines."""
     found: list[str] = []
     for line in maps:
         fields = line.split(None, 5)
         if len(fields) < 5 or not fields[1].startswith("rwx"):
             continue
         name = fields[5].strip() if len(fields) > 5 else ""
-        if not name or name in ("[heap]", "[stack]") or name.startswith("[anon"):
+        if not name or name in ANONYMOUS or name.startswith(("[anon", "/memfd:")):
             found.append(f"{fields[0]} {fields[1]} {name or '[anon]'}".rstrip())
     return found
 
