@@ -368,6 +368,15 @@ def test_inspection_verbs(agents: Agents, tmp_path: Path, built: dict[str, Path]
     assert missing.stderr.count("\n") == 1
     bad = trapsd("events", "--limit", "0", "--state-dir", state)
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1
+    no_id = trapsd("forensics", "show", "--state-dir", state)
+    assert no_id.returncode == 2 and "bundle ID" in no_id.stderr
+
+    agents.stop_all()  # the daemon is down: hash and forensics read the state files
+    offline = cli_json("hash", guarded, "--state-dir", state)
+    assert offline["verdict"] == "unknown" and offline["daemon"] == "not running"
+    assert cli_json("forensics", "list", "--state-dir", state) == {"bundles": []}
+    down = trapsd("events", "--state-dir", state)
+    assert down.returncode == 1 and "not running" in down.stderr
 
 
 def test_shipped_defaults_leave_ordinary_work_alone(
