@@ -107,6 +107,7 @@ class BehaviourEngine:
             source = PollSource(
                 self.tree, self.work, self._wants, self.settings.poll_interval_s, why
             )
+        source.is_shell = lambda exe: self.policy.behaviour.is_shell(exe)
         self.source = source
         source.start()
         self._thread.start()

@@ -64,6 +64,7 @@ class Source:
         self.tree = tree
         self.work = work
         self.wants = wants
+        self.is_shell: Callable[[str], bool] = lambda exe: True  # the engine sets the real one
         self.counts = {"events": 0, "resyncs": 0, "lost": 0, "work_dropped": 0}
         self.crashed = ""
         self._stopping = threading.Event()
@@ -187,9 +188,10 @@ class ConnectorSource(Source):
         if event.thread:
             return
         if what == PROC_EVENT_FORK:
-            if self.tree.fork(pid, event.other) is None:
+            child = self.tree.fork(pid, event.other)  # it runs its parent's image
+            if child is None:
                 self._resync()
-            elif self.wants("shell"):
+            elif self.wants("shell") and self.is_shell(child.exe):
                 self.put(("shell", event.other))  # a shell forks for each command it runs
         elif what == PROC_EVENT_EXEC:
             self._exec(pid)
