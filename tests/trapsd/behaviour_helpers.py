@@ -10,7 +10,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from agent_helpers import Agents, free_url, trapsd, wait_for
+from agent_helpers import BEHAVIOUR_OFF, Agents, free_url, trapsd, wait_for
 
 from trapsd.identity import Identity, save_identity
 from trapsd.policy import save_policy
@@ -66,19 +66,6 @@ def named_copy(source: Path, directory: Path, prefix: str) -> Path:
     shutil.copy(source, target)
     target.chmod(0o755)
     return target
-
-
-BEHAVIOUR_OFF = {
-    name: {"enabled": False}
-    for name in (
-        "reverse_shell",
-        "fileless",
-        "ld_preload",
-        "ptrace",
-        "wx_memory",
-        "privilege_escalation",
-    )
-}
 
 
 def start_agent(
