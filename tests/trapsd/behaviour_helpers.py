@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
 import uuid
 from pathlib import Path
@@ -134,3 +135,31 @@ def wait_event(state: Path, module: str, pid: int, timeout: float = 15) -> dict[
 def module_state(state: Path, name: str) -> dict[str, Any]:
     modules = cli_json("status", "--state-dir", state)["modules"]
     return dict(next(m for m in modules if m["name"] == name))
+
+
+def spawn(
+    procs: list[subprocess.Popen[bytes]], *args: object, **kw: object
+) -> subprocess.Popen[bytes]:
+    process = subprocess.Popen([str(a) for a in args], **kw)  # type: ignore[call-overload]
+    procs.append(process)
+    return process
+
+
+def ready(process: subprocess.Popen[bytes]) -> None:
+    assert process.stdout is not None
+    assert process.stdout.readline().strip() in (b"ready", b"attached"), process.args
+
+
+def killed(process: subprocess.Popen[bytes], timeout: float = 15) -> bool:
+    try:
+        return process.wait(timeout) == -9
+    except subprocess.TimeoutExpired:
+        return False
+
+
+def tcp_pair() -> tuple[socket.socket, socket.socket]:
+    listener = socket.create_server(("127.0.0.1", 0))
+    client = socket.create_connection(listener.getsockname())
+    server, _ = listener.accept()
+    listener.close()
+    return client, server

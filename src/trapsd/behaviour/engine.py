@@ -331,13 +331,16 @@ class BehaviourEngine:
         return detection
 
     def _malware_owns(self, policy: Policy, digest: bytes | None) -> bool:
-        return (
-            digest is not None
-            and policy.malware.active
-            and digest in policy.blocked
-            and digest not in policy.allowed
-            and self.malware_kills()
-        )
+        """Whether the malware module's kill sensor reports this image (blocked hash).
+
+        Gone before it could be hashed (``digest`` None): the kill sensor, which judges the
+        same exec, is the likely killer; it reports a blocked hash, so this is not repeated.
+        """
+        if not policy.malware.active or not policy.blocked or not self.malware_kills():
+            return False
+        if digest is None:
+            return True
+        return digest in policy.blocked and digest not in policy.allowed
 
     def _digest(self, fd: int) -> bytes | None:
         if fd < 0:
