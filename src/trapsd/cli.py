@@ -103,6 +103,20 @@ def _parser() -> argparse.ArgumentParser:
     quarantine.add_argument("verb", choices=("list", "restore"), help="list, or restore ID")
     quarantine.add_argument("id", nargs="?", help="the quarantine ID to restore")
     quarantine.add_argument("-o", "--output", choices=("table", "json"), default="table")
+    events = command("events", "Recent local security events (since the daemon started).")
+    events.add_argument("--limit", type=int, default=50, help="at most this many (1-200)")
+    processes = command("processes", "Protected processes (--all: the whole process tree).")
+    processes.add_argument("--all", action="store_true", help="every tracked process")
+    command("policy", "The applied policy: version, hash lists, module states.")
+    hash_cmd = command("hash", "SHA-256 of FILE and its local verdict, with its source.")
+    hash_cmd.add_argument("file", metavar="FILE", type=Path)
+    forensics = command("forensics", "Forensics bundles of security events.")
+    forensics.add_argument("action", choices=("list", "show"))
+    forensics.add_argument("id", metavar="ID", nargs="?", help="bundle ID (show)")
+    for name in ("events", "processes", "policy", "hash", "forensics"):
+        commands.choices[name].add_argument(
+            "-o", "--output", choices=("table", "json"), default="table"
+        )
     return parser
 
 
@@ -276,6 +290,15 @@ COMMANDS = {
     "policy-log": _policy_log,
     "quarantine": _quarantine,
 }
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    from trapsd.inspection import run
+
+    return run(args.command, args, _settings(args).state_dir)
+
+
+COMMANDS.update(dict.fromkeys(("events", "processes", "policy", "hash", "forensics"), _inspect))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -56,6 +56,17 @@ class AgentSettings:
     """Duplicates of an event (module, path, parent, action) within this window are counted
     into one summary event with a repeat count."""
     log_level: str = "info"
+    behaviour_mechanism: str = "auto"
+    """Process tree for the behaviour modules: auto, proc-connector or psutil-poll."""
+    behaviour_scan_interval_s: float = 30.0
+    """Period of the bounded scans: shells' stdio, W+X memory of protected processes."""
+    forensics_max_bytes: int = 64 * 1024 * 1024
+    """Disk quota of the forensics bundles (oldest deleted first); 0 turns bundles off."""
+    forensics_max_bundles: int = 500
+    forensics_timeout_s: float = 5.0
+    """Time budget of one bundle (hashing stops there; the bundle says truncated)."""
+    forensics_memory_dump_bytes: int = 0
+    """Bytes of W+X anonymous memory copied into a bundle; 0 (default) dumps nothing."""
 
     def validate(self) -> AgentSettings:
         if self.malware_mechanism not in MECHANISMS:
@@ -63,6 +74,17 @@ class AgentSettings:
                 f"malware_mechanism: {self.malware_mechanism!r} is not one of "
                 f"{', '.join(MECHANISMS)}"
             )
+        if self.behaviour_mechanism not in ("auto", "proc-connector", "psutil-poll"):
+            raise ConfigError(
+                f"behaviour_mechanism: {self.behaviour_mechanism!r} is not one of "
+                "auto, proc-connector, psutil-poll"
+            )
+        for name in ("behaviour_scan_interval_s", "forensics_timeout_s"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name}: must be greater than 0")
+        for name in ("forensics_max_bytes", "forensics_max_bundles", "forensics_memory_dump_bytes"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name}: must not be negative")
         if not 1 <= self.batch_size <= MAX_BATCH:
             raise ConfigError(f"batch_size: must be between 1 and {MAX_BATCH}")
         for name in ("request_timeout_s", "poll_interval_s", "watchdog_timeout_s"):

@@ -22,6 +22,7 @@ from trapsapi.errors import TrapsError
 
 SOCKET_FILE = "control.sock"
 MAX_LINE = 64 * 1024
+MAX_REPLY = 32 * 1024 * 1024  # a forensics bundle can be large; requests stay small
 SUN_PATH_MAX = 107
 log = logging.getLogger(__name__)
 Handler = Callable[[dict[str, Any]], dict[str, Any]]
@@ -125,16 +126,18 @@ class ControlServer:
                 conn.sendall(json.dumps(reply).encode() + b"\n")
 
 
-def _read_line(conn: socket.socket) -> dict[str, Any]:
-    data = b""
-    while b"\n" not in data:
-        chunk = conn.recv(4096)
+def _read_line(conn: socket.socket, limit: int = MAX_LINE) -> dict[str, Any]:
+    data = bytearray()
+    while True:
+        chunk = conn.recv(65536 if limit > MAX_LINE else 4096)
         if not chunk:
             break
         data += chunk
-        if len(data) > MAX_LINE:
+        if len(data) > limit:
             raise ValueError("line too long")
-    value = json.loads(data.split(b"\n", 1)[0] or b"null")
+        if b"\n" in chunk:
+            break
+    value = json.loads(bytes(data).split(b"\n", 1)[0] or b"null")
     if not isinstance(value, dict):
         raise ValueError("expected a JSON object")
     return value
@@ -160,7 +163,7 @@ def call(state_dir: Path, request: dict[str, Any], timeout: float) -> dict[str, 
     with sock:
         try:
             sock.sendall(json.dumps(request).encode() + b"\n")
-            return _read_line(sock)
+            return _read_line(sock, MAX_REPLY)
         except TimeoutError:
             raise TrapsError(f"trapsd did not answer within {timeout:g} s") from None
         except (OSError, ValueError) as exc:

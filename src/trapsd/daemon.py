@@ -16,6 +16,7 @@ import signal
 import threading
 import time
 import uuid
+from collections import deque
 from typing import Any
 
 from trapsapi.agent_client import AgentClient
@@ -31,13 +32,16 @@ from trapsd import __version__, hostinfo, policylog
 from trapsd.actions.dispatcher import Dispatcher
 from trapsd.actions.host import ActionHost, remove_state
 from trapsd.actions.quarantine import with_local_blocks
+from trapsd.behaviour.engine import BehaviourEngine
+from trapsd.behaviour.health import idle_states
 from trapsd.checkin import Comms
 from trapsd.config import AgentSettings
 from trapsd.control import ControlServer, socket_path
-from trapsd.defaults import CHILD_PROCESS, MEMFD_NOEXEC, RESTRICTIONS
+from trapsd.defaults import BEHAVIOUR_MODULES, CHILD_PROCESS, MEMFD_NOEXEC, RESTRICTIONS
 from trapsd.events import Detection, build_event
 from trapsd.files import ensure_private_dir, write_json
 from trapsd.footprint import FootprintMeter
+from trapsd.forensics import Forensics
 from trapsd.hardening import MemfdNoexec
 from trapsd.identity import load_identity
 from trapsd.journal import Journal, journal_path
@@ -62,6 +66,7 @@ log = logging.getLogger(__name__)
 VERDICT_QUERY_TIMEOUT_S = 3.0
 LOCK_FILE = "trapsd.lock"
 QUEUE_MAX = 10_000
+RECENT_EVENTS = 200  # `trapsd events` shows these (the outbox empties once uploaded)
 WRITE_BATCH = 500
 _STOP = object()
 
@@ -101,6 +106,16 @@ class Agent(ActionHost):
         self.limiter = EventLimiter(settings.event_repeat_window_s)
         self.memfd = MemfdNoexec(self.state_dir)
         self._refused_version: object = None
+        self.behaviour: BehaviourEngine | None = None
+        self.behaviour_error = ""
+        self.forensics = Forensics(
+            self.state_dir,
+            settings.forensics_max_bytes,
+            settings.forensics_max_bundles,
+            settings.forensics_timeout_s,
+            settings.forensics_memory_dump_bytes,
+        )
+        self.recent_events: deque[dict[str, Any]] = deque(maxlen=RECENT_EVENTS)
 
     # --- lifecycle -------------------------------------------------------------------------
     def start(self) -> None:
@@ -126,6 +141,7 @@ class Agent(ActionHost):
         self._threads.append(writer)
         self._update_sensor(self.policy)
         self.memfd.set(self.policy.memfd_noexec.active)  # also undoes a crashed run's setting
+        self._start_behaviour()
         self.comms = Comms(
             self.settings,
             self.identity,
@@ -151,6 +167,25 @@ class Agent(ActionHost):
             self.sensor.mechanism if self.sensor else "none",
             detail,
         )
+
+    def _start_behaviour(self) -> None:
+        """The behaviour modules' engine: its own threads, never the fanotify one."""
+        self.forensics.start()
+        engine = BehaviourEngine(
+            self.settings,
+            self.policy,
+            self.emit,
+            self.forensics,
+            malware_kills=lambda: self.sensor is not None and not self.sensor.can_block,
+        )
+        try:
+            engine.start()
+        except OSError as exc:  # /proc unreadable: the modules report it, enforcement goes on
+            engine.stop()
+            self.behaviour_error = f"behaviour engine unavailable: {exc}"
+            log.error("%s", self.behaviour_error)
+            return
+        self.behaviour = engine
 
     def _lock_state_dir(self) -> None:
         fd = os.open(self.state_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
@@ -187,6 +222,8 @@ class Agent(ActionHost):
         with self._sensor_lock:
             if self.sensor is not None:
                 self.sensor.stop()
+        if self.behaviour is not None:
+            self.behaviour.stop()
         if self.memfd.applied:
             self.memfd.set(False)  # the host gets back the value the agent found
         if self.control is not None:
@@ -203,6 +240,7 @@ class Agent(ActionHost):
             self.comms.stop()
             self.comms.farewell()
         if hasattr(self, "outbox"):
+            self.forensics.stop()
             self.write_status(running=False)
             self.outbox.close()
         if self.journal is not None:
@@ -256,6 +294,8 @@ class Agent(ActionHost):
                 log.error("cannot save the policy (enforcing it anyway): %s", exc)
         self.policy = policy
         self._update_sensor(policy)
+        if self.behaviour is not None:
+            self.behaviour.set_policy(policy)
         self.memfd.set(policy.memfd_noexec.active)
         if self.comms is not None:
             self.comms.set_heartbeat(policy.heartbeat_interval_s)
@@ -326,7 +366,12 @@ class Agent(ActionHost):
                 "detail": memfd_detail,
             }
         )
-        return states
+        return states + self._behaviour_states()
+
+    def _behaviour_states(self) -> list[ModuleState]:
+        if self.behaviour is not None:
+            return self.behaviour.module_states()
+        return idle_states(self.policy, self.behaviour_error)
 
     # --- writer thread ---------------------------------------------------------------------
     def _write_loop(self) -> None:
@@ -376,7 +421,13 @@ class Agent(ActionHost):
         alerts = [d for d in batch if self._config(d.module).user_alert]
         for d in alerts:
             d.details["user_alert"] = True
-        self.outbox.add([build_event(d) for d in batch])
+        for d in batch:  # exec modules' events: their bundle is collected now, off this thread
+            if self.forensics.enabled and "forensics_id" not in d.details:
+                d.details["forensics_id"] = d.id
+                self.forensics.submit(d.id, None, dict(build_event(d)))
+        events = [build_event(d) for d in batch]
+        self.outbox.add(events)
+        self.recent_events.extend(dict(e) for e in events)
         for d in alerts:
             log.warning("USER ALERT: Traps %s %s %s", d.module, d.action, d.process_path)
         for d in batch:
@@ -398,6 +449,8 @@ class Agent(ActionHost):
             return self.policy.restrictions.config
         if module == CHILD_PROCESS:
             return self.policy.child_process.config
+        if module in BEHAVIOUR_MODULES:
+            return self.policy.behaviour.config(module)
         return self.policy.malware
 
     def _count_queue_drops(self) -> None:
@@ -485,6 +538,7 @@ class Agent(ActionHost):
             "events_dropped": self.outbox.dropped,
             "modules": modules,
             "sensor_stats": sensor.stats() if sensor else {},
+            "behaviour_stats": self.behaviour.stats() if self.behaviour else {},
         }
 
     def write_status(self, running: bool = True) -> None:
@@ -513,4 +567,9 @@ class Agent(ActionHost):
             return self.comms.rotate_now(timeout)
         if command in ("quarantine-list", "quarantine-restore"):
             return self.control_quarantine(request)
+        from trapsd.inspection import handle  # the local inspection verbs
+
+        reply = handle(self, request)
+        if reply is not None:
+            return reply
         return {"ok": False, "error": f"unknown command {command!r}", "exit_code": 2}

@@ -85,3 +85,73 @@ def module_defaults(name: str) -> dict[str, Any]:
         key: list(value) if isinstance(value, list) else value
         for key, value in _MODULES.get(name, {}).items()
     }
+
+
+# --- Behaviour modules (process tree from the proc connector; see trapsd.behaviour) -------
+# Why these defaults (they must leave compilers, pip, pytest, postgres and test runs alone):
+# - reverse_shell, PREVENTION: a shell whose stdin/stdout is a TCP socket is never ordinary
+#   work (sshd gives ptys or unix socketpairs, not TCP sockets).
+# - fileless, NOTIFICATION: runtimes and sandboxes execute from memfds on this host.
+# - ld_preload, NOTIFICATION: developers preload sanitizers and fakers from build trees.
+# - ptrace, PREVENTION: attaching to sshd/systemd/servers/trapsd is an attack, not debugging.
+# - wx_memory, NOTIFICATION: a scan finds the region after the fact; JIT runtimes excluded.
+# - privilege_escalation, PREVENTION: becoming root without a trusted setuid-root binary or a
+#   known escalation tool only happens through an exploit.
+REVERSE_SHELL = "reverse_shell"
+FILELESS = "fileless"
+LD_PRELOAD = "ld_preload"
+PTRACE = "ptrace"
+WX_MEMORY = "wx_memory"
+PRIVILEGE_ESCALATION = "privilege_escalation"
+BEHAVIOUR_MODULES = (REVERSE_SHELL, FILELESS, LD_PRELOAD, PTRACE, WX_MEMORY, PRIVILEGE_ESCALATION)
+
+SHELLS = (
+    "sh", "bash", "dash", "zsh", "ksh", "ksh93", "mksh", "csh", "tcsh", "fish", "ash",
+    "busybox", "rbash",
+)  # fmt: skip
+# Basename globs of protected processes (ptrace targets, W+X scan); trapsd itself always is.
+PROTECTED_PROCESSES = (
+    "sshd", "sshd-session", "systemd", "init", "cron", "crond", "rsyslogd", "dbus-daemon",
+    "nginx", "apache2", "httpd", "postgres", "postmaster", "mysqld", "mariadbd",
+    "redis-server", "mongod", "containerd", "dockerd", "trapsd",
+)  # fmt: skip
+TRUSTED_LIB_DIRS = (
+    "/lib", "/lib64", "/lib32", "/usr/lib", "/usr/lib64", "/usr/lib32", "/usr/local/lib",
+)  # fmt: skip
+TRUSTED_BIN_DIRS = ("/bin", "/sbin", "/usr/bin", "/usr/sbin", "/usr/lib", "/usr/libexec")
+JIT_RUNTIMES = (
+    "java", "node", "nodejs", "dotnet", "mono", "luajit", "pypy*", "qemu-*", "chrome*",
+    "firefox*", "electron", "php-fpm*", "beam.smp",
+)  # fmt: skip
+ESCALATION_TOOLS = (
+    "sudo", "su", "pkexec", "login", "sshd", "sshd-session", "cron", "crond", "atd",
+    "newgrp", "sg", "passwd", "chsh", "chfn", "gpasswd", "mount", "umount", "fusermount",
+    "fusermount3", "doas", "runuser", "setpriv", "unix_chkpwd", "polkit-agent-helper-1",
+    "dbus-daemon-launch-helper", "ssh-keysign", "systemd*", "Xorg", "newuidmap", "newgidmap",
+)  # fmt: skip
+
+_MODULES.update(
+    {
+        REVERSE_SHELL: {
+            "enabled": True, "mode": Mode.PREVENTION, "user_alert": False,
+            "shells": list(SHELLS),
+        },
+        FILELESS: {"enabled": True, "mode": Mode.NOTIFICATION, "user_alert": False},
+        LD_PRELOAD: {
+            "enabled": True, "mode": Mode.NOTIFICATION, "user_alert": False,
+            "trusted_dirs": list(TRUSTED_LIB_DIRS),
+        },
+        PTRACE: {
+            "enabled": True, "mode": Mode.PREVENTION, "user_alert": False,
+            "protected": list(PROTECTED_PROCESSES),
+        },
+        WX_MEMORY: {
+            "enabled": True, "mode": Mode.NOTIFICATION, "user_alert": False,
+            "protected": list(PROTECTED_PROCESSES), "exclude": list(JIT_RUNTIMES),
+        },
+        PRIVILEGE_ESCALATION: {
+            "enabled": True, "mode": Mode.PREVENTION, "user_alert": False,
+            "tools": list(ESCALATION_TOOLS), "trusted_dirs": list(TRUSTED_BIN_DIRS),
+        },
+    }
+)  # fmt: skip

@@ -12,14 +12,13 @@ import os
 import re
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from trapsapi.enums import EventAction, Mode
 from trapsapi.wire import AgentPolicy
 from trapsd.defaults import CHILD_PROCESS, MEMFD_NOEXEC, RESTRICTIONS, module_defaults
 from trapsd.files import read_json, write_json
 from trapsd.policy_settings import (
-    BEHAVIOUR_MODULES,
     AgentConfig,
     ForensicsConfig,
     agent_config,
@@ -29,6 +28,9 @@ from trapsd.policy_settings import (
 from trapsd.policy_settings import (
     PolicyError as PolicyError,
 )
+
+if TYPE_CHECKING:
+    from trapsd.behaviour.rules import Behaviour
 
 POLICY_FILE = "policy.json"
 MALWARE = "malware"
@@ -160,8 +162,7 @@ class Policy:
     memfd_noexec: ModuleConfig = dataclasses.field(
         default_factory=lambda: _module(module_defaults(MEMFD_NOEXEC), MEMFD_NOEXEC)
     )
-    # Held for the modules that implement them; the ESM sends them since policy objects.
-    behaviour: Mapping[str, ModuleConfig] = dataclasses.field(default_factory=dict)
+    behaviour: Behaviour = dataclasses.field(default_factory=lambda: _behaviour({}))
     unknown_file: str = "allow"
     offline: str = "allow"
     agent: AgentConfig = dataclasses.field(default_factory=AgentConfig)
@@ -298,16 +299,18 @@ def compile_policy(wire: Mapping[str, Any]) -> Policy:
         restrictions=_restrictions(modules.get(RESTRICTIONS)),
         child_process=_child_rules(modules.get(CHILD_PROCESS)),
         memfd_noexec=_module(_merged(MEMFD_NOEXEC, modules.get(MEMFD_NOEXEC)), MEMFD_NOEXEC),
-        behaviour={
-            name: _module(_merged(name, modules[name]), name)
-            for name in BEHAVIOUR_MODULES
-            if name in modules
-        },
+        behaviour=_behaviour(modules),
         unknown_file=file_action(malware_actions, "unknown_file"),
         offline=file_action(malware_actions, "offline"),
         agent=agent_config(wire.get("agent")),
         forensics=forensics_config(wire.get("forensics")),
     )
+
+
+def _behaviour(modules: Mapping[str, Any]) -> Behaviour:
+    from trapsd.behaviour.rules import compile_behaviour  # it builds on this module
+
+    return compile_behaviour(modules)
 
 
 def decide(policy: Policy, digest: bytes, _path: str = "") -> str:

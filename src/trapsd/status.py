@@ -100,6 +100,6 @@ def render(status: dict[str, Any], output: str, stream: TextIO | None = None) ->
         mark = ok if module.get("healthy") else bad
         mode = module.get("mode") if module.get("enabled") else "disabled"
         stream.write(
-            f"  {mark} {module.get('name', '?'):<13} {mode:<12} {module.get('mechanism', '?'):<15}"
+            f"  {mark} {module.get('name', '?'):<20} {mode:<12} {module.get('mechanism', '?'):<15}"
             f" {module.get('detail', '')}\n"
         )

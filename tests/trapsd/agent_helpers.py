@@ -48,7 +48,8 @@ def policy_for(
 ) -> Policy:
     """A malware policy; the other exec modules are OFF unless ``modules`` configures them.
 
-    (Their shipped defaults watch /tmp, where every test's files live.)
+    (Their shipped defaults watch /tmp, where every test's files live.) So are the behaviour
+    modules: they watch the whole host, where other test runs execute memfds and shells.
     """
     return compile_policy(
         {
@@ -58,12 +59,19 @@ def policy_for(
                 "malware": {"enabled": enabled, "mode": mode, "user_alert": False},
                 "restrictions": {"enabled": False},
                 "child_process": {"enabled": False},
+                **BEHAVIOUR_OFF,
                 **(modules or {}),
             },
             "blocked_hashes": blocked,
             "allowed_hashes": allowed,
         }
     )
+
+
+BEHAVIOUR_OFF = {
+    name: {"enabled": False}
+    for name in ("reverse_shell", "fileless", "ld_preload", "ptrace", "wx_memory")
+} | {"privilege_escalation": {"enabled": False}}
 
 
 def wait_for(probe: Callable[[], T], timeout: float = 10.0, interval: float = 0.05) -> T:

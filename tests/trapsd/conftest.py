@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from agent_helpers import Agents, Sensors
+from behaviour_helpers import build
 
 from trapsd.config import AgentSettings
 
@@ -38,3 +40,21 @@ def agents(tmp_path: Path) -> Iterator[Agents]:
         yield harness
     finally:
         harness.stop_all()
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    return build(tmp_path_factory.mktemp("behaviour-bin"))
+
+
+@pytest.fixture
+def procs() -> Iterator[list[subprocess.Popen[bytes]]]:
+    started: list[subprocess.Popen[bytes]] = []
+    try:
+        yield started
+    finally:
+        for process in reversed(started):  # tracers first: a tracee is reaped after them
+            if process.poll() is None:
+                process.kill()
+        for process in reversed(started):
+            process.wait(10)

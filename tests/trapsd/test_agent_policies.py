@@ -37,13 +37,15 @@ def test_the_default_server_policy_is_the_agents_shipped_defaults() -> None:
     assert policy.memfd_noexec.active is shipped.memfd_noexec.active is False
     assert policy.malware == shipped.malware.__class__(True, "prevention", True)
     assert set(policy.restrictions.paths.prefixes) == set(defaults.RESTRICTED_PATHS)
-    assert {n: m.mode for n, m in policy.behaviour.items()} == {
-        "reverse_shell": "notification",
+    assert policy.behaviour == shipped.behaviour
+    names = ("reverse_shell", "fileless", "ld_preload", "ptrace", "wx_memory")
+    assert {n: policy.behaviour.config(n).mode for n in (*names, "privilege_escalation")} == {
+        "reverse_shell": "prevention",
         "fileless": "notification",
         "ld_preload": "notification",
-        "ptrace": "notification",
-        "wx_memory": "off",
-        "privilege_escalation": "notification",
+        "ptrace": "prevention",
+        "wx_memory": "notification",
+        "privilege_escalation": "prevention",
     }
     assert (policy.agent.console, policy.agent.log_quota_mb) == ("visible", 100)
     assert policy.forensics.retention_days == 14 and not policy.forensics.memory_dump

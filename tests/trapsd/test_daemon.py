@@ -39,7 +39,15 @@ def test_status_file_and_module_state(agent: Agent, settings: AgentSettings) -> 
     status = json.loads((settings.state_dir / "status.json").read_text())
     assert (status["agent_id"], status["running"], status["pid"]) == ("agent-1", True, os.getpid())
     modules = {m["name"]: m for m in status["modules"]}
-    assert list(modules) == ["malware", "restrictions", "child_process", "memfd_noexec"]
+    behaviour = ["reverse_shell", "fileless", "ld_preload", "ptrace", "wx_memory"]
+    behaviour.append("privilege_escalation")
+    assert list(modules) == ["malware", "restrictions", "child_process", "memfd_noexec", *behaviour]
+    engine = {name: modules.pop(name) for name in behaviour}  # a real engine in this process
+    if os.geteuid() == 0:
+        assert engine["ptrace"]["mechanism"] == "proc-connector"
+        assert engine["wx_memory"]["mechanism"] == "maps-scan"
+        assert all(m["healthy"] for m in engine.values()), engine
+    assert {m["mode"] for m in engine.values()} == {"prevention", "notification"}
     assert (modules["memfd_noexec"]["enabled"], modules["memfd_noexec"]["healthy"]) == (False, True)
     del modules["memfd_noexec"]  # off by default: not an exec module
     # the shipped defaults: restrictions notify, the rest prevent

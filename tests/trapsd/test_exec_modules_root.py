@@ -19,13 +19,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from agent_helpers import ROOT_ONLY, Sensors, free_url, policy_for, wait_for
+from agent_helpers import BEHAVIOUR_OFF, ROOT_ONLY, Sensors, free_url, policy_for, wait_for
 
 from trapsd.config import AgentSettings
 from trapsd.daemon import Agent
 from trapsd.events import Detection
 from trapsd.identity import Identity, save_identity
-from trapsd.policy import Policy, compile_policy, decide
+from trapsd.policy import Policy, compile_policy, decide, save_policy
 from trapsd.sensors.fanotify import FanotifySensor
 from trapsd.sensors.proc_connector import ProcConnectorSensor
 
@@ -230,6 +230,8 @@ def agent(tmp_path: Path) -> Iterator[Agent]:
         state_dir=tmp_path / "agent", backoff_min_s=0.2, event_repeat_window_s=1.5
     )
     save_identity(settings.state_dir, Identity("agent-1", "secret", [free_url()]))
+    # the shipped exec modules, without the host-wide behaviour modules (other runs' noise)
+    save_policy(settings.state_dir, {"modules": BEHAVIOUR_OFF})
     daemon = Agent(settings)
     try:
         daemon.start()

@@ -64,13 +64,14 @@ DEFAULT_POLICY: dict[str, Any] = {
             "children": FORBIDDEN_CHILDREN,
             "allow_pairs": [],
         },
+        # As trapsd/defaults.py ships them (why each: see there).
         "behaviour": {
-            "reverse_shell": _notify(),
+            "reverse_shell": {"mode": "prevention", "user_alert": False},
             "fileless": _notify(),
             "ld_preload": _notify(),
-            "ptrace": _notify(),
-            "wx_memory": {"mode": "off", "user_alert": False},
-            "privilege_escalation": _notify(),
+            "ptrace": {"mode": "prevention", "user_alert": False},
+            "wx_memory": _notify(),
+            "privilege_escalation": {"mode": "prevention", "user_alert": False},
         },
         "memfd_noexec": {"mode": "off"},
         "agent": {
