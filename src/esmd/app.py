@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
 from esmd import __version__
+from esmd.api.fastpath import AgentFastPath
 from esmd.api.middleware import GuardMiddleware
 from esmd.api.routes import (
     agent_protocol,
@@ -76,6 +77,7 @@ def create_app(settings: Settings) -> FastAPI:
         audit,
     ):
         app.include_router(module.router)
+    app.add_middleware(AgentFastPath, fastapi=app, settings=settings, metrics=metrics)
     app.add_middleware(GuardMiddleware, max_body_bytes=settings.max_body_bytes, metrics=metrics)
     _one_line_errors_in_openapi(app)
     return app

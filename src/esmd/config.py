@@ -55,6 +55,19 @@ class Settings(BaseSettings):
     """Extra connections under load; pool + overflow should cover the 40 worker threads."""
     login_max_failures: int = Field(default=10, ge=1)
     login_window_s: int = Field(default=15 * 60, ge=1)
+    max_in_flight: int = Field(default=512, ge=1, le=100_000)
+    """Concurrent requests per process beyond which the server answers 429 (long-polls and
+    health routes excepted)."""
+    retry_after_s: int = Field(default=5, ge=1, le=3600)
+    """Retry-After of a 429: this to twice this many seconds (jitter)."""
+    wait_timeout_s: int = Field(default=55, ge=1, le=60)
+    """Longest an agent's long-poll (``/agent/wait``) is held before a 204."""
+    max_waiters: int = Field(default=100_000, ge=1)
+    """Long-polls held at once per process; beyond it a wait answers 429."""
+    wake_rate: float = Field(default=2000.0, gt=0)
+    """Agents per second woken by a policy change (the wake-ups are spread, no herd)."""
+    server_heartbeat_s: float = Field(default=10.0, gt=0, le=3600)
+    """How often this process refreshes its row in ``servers`` (the registry)."""
 
     @field_validator("data_dir")
     @classmethod

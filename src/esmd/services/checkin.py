@@ -1,22 +1,30 @@
-"""The check-in hot path: one transaction, one Core UPDATE, the policy from the cache.
+"""The check-in hot path: one transaction, two driver-level statements, the policy cached.
 
-The statements are built once at import and executed with parameters, so a check-in pays
-no statement construction: authenticate (a primary-key lookup that also reads the policy
-version), update the agent's status, answer with the cached policy of that version.
+Authenticate (a primary-key lookup that also reads the policy version), update the agent's
+status, answer with the cached policy of that version. The SQL is fixed text run on the
+driver (``esmd.db.driver``): a Core ``execute`` would cost more than the statement itself.
+This function is the one place the check-in logic lives (the FastAPI route and the ASGI
+fast path both call it).
 """
 
 from __future__ import annotations
 
-from sqlalchemy import bindparam, update
-
+from esmd.db.driver import Driver, Statement
 from esmd.db.engine import Database
-from esmd.db.tables import AGENTS
-from esmd.services.agents import authenticate
-from esmd.services.policy import PolicyCache
+from esmd.errors import Unauthorized
+from esmd.security import token_matches
+from esmd.services.agents import AgentIdentity, parse_agent_credential
+from esmd.services.policy import POLICY_ROW, PolicyCache
 from esmd.services.storable import check_storable
 from esmd.timeutil import utcnow
 from trapsapi.models import CheckinRequest, CheckinResponse
 
+_NO_HASH = "0" * 64
+_AUTHENTICATE = Statement(
+    "SELECT secret_hash, hostname,"
+    f" (SELECT version FROM policy_state WHERE id = {POLICY_ROW})"
+    " FROM agents WHERE agent_id = ?"
+)
 _STATUS_COLUMNS = (
     "hostname",
     "os",
@@ -30,11 +38,24 @@ _STATUS_COLUMNS = (
     "events_dropped",
     "last_checkin_at",
 )
-_UPDATE_STATUS = (
-    update(AGENTS)
-    .where(AGENTS.c.agent_id == bindparam("b_agent_id"))
-    .values({name: bindparam(f"b_{name}") for name in _STATUS_COLUMNS})
+_JSON_COLUMNS = {"ips", "modules", "footprint"}
+_UPDATE_STATUS = Statement(
+    "UPDATE agents SET "
+    + ", ".join(f"{name} = ?" for name in _STATUS_COLUMNS)
+    + " WHERE agent_id = ?"
 )
+# psycopg binds a str as "unknown", which PostgreSQL casts to the json columns by itself.
+
+
+def authenticate(driver: Driver, credential: str) -> AgentIdentity:
+    """The agent behind ``<agent_id>.<secret>``, checked in constant time, or Unauthorized."""
+    agent_id, secret = parse_agent_credential(credential)
+    row = driver.one(_AUTHENTICATE, (agent_id,))
+    # Compare even for unknown agents, so timing does not tell which agent IDs exist.
+    matches = token_matches(secret, row[0] if row is not None else _NO_HASH)
+    if row is None or not matches:
+        raise Unauthorized("invalid agent credential")
+    return AgentIdentity(agent_id, row[1], int(row[2] or 0))
 
 
 def checkin(
@@ -46,27 +67,32 @@ def checkin(
 ) -> CheckinResponse:
     check_storable(request)
     now = utcnow()
-    params = {
-        "b_hostname": request.hostname,
-        "b_os": request.os,
-        "b_os_version": request.os_version,
-        "b_agent_version": request.agent_version,
-        "b_ips": list(request.ips),
-        "b_modules": [m.model_dump(mode="json") for m in request.modules],
-        "b_footprint": request.footprint.model_dump(mode="json") if request.footprint else None,
-        "b_policy_version": request.policy_version,
-        "b_outbox_depth": request.outbox_depth,
-        "b_events_dropped": request.events_dropped,
-        "b_last_checkin_at": now,
-    }
+    footprint = request.footprint.model_dump(mode="json") if request.footprint else None
     with db.write() as connection:
-        if connection.dialect.name == "postgresql":
+        driver = Driver(connection)
+        if driver.postgres:
             # A check-in is a heartbeat: the next one repeats it, so it need not wait for the
             # WAL flush (a crash can lose at most the last ~0.6 s of them; nothing else).
-            connection.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
-        agent = authenticate(connection, credential)
+            driver.raw.execute("SET LOCAL synchronous_commit TO OFF")
+        agent = authenticate(driver, credential)
         policy = policies.get(connection, agent.current_policy_version)
-        connection.execute(_UPDATE_STATUS, {"b_agent_id": agent.agent_id, **params})
+        driver.execute(
+            _UPDATE_STATUS,
+            (
+                request.hostname,
+                request.os,
+                request.os_version,
+                request.agent_version,
+                driver.json(list(request.ips)),
+                driver.json([m.model_dump(mode="json") for m in request.modules]),
+                driver.json(footprint),
+                request.policy_version,
+                request.outbox_depth,
+                request.events_dropped,
+                driver.timestamp(now),
+                agent.agent_id,
+            ),
+        )
     return CheckinResponse(
         agent_id=agent.agent_id,
         server_time=now,
