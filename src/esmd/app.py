@@ -25,11 +25,16 @@ from esmd.api.routes import (
     tokens,
     users,
 )
+from esmd.api.routes import servers as servers_routes
+from esmd.api.routes import wake as wake_routes
 from esmd.config import Settings
 from esmd.db.engine import Database
 from esmd.errors import install_error_handlers
 from esmd.metrics import Metrics
+from esmd.runtime import background
 from esmd.services.policy import PolicyCache
+from esmd.services.registry import Registry
+from esmd.services.wake import Notifier
 from esmd.setup import check_schema, describe_url
 
 log = logging.getLogger(__name__)
@@ -50,7 +55,8 @@ def create_app(settings: Settings) -> FastAPI:
             app.state.db = db
             app.state.policies = PolicyCache(settings.heartbeat_interval_s)
             log.info("esmd %s serving database %s", __version__, describe_url(settings.url))
-            yield
+            async with background(settings, db, app.state.notifier, app.state.registry):
+                yield
         finally:
             db.dispose()
 
@@ -63,6 +69,8 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.state.settings = settings
     app.state.metrics = metrics = Metrics()
+    app.state.notifier = Notifier(metrics, settings.wake_rate, 2.0 * settings.wait_timeout_s)
+    app.state.registry = registry = Registry(settings, metrics)
     install_error_handlers(app)
     for module in (
         health,
@@ -75,9 +83,13 @@ def create_app(settings: Settings) -> FastAPI:
         users,
         api_tokens,
         audit,
+        wake_routes,
+        servers_routes,
     ):
         app.include_router(module.router)
-    app.add_middleware(AgentFastPath, fastapi=app, settings=settings, metrics=metrics)
+    app.add_middleware(
+        AgentFastPath, fastapi=app, settings=settings, metrics=metrics, registry=registry
+    )
     app.add_middleware(GuardMiddleware, max_body_bytes=settings.max_body_bytes, metrics=metrics)
     _one_line_errors_in_openapi(app)
     return app

@@ -251,7 +251,9 @@ def test_readyz_and_metrics(esm: Esm) -> None:
     stale = esm.raw("GET", routes.READYZ)
     assert stale.status == 503 and "0001" in stale.json["detail"]
     assert stale.headers.get("retry-after") or stale.headers.get("Retry-After")
-    esm.sql("UPDATE alembic_version SET version_num = '0002'")
+    from esmd.setup import head_revision
+
+    esm.sql("UPDATE alembic_version SET version_num = :head", head=head_revision())
     assert esm.raw("GET", routes.READYZ).status == 200
 
     agent = esm.enroll()

@@ -32,6 +32,7 @@ from esmd.config import Settings
 from esmd.metrics import Metrics
 from esmd.services import checkin as checkin_service
 from esmd.services import ingest as ingest_service
+from esmd.services.registry import Registry
 from trapsapi import routes
 from trapsapi.models import AgentPolicy, CheckinRequest, CheckinResponse, EventBatch
 
@@ -98,13 +99,13 @@ class AgentFastPath:
         fastapi: FastAPI,
         settings: Settings,
         metrics: Metrics,
-        servers: Callable[[str], list[str]] | None = None,
+        registry: Registry,
     ) -> None:
         self.app = app
         self.fastapi = fastapi
         self.settings = settings
         self.metrics = metrics
-        self.servers = servers or settings.servers_for
+        self.registry = registry
         self.in_flight = 0
         self.max_in_flight = settings.max_in_flight
         self.policy_bytes = PolicyBytes()
@@ -159,7 +160,7 @@ class AgentFastPath:
             return
         credential, request = prepared
         assert isinstance(request, CheckinRequest)
-        servers = self.servers(base_url(scope))
+        servers = self.registry.servers_for(base_url(scope))
         try:
             reply = await self.fastapi.state.db.run(
                 checkin_service.checkin, self.fastapi.state.policies, credential, request, servers
@@ -168,6 +169,8 @@ class AgentFastPath:
             await self._error(scope, receive, send, exc)
             return
         self.metrics.checkins += 1
+        self.registry.saw_agent(reply.agent_id)
+        self.fastapi.state.notifier.saw_version(reply.policy.version)
         await _send_json(send, 200, checkin_json(reply, self.policy_bytes))
 
     async def _events(self, scope: Scope, receive: Receive, send: Send) -> None:

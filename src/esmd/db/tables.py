@@ -234,3 +234,5 @@ POLICY_STATE = table(PolicyState)
 AUDIT_LOG = table(AuditEntry)
 API_TOKENS = table(ApiToken)
 metadata = SQLModel.metadata
+
+from esmd.db.tables_servers import SERVERS as SERVERS  # noqa: E402  (same metadata)

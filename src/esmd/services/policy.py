@@ -12,6 +12,7 @@ import threading
 from sqlalchemy import Connection, select, update
 
 from esmd.db.tables import HASH_VERDICTS, POLICY_STATE
+from esmd.services.wake import policy_bumped
 from trapsapi.enums import Mode, Verdict
 from trapsapi.models import AgentPolicy, ModulePolicy
 
@@ -32,6 +33,8 @@ def bump_version(connection: Connection) -> None:
         .where(POLICY_STATE.c.id == POLICY_ROW)
         .values(version=POLICY_STATE.c.version + 1)
     )
+    # Waiting agents learn of it when this transaction commits (esmd.services.wake).
+    policy_bumped(connection, current_version(connection))
 
 
 def default_modules() -> dict[str, ModulePolicy]:

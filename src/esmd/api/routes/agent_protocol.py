@@ -32,7 +32,7 @@ def enroll(
     body: EnrollRequest, request: Request, db: DatabaseDep, settings: SettingsDep
 ) -> EnrollResponse:
     """Trade an enrollment token for an agent ID and secret (the secret is shown once)."""
-    servers = settings.servers_for(str(request.base_url))
+    servers = request.app.state.registry.servers_for(str(request.base_url))
     client = request.client.host if request.client else None
     return enrollment.enroll(db, settings, body, servers, client)
 
