@@ -26,7 +26,15 @@ async def background(
     notifier.start(version, settings.url)
     db.listen("commit", notifier.on_commit)
     db.listen("rollback", notifier.on_rollback)
-    task = asyncio.get_running_loop().create_task(_heartbeat(settings, db, notifier, registry))
+    await _beat(db, notifier, registry)  # registered before the first request is served
+    loop = asyncio.get_running_loop()
+    learned = asyncio.Event()
+
+    def wake_heartbeat() -> None:
+        loop.call_soon_threadsafe(learned.set)
+
+    registry.on_learned = wake_heartbeat
+    task = loop.create_task(_heartbeat(settings, db, notifier, registry, learned))
     try:
         yield
     finally:
@@ -39,14 +47,25 @@ async def background(
 
 
 async def _heartbeat(
-    settings: Settings, db: Database, notifier: Notifier, registry: Registry
+    settings: Settings,
+    db: Database,
+    notifier: Notifier,
+    registry: Registry,
+    learned: asyncio.Event,
 ) -> None:
     while True:
-        try:
-            version = await db.run(registry.beat)
-        except Exception as exc:  # the database is away: serve on, try again next period
-            log.warning("server registry heartbeat failed: %s", exc)
-        else:
-            notifier.saw_version(version)
-        notifier.sweep()
-        await asyncio.sleep(settings.server_heartbeat_s)
+        with contextlib.suppress(TimeoutError):
+            # A beat at once when the address becomes known (the first request).
+            await asyncio.wait_for(learned.wait(), settings.server_heartbeat_s)
+        learned.clear()
+        await _beat(db, notifier, registry)
+
+
+async def _beat(db: Database, notifier: Notifier, registry: Registry) -> None:
+    try:
+        version = await db.run(registry.beat)
+    except Exception as exc:  # the database is away: serve on, try again next period
+        log.warning("server registry heartbeat failed: %s", exc)
+    else:
+        notifier.saw_version(version)
+    notifier.sweep()

@@ -123,6 +123,8 @@ class AgentFastPath:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        if not self.registry.address:
+            self.registry.learn(scope.get("scheme", "http"), scope.get("server"))
         path = scope["path"]
         if path in EXEMPT or path.startswith(WAIT_PREFIX):
             await self.app(scope, receive, send)

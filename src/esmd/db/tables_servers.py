@@ -21,6 +21,8 @@ class Server(SQLModel, table=True):
     last_seen: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False, index=True))
     agents_served: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
     requests_per_s: float = Field(default=0.0, sa_column=Column(Float, nullable=False))
+    heartbeat_s: float = Field(default=10.0, sa_column=Column(Float, nullable=False))
+    """Its refresh period: it is gone when its row is older than three of them."""
 
 
 SERVERS: Table = Server.__table__  # type: ignore[attr-defined]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from sqlalchemy import delete, insert, select, update
@@ -37,9 +38,8 @@ class Registry:
         self.metrics = metrics
         self.id = str(uuid.uuid4())
         self.started_at = utcnow()
-        self.address = (
-            settings.public_urls[0] if settings.port or settings.public_urls_configured else ""
-        )
+        self.address = settings.public_urls[0] if settings.public_urls_configured else ""
+        self.on_learned: Callable[[], None] = lambda: None
         self.live: list[str] = []
         self._agents: dict[str, float] = {}
         self._requests = 0
@@ -48,17 +48,22 @@ class Registry:
     def saw_agent(self, agent_id: str) -> None:
         self._agents[agent_id] = time.monotonic()
 
+    def learn(self, scheme: str, server: tuple[str, int] | None) -> None:
+        """Take this server's address from the socket a request came in on (ASGI ``server``):
+        the port really bound, whatever the settings say (``--port 0``, tests)."""
+        if server is None or self.address:
+            return
+        host, port = server
+        host = f"[{host}]" if ":" in host else host
+        self.address = f"{scheme}://{host}:{port}"
+        self.on_learned()
+
     def servers_for(self, request_base_url: str) -> list[str]:
         """What agents are told: the URL(s) for this server, then the other live servers."""
         own = self.settings.servers_for(request_base_url)
-        if not self.address and request_base_url:  # port 0: learn our URL from a request
-            self.address = request_base_url.rstrip("/")
         if self.settings.public_urls_configured:  # the operator's list is authoritative
             return own
         return own + [url for url in self.live if url not in own]
-
-    def alive_since(self, now: datetime) -> datetime:
-        return now - timedelta(seconds=ALIVE_PERIODS * self.settings.server_heartbeat_s)
 
     def beat(self, db: Database) -> int:
         """Write this process's row, read the live addresses; returns the policy version."""
@@ -76,6 +81,7 @@ class Registry:
             "last_seen": now,
             "agents_served": len(self._agents),
             "requests_per_s": round(rate, 1),
+            "heartbeat_s": self.settings.server_heartbeat_s,
         }
         with db.write() as connection:
             updated = connection.execute(
@@ -86,30 +92,31 @@ class Registry:
                     insert(SERVERS).values(id=self.id, started_at=self.started_at, **values)
                 )
             connection.execute(delete(SERVERS).where(SERVERS.c.last_seen < now - FORGET_AFTER))
-            live = connection.execute(
-                select(SERVERS.c.address)
-                .where(
-                    SERVERS.c.last_seen > self.alive_since(now),
-                    SERVERS.c.id != self.id,
-                    SERVERS.c.address != "",
-                )
+            rows = connection.execute(
+                select(SERVERS.c.address, SERVERS.c.last_seen, SERVERS.c.heartbeat_s)
+                .where(SERVERS.c.id != self.id, SERVERS.c.address != "")
                 .order_by(SERVERS.c.started_at)
-            ).scalars()
+            ).all()
+            live = (row.address for row in rows if is_alive(row.last_seen, row.heartbeat_s, now))
             self.live = list(dict.fromkeys(live))
             return current_version(connection)
 
     def leave(self, db: Database) -> None:
         """Mark this process gone at once (a clean shutdown), instead of after 3 periods."""
-        gone = utcnow() - timedelta(seconds=(ALIVE_PERIODS + 1) * self.settings.server_heartbeat_s)
+        period = self.settings.server_heartbeat_s
+        gone = utcnow() - timedelta(seconds=(ALIVE_PERIODS + 1) * period)
         with db.write() as connection:
             connection.execute(
                 update(SERVERS).where(SERVERS.c.id == self.id).values(last_seen=gone)
             )
 
 
-def list_servers(db: Database, settings: Settings) -> list[ServerPublic]:
+def is_alive(last_seen: datetime, heartbeat_s: float, now: datetime) -> bool:
+    return last_seen > now - timedelta(seconds=ALIVE_PERIODS * heartbeat_s)
+
+
+def list_servers(db: Database) -> list[ServerPublic]:
     now = utcnow()
-    since = now - timedelta(seconds=ALIVE_PERIODS * settings.server_heartbeat_s)
     with db.read() as connection:
         rows = connection.execute(
             select(SERVERS).order_by(SERVERS.c.last_seen.desc(), SERVERS.c.id)
@@ -121,7 +128,7 @@ def list_servers(db: Database, settings: Settings) -> list[ServerPublic]:
             version=row.version,
             started_at=row.started_at,
             last_seen=row.last_seen,
-            alive=row.last_seen > since,
+            alive=is_alive(row.last_seen, row.heartbeat_s, now),
             agents_served=row.agents_served,
             requests_per_s=row.requests_per_s,
         )

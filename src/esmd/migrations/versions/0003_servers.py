@@ -30,6 +30,7 @@ def upgrade() -> None:
         sa.Column("last_seen", Time, nullable=False),
         sa.Column("agents_served", sa.BigInteger(), nullable=False),
         sa.Column("requests_per_s", sa.Float(), nullable=False),
+        sa.Column("heartbeat_s", sa.Float(), nullable=False),
         sa.PrimaryKeyConstraint("id", name="pk_servers"),
     )
     op.create_index("ix_servers_last_seen", "servers", ["last_seen"])
