@@ -17,6 +17,7 @@ import threading
 import time
 from typing import Any
 
+from trapsapi.agent_client import AgentClient
 from trapsapi.errors import TrapsError
 from trapsapi.wire import CheckinRequest, CheckinResponse, ModuleState
 from trapsd import __version__, hostinfo
@@ -44,6 +45,7 @@ from trapsd.policy import (
 from trapsd.ratelimit import EventLimiter
 from trapsd.sensors.base import Judge, Sensor, SensorUnavailable, create_sensor
 from trapsd.status import STATUS_FILE
+from trapsd.wake import Waker
 
 log = logging.getLogger(__name__)
 LOCK_FILE = "trapsd.lock"
@@ -78,6 +80,7 @@ class Agent:
         self._shut_down = False
         self._threads: list[threading.Thread] = []
         self.comms: Comms | None = None
+        self.waker: Waker | None = None
         self.control: ControlServer | None = None
         self.policy: Policy = default_policy()
         self.limiter = EventLimiter(settings.event_repeat_window_s)
@@ -109,11 +112,14 @@ class Agent:
             self.write_status,
         )
         self.comms.set_heartbeat(self.policy.heartbeat_interval_s)
+        self.waker = self._waker(self.comms) if self.settings.wake_channel else None
         self.control = ControlServer(
             socket_path(self.state_dir), self._control, self.settings.control_socket_group
         )
         self.control.start()
         self.comms.start()
+        if self.waker is not None:
+            self.waker.start()
         self.write_status()
         _, detail = self._sensor_health()
         log.info(
@@ -165,6 +171,8 @@ class Agent:
             self.queue.put(_STOP)
             for thread in self._threads:
                 thread.join(5)
+        if self.waker is not None:
+            self.waker.stop()
         if self.comms is not None:
             self.comms.stop()
         if hasattr(self, "outbox"):
@@ -331,6 +339,21 @@ class Agent:
             self._drops_counted = drops
 
     # --- ESM link --------------------------------------------------------------------------
+    def _waker(self, comms: Comms) -> Waker:
+        """The long-poll thread; its client follows the identity's current server list."""
+
+        def client(timeout: float) -> AgentClient:
+            identity = self.identity
+            return AgentClient(
+                identity.servers,
+                identity.agent_id,
+                identity.agent_secret,
+                timeout,
+                self.settings.ca_file,
+            )
+
+        return Waker(self.settings, client, lambda: comms.policy_version, lambda _r: comms.wake())
+
     def _checkin_request(self) -> CheckinRequest:
         return {
             "hostname": hostinfo.hostname(),
