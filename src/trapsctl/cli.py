@@ -24,6 +24,7 @@ from trapsctl.commands import (
     dashboard,
     events,
     hashes,
+    servers,
     tokens,
 )
 from trapsctl.options import CONTEXT_SETTINGS, MARKUP_MODE, OutputOption
@@ -174,6 +175,7 @@ app.add_typer(agents.app, name="agents")
 app.add_typer(events.app, name="events")
 app.add_typer(hashes.app, name="hashes")
 app.add_typer(tokens.app, name="tokens")
+app.add_typer(servers.app, name="servers")
 app.command("dashboard")(dashboard.dashboard)
 app.command("completion")(completion.completion)
 app.command("version")(version)
