@@ -33,6 +33,7 @@ from payloads import checkin_body, event
 from pg import fresh_database, raw_insert_rate
 from sim import simulate
 from wake_sim import measure_wake as simulate_wake
+from wake_sim import raise_fd_limit
 
 from trapsapi import routes
 from trapsapi.admin_client import AdminClient
@@ -337,7 +338,10 @@ def _wake_lines(wake: dict[str, Any] | None) -> list[str]:
         f"{wake['policy_max_ms']} ms (goal p95 < {WAKE_P95_GOAL_MS:.0f} ms: {policy_met}); "
         "the server spreads these wake-ups at ESMD_WAKE_RATE so the check-ins never come as a "
         "herd, which bounds a broadcast by the check-in rate;",
-        f"- errors: {wake['errors'] or 0}.",
+        f"- errors: {wake['errors'] or 0}; the server held all polls "
+        f"{wake.get('seconds_to_hold_all', '?')} s after they started opening "
+        "(one authentication each).",
+        *([f"- {wake['note']}"] if wake.get("note") else []),
         "",
     ]
 
@@ -360,6 +364,7 @@ def main() -> int:
     parser.add_argument("--wake", type=int, default=10_000, help="long-polling agents (0: skip)")
     parser.add_argument("--no-write", action="store_true", help="do not update docs/benchmarks.md")
     args = parser.parse_args()
+    raise_fd_limit(4 * max(args.wake, args.fleet) + 1024)  # esmd inherits it: a socket per agent
     with tempfile.TemporaryDirectory(prefix="traps-bench-") as tmp:
         work = Path(tmp)
         loads = [os.getloadavg()[0]]

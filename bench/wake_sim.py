@@ -62,6 +62,7 @@ class Fleet:
         self.policy_at = 0.0
         self.agent_delivery: list[float] = []
         self.policy_delivery: list[float] = []
+        self.ready_s = 0.0
 
     def error(self, kind: str) -> None:
         self.errors[kind] = self.errors.get(kind, 0) + 1
@@ -105,6 +106,18 @@ class Fleet:
                 return
 
 
+async def _server_waits(host: str, port: int) -> int:
+    """The ``esmd_agent_waits`` gauge of the server's /metrics."""
+    try:
+        status, raw = await call(host, port, build_request(host, port, "GET", "/metrics", None, {}))
+    except OSError:
+        return 0
+    for line in raw.decode().splitlines() if status == 200 else []:
+        if line.startswith("esmd_agent_waits "):
+            return int(float(line.split()[1]))
+    return 0
+
+
 async def _measure(
     server: str,
     token: str,
@@ -132,16 +145,21 @@ async def _measure(
     )
     fleet.version = json.loads(raw)["policy"]["version"]
     stop = asyncio.Event()
+    started = time.monotonic()
     tasks = []
     for n in range(agents):  # open the polls at ~2,000/s, not in one burst
         tasks.append(asyncio.create_task(fleet.agent(n, stop)))
         if n % 200 == 199:
             await asyncio.sleep(0.1)
-    deadline = time.monotonic() + 60
-    while fleet.waiting < agents and time.monotonic() < deadline:
-        await asyncio.sleep(0.2)
-    await asyncio.sleep(1.0)
-    held = fleet.waiting
+    # Sample only once the server holds the polls (its gauge), not when they were sent.
+    deadline = time.monotonic() + 120
+    held = 0
+    while time.monotonic() < deadline:
+        held = await _server_waits(host, port)
+        if held >= agents * 0.99:
+            break
+        await asyncio.sleep(0.5)
+    fleet.ready_s = round(time.monotonic() - started, 1)
     loop = asyncio.get_running_loop()
     for agent_id, _ in random.sample(credentials, min(samples, agents)):
         fleet.notified_at[agent_id] = time.monotonic()
@@ -170,6 +188,7 @@ async def _measure(
         "policy_p95_ms": round(percentile(fleet.policy_delivery, 0.95) * 1000, 1),
         "policy_max_ms": round(max(fleet.policy_delivery, default=0) * 1000, 1),
         "errors": fleet.errors,
+        "seconds_to_hold_all": fleet.ready_s,
     }
 
 
