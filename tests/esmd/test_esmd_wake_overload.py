@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import http.client
+import json
 import socket
 import threading
 import time
@@ -201,6 +203,14 @@ def test_the_fast_path_answers_like_the_declared_routes(esm: Esm) -> None:
     # Charset parameters are fine; a text body is handed to FastAPI and refused the same way.
     typed = dict(headers, **{"Content-Type": "application/json; charset=utf-8"})
     assert esm.raw("POST", routes.AGENT_CHECKIN, checkin_body(), typed).status == 200
+    # Without a Content-Type the declared FastAPI route answers, and refuses it as before.
+    parts = urlsplit(esm.url)
+    conn = http.client.HTTPConnection(parts.hostname or "", parts.port)
+    conn.request("POST", routes.AGENT_CHECKIN, json.dumps(checkin_body()), headers)
+    response = conn.getresponse()
+    reply = json.loads(response.read())
+    assert response.status == 422 and set(reply) == {"detail"} and "\n" not in reply["detail"]
+    conn.close()
     spec = esm.raw("GET", "/openapi.json").json
     assert "post" in spec["paths"][routes.AGENT_CHECKIN]
     assert "get" in spec["paths"][routes.AGENT_WAIT]

@@ -38,12 +38,15 @@ def enroll(
 
 
 @router.post(routes.AGENT_CHECKIN, openapi_extra=AGENT_SECURITY)
-async def checkin(body: CheckinRequest, call: AgentCallDep) -> CheckinResponse:
+async def checkin(body: CheckinRequest, call: AgentCallDep, request: Request) -> CheckinResponse:
     """Report status; receive the effective policy, pending actions and the server list."""
     reply = await call.db.run(
         checkin_service.checkin, call.policies, call.credential, body, call.servers
     )
     call.metrics.checkins += 1
+    state = request.app.state
+    state.registry.saw_agent(reply.agent_id)
+    state.notifier.saw_version(reply.policy.version)
     return reply
 
 
