@@ -31,7 +31,10 @@ from ctl_speed import measure_ctl_speed, report_line
 from loadgen import Result, build_request, run_load
 from localrun import Programs, describe, free_port, healthy
 from payloads import checkin_body, event
+from pg import fresh_database, raw_insert_rate
 from sim import simulate
+from wake_sim import measure_wake as simulate_wake
+from wake_sim import raise_fd_limit
 
 from trapsapi import routes
 from trapsapi.admin_client import AdminClient
@@ -42,6 +45,7 @@ AGENT_RSS_GOAL_MB = 30.0
 CHECKIN_RATIO_GOAL = 0.40
 INGEST_RATIO_GOAL = 0.25
 FLEET_P99_GOAL_MS = 100.0
+WAKE_P95_GOAL_MS = 2000.0
 
 
 def rss_mb(pid: int) -> float:
@@ -52,15 +56,20 @@ def rss_mb(pid: int) -> float:
 
 
 @contextmanager
-def running_esm(work: Path, name: str) -> Iterator[tuple[int, AdminClient, Programs]]:
-    """A fresh ESM (SQLite under work/name), served; yields (port, admin client, programs)."""
+def running_esm(
+    work: Path, name: str, database_url: str | None = None
+) -> Iterator[tuple[int, AdminClient, Programs]]:
+    """A fresh ESM (SQLite under work/name, or ``database_url``), served; yields (port,
+    admin client, programs)."""
     password = secrets.token_urlsafe(16)
+    db = ["--data-dir", str(work / name)]
+    if database_url:
+        db += ["--database-url", database_url]
     with Programs(work) as programs:
         init = programs.run(
             "esmd",
             "init",
-            "--data-dir",
-            str(work / name),
+            *db,
             "--admin-user",
             "admin",
             "--admin-password-stdin",
@@ -69,15 +78,21 @@ def running_esm(work: Path, name: str) -> Iterator[tuple[int, AdminClient, Progr
         if init.returncode:
             raise SystemExit(f"esmd init: {describe(init)}")
         port = free_port()
-        programs.start("esmd", "serve", "--data-dir", str(work / name), "--port", str(port))
+        programs.start("esmd", "serve", *db, "--port", str(port))
         programs.wait_for("esmd", lambda: healthy(f"http://127.0.0.1:{port}"), timeout=30)
         admin = AdminClient(f"http://127.0.0.1:{port}")
         admin.login("admin", password)
         yield port, admin, programs
 
 
-def measure_esmd(work: Path, agents: int, seconds: float) -> dict[str, Result]:
-    with running_esm(work, "esm") as (port, admin, _):
+def measure_esmd(
+    work: Path, agents: int, seconds: float, database_url: str | None = None
+) -> dict[str, Result]:
+    with running_esm(work, "esm-pg" if database_url else "esm", database_url) as (
+        port,
+        admin,
+        _,
+    ):
         url = f"http://127.0.0.1:{port}"
         token = admin.create_token(label="bench", max_uses=agents)["token"]
         creds = []
@@ -167,6 +182,31 @@ def measure_fleet(work: Path, agents: int, seconds: float) -> dict[str, Any]:
         )
 
 
+def measure_wake(work: Path, database_url: str, agents: int) -> dict[str, Any]:
+    """Agents holding long-polls on one esmd (PostgreSQL): per-agent news and a policy change."""
+    from sqlalchemy import create_engine
+
+    from esmd.services.wake import notify_agents
+
+    with running_esm(work, "esm-wake", database_url) as (port, admin, _):
+        token = admin.create_token(label="wake", max_uses=agents)["token"]
+        engine = create_engine(database_url)
+
+        def notify(ids: list[str]) -> None:
+            with engine.begin() as connection:
+                notify_agents(connection, ids)
+
+        def change() -> None:
+            admin.set_verdict(secrets.token_hex(32), "malware", "wake bench")
+
+        try:
+            return simulate_wake(
+                f"http://127.0.0.1:{port}", token, agents, work / "wake.json", notify, change
+            )
+        finally:
+            engine.dispose()
+
+
 def measure_agent_rss(work: Path) -> tuple[float, float]:
     """RSS of `trapsd run` (all modules on) 3 s after its first check-in; and bare python's."""
     with running_esm(work, "esm-agent") as (port, admin, programs):
@@ -223,6 +263,7 @@ def report(figures: dict[str, Any]) -> str:
             INGEST_RATIO_GOAL,
             higher=True,
         ),
+        *_postgres_rows(f),
         f"| trapsd RSS after start, all modules on | {f['agent_rss']:.1f} MB | budget "
         f"{AGENT_RSS_GOAL_MB:.0f} MB (bare python {f['bare_rss']:.1f} MB) | "
         f"{f['agent_rss'] / AGENT_RSS_GOAL_MB:.2f} | ≤ 1.00 | "
@@ -231,6 +272,10 @@ def report(figures: dict[str, Any]) -> str:
         f"Check-in latency: p50 {f['checkin_p50']:.1f} ms, p99 {f['checkin_p99']:.1f} ms "
         f"({f['checkin_errors']} errors) with 32 connections and {f['agents']} enrolled agents.",
         *_fleet_lines(f["fleet"]),
+        *_wake_lines(f.get("wake")),
+        f"Machine load while measuring (1-minute load average, 2 cores; other helpers' test "
+        f"runs share this VM): {f.get('load', '?')}.",
+        "",
         "The load generator (bench/loadgen.py) shares the 2 cores with the server, so absolute",
         "rates are lower bounds; the ratios compare like with like.",
         "",
@@ -253,6 +298,55 @@ def _fleet_lines(fleet: dict[str, Any] | None) -> list[str]:
     ]
 
 
+def _postgres_rows(f: dict[str, Any]) -> list[str]:
+    if not f.get("pg_checkin_rate"):
+        return ["| esmd on PostgreSQL | not measured (no server at 127.0.0.1:5432) | | | | |"]
+    return [
+        _row(
+            "esmd check-ins/s, PostgreSQL, 1 process",
+            f["pg_checkin_rate"],
+            f["bare_rate"],
+            "bare uvicorn req/s",
+            CHECKIN_RATIO_GOAL,
+            higher=True,
+        ),
+        _row(
+            "esmd events/s ingested over HTTP (100/batch), PostgreSQL",
+            f["pg_ingest_rate"],
+            f["pg_raw_insert_rate"],
+            "raw psycopg rows/s",
+            INGEST_RATIO_GOAL,
+            higher=True,
+        ),
+    ]
+
+
+def _wake_lines(wake: dict[str, Any] | None) -> list[str]:
+    if not wake:
+        return []
+    agent_met = "met" if wake["agent_p95_ms"] < WAKE_P95_GOAL_MS else "NOT met"
+    policy_met = "met" if wake["policy_p95_ms"] < WAKE_P95_GOAL_MS else "NOT met"
+    return [
+        f"Wake channel (bench/wake_sim.py), {wake['held']:,} of {wake['agents']:,} simulated "
+        "agents holding a long-poll on one esmd (PostgreSQL), delivery = change until the "
+        "agent's check-in returned:",
+        "",
+        f"- news for one agent (`notify_agents` through LISTEN/NOTIFY), {wake['agent_samples']} "
+        f"samples: p50 {wake['agent_p50_ms']} ms, p95 {wake['agent_p95_ms']} ms "
+        f"(goal p95 < {WAKE_P95_GOAL_MS:.0f} ms: {agent_met});",
+        f"- a policy change for all ({wake['policy_delivered']:,} delivered): p50 "
+        f"{wake['policy_p50_ms']} ms, p95 {wake['policy_p95_ms']} ms, last "
+        f"{wake['policy_max_ms']} ms (goal p95 < {WAKE_P95_GOAL_MS:.0f} ms: {policy_met}); "
+        "the server spreads these wake-ups at ESMD_WAKE_RATE so the check-ins never come as a "
+        "herd, which bounds a broadcast by the check-in rate;",
+        f"- errors: {wake['errors'] or 0}; the server held all polls "
+        f"{wake.get('seconds_to_hold_all', '?')} s after they started opening "
+        "(one authentication each).",
+        *([f"- {wake['note']}"] if wake.get("note") else []),
+        "",
+    ]
+
+
 def _row(name: str, value: float, limit: float, limit_name: str, goal: float, higher: bool) -> str:
     ratio = value / limit if limit else 0.0
     met = ratio >= goal if higher else ratio <= goal
@@ -268,16 +362,35 @@ def main() -> int:
     parser.add_argument("--agents", type=int, default=200)
     parser.add_argument("--fleet", type=int, default=20_000, help="simulated agents (0: skip)")
     parser.add_argument("--fleet-seconds", type=float, default=120.0)
+    parser.add_argument("--wake", type=int, default=10_000, help="long-polling agents (0: skip)")
     parser.add_argument("--no-write", action="store_true", help="do not update docs/benchmarks.md")
     args = parser.parse_args()
+    raise_fd_limit(4 * max(args.wake, args.fleet) + 1024)  # esmd inherits it: a socket per agent
     with tempfile.TemporaryDirectory(prefix="traps-bench-") as tmp:
         work = Path(tmp)
+        loads = [os.getloadavg()[0]]
         esmd = measure_esmd(work, args.agents, args.seconds)
         bare = measure_bare(work, args.seconds)
         raw = measure_raw_insert(work)
+        pg: dict[str, Any] = {}
+        wake = None
+        with fresh_database() as pg_url:
+            if pg_url:
+                pg_esmd = measure_esmd(work, args.agents, args.seconds, pg_url)
+                pg["pg_checkin_rate"] = pg_esmd["checkin"].rate
+                pg["pg_checkin_p99"] = pg_esmd["checkin"].percentile(0.99)
+                pg["pg_ingest_rate"] = pg_esmd["ingest"].rate * 100
+                pg["pg_raw_insert_rate"] = raw_insert_rate(pg_url)
+        loads.append(os.getloadavg()[0])
+        if args.wake:
+            with fresh_database() as pg_url:
+                if pg_url:
+                    wake = measure_wake(work, pg_url, args.wake)
         agent_rss, bare_rss = measure_agent_rss(work)
+        loads.append(os.getloadavg()[0])
         fleet = measure_fleet(work, args.fleet, args.fleet_seconds) if args.fleet else None
         ctl = measure_ctl_speed(work)
+        loads.append(os.getloadavg()[0])
     figures = {
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": f"{os.cpu_count()} cores, Python {platform.python_version()}, "
@@ -293,6 +406,9 @@ def main() -> int:
         "agent_rss": agent_rss,
         "bare_rss": bare_rss,
         "fleet": fleet,
+        "wake": wake,
+        "load": ", ".join(f"{x:.1f}" for x in loads),
+        **pg,
     }
     text = report(figures)
     figures["ctl_agents_list"] = ctl

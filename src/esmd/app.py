@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
 from esmd import __version__
+from esmd.api.fastpath import AgentFastPath
 from esmd.api.middleware import GuardMiddleware
 from esmd.api.routes import (
     actions,
@@ -30,13 +31,18 @@ from esmd.api.routes import (
     tokens,
     users,
 )
+from esmd.api.routes import servers as servers_routes
+from esmd.api.routes import wake as wake_routes
 from esmd.config import Settings
 from esmd.db.engine import Database
 from esmd.errors import install_error_handlers
 from esmd.metrics import Metrics
 from esmd.ops.runner import Operations
+from esmd.runtime import background
 from esmd.services.actions import sweep_forever
 from esmd.services.policy import PolicyCache
+from esmd.services.registry import Registry
+from esmd.services.wake import Notifier
 from esmd.setup import check_schema, describe_url
 
 log = logging.getLogger(__name__)
@@ -62,7 +68,8 @@ def create_app(settings: Settings) -> FastAPI:
             operations.start()
             sweeper = asyncio.create_task(sweep_forever(db))
             try:
-                yield
+                async with background(settings, db, app.state.notifier, app.state.registry):
+                    yield
             finally:
                 sweeper.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -81,6 +88,8 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.state.settings = settings
     app.state.metrics = metrics = Metrics()
+    app.state.notifier = Notifier(metrics, settings.wake_rate, 2.0 * settings.wait_timeout_s)
+    app.state.registry = registry = Registry(settings, metrics)
     install_error_handlers(app)
     for module in (
         health,
@@ -97,9 +106,14 @@ def create_app(settings: Settings) -> FastAPI:
         policies,
         actions,
         server_info,
+        wake_routes,
+        servers_routes,
     ):
         app.include_router(module.router)
     app.include_router(actions.agent_router)
+    app.add_middleware(
+        AgentFastPath, fastapi=app, settings=settings, metrics=metrics, registry=registry
+    )
     app.add_middleware(GuardMiddleware, max_body_bytes=settings.max_body_bytes, metrics=metrics)
     _one_line_errors_in_openapi(app)
     return app

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -72,6 +73,20 @@ class Settings(BaseSettings):
     retention_interval_s: int = Field(default=3600, ge=1)
     retention_batch_size: int = Field(default=5000, ge=1, le=20_000)
     """Rows per delete transaction (bound parameters: SQLite allows 32,766 a statement)."""
+    max_in_flight: int = Field(default=512, ge=1, le=100_000)
+    """Concurrent requests per process beyond which the server answers 429 (long-polls and
+    health routes excepted)."""
+    retry_after_s: int = Field(default=5, ge=1, le=3600)
+    """Retry-After of a 429: this to twice this many seconds (jitter)."""
+    wait_timeout_s: int = Field(default=55, ge=1, le=60)
+    """Longest an agent's long-poll (``/agent/wait``) is held before a 204."""
+    max_waiters: int = Field(default=100_000, ge=1)
+    """Long-polls held at once per process; beyond it a wait answers 429."""
+    wake_rate: float = Field(default=1000.0, gt=0)
+    """Agents per second woken by a policy change (the wake-ups are spread, no herd); keep
+    it below the check-in rate one process sustains (docs/scaling.md)."""
+    server_heartbeat_s: float = Field(default=10.0, gt=0, le=3600)
+    """How often this process refreshes its row in ``servers`` (the registry)."""
 
     @field_validator("data_dir")
     @classmethod
@@ -121,6 +136,11 @@ class Settings(BaseSettings):
         if self._public_urls_configured or not request_base_url:
             return list(self.public_urls)
         return [request_base_url.rstrip("/")]
+
+    @property
+    def agent_alive_window(self) -> timedelta:
+        """How long after its last check-in an agent still counts as alive."""
+        return timedelta(seconds=self.heartbeat_interval_s + self.heartbeat_grace_s)
 
     @property
     def url(self) -> str:

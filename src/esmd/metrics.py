@@ -34,6 +34,9 @@ class Metrics:
         self.events_ingested = 0
         self.collectors: list[Callable[[], list[str]]] = []
         """More families (background jobs register theirs), appended to every render."""
+        self.overloaded = 0
+        self.waits = 0
+        self.wakeups = 0
 
     def request(self, method: str, route: str, status: int) -> None:
         self.requests[(method, route, status)] += 1
@@ -85,6 +88,24 @@ class Metrics:
             "counter",
             "Security events stored as new rows.",
             [({}, self.events_ingested)],
+        )
+        family(
+            "esmd_overloaded_total",
+            "counter",
+            "Requests refused with 429 because too many were in flight.",
+            [({}, self.overloaded)],
+        )
+        family(
+            "esmd_agent_waits",
+            "gauge",
+            "Agent long-polls (wake channel) held open now.",
+            [({}, self.waits)],
+        )
+        family(
+            "esmd_agent_wakeups_total",
+            "counter",
+            "Long-polls answered because the policy changed or the agent had something pending.",
+            [({}, self.wakeups)],
         )
         family(
             "esmd_agents",

@@ -58,6 +58,10 @@ class AdminClient:
         reply: Obj = self._call("GET", routes.AGENTS, params=filters)
         return reply
 
+    def list_servers(self) -> Obj:
+        reply: Obj = self._call("GET", routes.SERVERS)
+        return reply
+
     def get_agent(self, agent_id: str) -> Obj:
         reply: Obj = self._call("GET", f"{routes.AGENTS}/{quote(agent_id, safe='')}")
         return reply

@@ -94,5 +94,19 @@ class AgentClient:
         )
         return ack
 
+    def wait(self, policy_version: int, timeout_s: int) -> dict[str, object] | None:
+        """Long-poll the wake channel: why to check in now, or None when it timed out (204).
+
+        Use a client of its own, whose socket timeout exceeds ``timeout_s``."""
+        params = {"policy_version": policy_version, "timeout": timeout_s}
+        reply: dict[str, object] | None = self.pool.request(
+            "GET", routes.AGENT_WAIT, None, self._headers, params
+        )
+        return reply
+
+    def abort(self) -> None:
+        """End a held long-poll from another thread (see ``Connection.abort``)."""
+        self.pool.abort()
+
     def close(self) -> None:
         self.pool.close()

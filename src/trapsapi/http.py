@@ -141,6 +141,18 @@ class Connection:
                 self._conn.close()
                 self._conn = None
 
+    def abort(self) -> None:
+        """From another thread: end a request blocked on this connection (a long-poll) now.
+
+        Takes no lock (the blocked request holds it); shutting the socket down is safe."""
+        conn = self._conn
+        sock = getattr(conn, "sock", None) if conn is not None else None
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
     def request(
         self,
         method: str,
@@ -261,6 +273,10 @@ class ServerPool:
             self.current = index
             return result
         raise Unreachable("no ESM server reachable: " + "; ".join(errors))
+
+    def abort(self) -> None:
+        for connection in self.connections:
+            connection.abort()
 
     def close(self) -> None:
         for connection in self.connections:

@@ -27,6 +27,7 @@ from trapsctl.commands import (
     events,
     hashes,
     policies,
+    servers,
     tokens,
 )
 from trapsctl.options import (
@@ -183,6 +184,7 @@ app.add_typer(agents.app, name="agents")
 app.add_typer(events.app, name="events")
 app.add_typer(hashes.app, name="hashes")
 app.add_typer(tokens.app, name="tokens")
+app.add_typer(servers.app, name="servers")
 app.command("dashboard")(dashboard.dashboard)
 app.command("completion")(completion.completion)
 app.command("version")(version)

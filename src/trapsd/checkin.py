@@ -58,6 +58,7 @@ class Comms:
         self.on_attempt = on_attempt
         self.client = self._client()
         self.heartbeat_s = 3600.0
+        self.policy_version: int | None = None
         self.last_checkin: Result | None = None
         self.last_success: str | None = None
         self.last_upload_error: str | None = None
@@ -148,8 +149,18 @@ class Comms:
     def set_heartbeat(self, seconds: float) -> None:
         with self._cond:
             if seconds != self.heartbeat_s:
-                self._next_heartbeat = time.monotonic() + seconds
+                self._next_heartbeat = time.monotonic() + self._jittered(seconds)
             self.heartbeat_s = seconds
+
+    def wake(self) -> None:
+        """The wake channel says the server has news: check in now (within any backoff)."""
+        with self._cond:
+            self._checkin_wanted = True
+            self._cond.notify_all()
+
+    def _jittered(self, seconds: float) -> float:
+        spread = self.settings.heartbeat_jitter
+        return seconds * (1 - spread + 2 * spread * random.random())  # jitter, not crypto
 
     def checkin_now(self, timeout: float) -> Result:
         """Check in immediately (whatever the backoff) and return the result."""
@@ -252,11 +263,12 @@ class Comms:
         else:
             result = self._result(True, None, ExitCode.OK)
             result["policy_version"] = reply["policy"].get("version")
+            self.policy_version = result["policy_version"]
             self.failures, self._retry_at = 0, 0.0
             self.last_success = result["time"]
             with self._cond:
                 self._checkin_wanted = False
-                self._next_heartbeat = time.monotonic() + self.heartbeat_s
+                self._next_heartbeat = time.monotonic() + self._jittered(self.heartbeat_s)
         self.last_checkin = result
         self.on_attempt()
         return result
@@ -274,7 +286,9 @@ class Comms:
     def _fail(self, message: str, exc: TrapsError | None) -> None:
         self.failures += 1
         if isinstance(exc, RateLimited):
-            delay = exc.retry_after
+            # The server's Retry-After is a floor; the jitter on top keeps a refused fleet
+            # from coming back in step.
+            delay = exc.retry_after * (1 + random.random() / 2)
         else:
             ceiling = min(
                 self.settings.backoff_max_s, self.settings.backoff_min_s * 2**self.failures

@@ -35,6 +35,12 @@ class AgentSettings:
     request_timeout_s: float = 10.0
     backoff_min_s: float = 1.0
     backoff_max_s: float = 300.0
+    wake_channel: bool = True
+    """Hold a long-poll to the ESM so policy changes and actions arrive at once."""
+    wait_timeout_s: int = 55
+    """How long the server may hold one long-poll (it caps this at its own maximum)."""
+    heartbeat_jitter: float = 0.1
+    """Each heartbeat comes after the interval ± this fraction (spreads a fleet out)."""
     ca_file: str | None = None
     control_socket_group: str | None = None
     """A group allowed to use the control socket (`trapsd status/checkin` without root)."""

@@ -61,6 +61,7 @@ from trapsd.ratelimit import EventLimiter
 from trapsd.sensors.base import Judge, Sensor, SensorUnavailable, create_sensor
 from trapsd.status import STATUS_FILE
 from trapsd.verdicts import Verdicts
+from trapsd.wake import Waker
 
 log = logging.getLogger(__name__)
 VERDICT_QUERY_TIMEOUT_S = 3.0
@@ -101,6 +102,7 @@ class Agent(ActionHost):
         self.comms: Comms | None = None
         self.verdicts: Verdicts | None = None
         self.journal: Journal | None = None
+        self.waker: Waker | None = None
         self.control: ControlServer | None = None
         self.policy: Policy = default_policy()
         self.limiter = EventLimiter(settings.event_repeat_window_s)
@@ -151,6 +153,7 @@ class Agent(ActionHost):
             self.write_status,
         )
         self.comms.set_heartbeat(self.policy.heartbeat_interval_s)
+        self.waker = self._waker(self.comms) if self.settings.wake_channel else None
         self.control = ControlServer(
             socket_path(self.state_dir), self._control, self.settings.control_socket_group
         )
@@ -158,6 +161,8 @@ class Agent(ActionHost):
         self.comms.start()
         self.actions = Dispatcher(self, self.identity)
         self.actions.start()
+        if self.waker is not None:
+            self.waker.start()
         self.write_status()
         _, detail = self._sensor_health()
         log.info(
@@ -236,6 +241,8 @@ class Agent(ActionHost):
             self.queue.put(_STOP)
             for thread in self._threads:
                 thread.join(5)
+        if self.waker is not None:
+            self.waker.stop()
         if self.comms is not None:
             self.comms.stop()
             self.comms.farewell()
@@ -461,6 +468,21 @@ class Agent(ActionHost):
             self._drops_counted = drops
 
     # --- ESM link --------------------------------------------------------------------------
+    def _waker(self, comms: Comms) -> Waker:
+        """The long-poll thread; its client follows the identity's current server list."""
+
+        def client(timeout: float) -> AgentClient:
+            identity = self.identity
+            return AgentClient(
+                identity.servers,
+                identity.agent_id,
+                identity.agent_secret,
+                timeout,
+                self.settings.ca_file,
+            )
+
+        return Waker(self.settings, client, lambda: comms.policy_version, lambda _r: comms.wake())
+
     def _checkin_request(self) -> CheckinRequest:
         return {
             "hostname": hostinfo.hostname(),

@@ -16,7 +16,6 @@ from esmd.db.tables import AGENTS
 from esmd.services.actions import expire_due
 from esmd.services.checkin import checkin
 from esmd.services.policy import PolicyCache
-from esmd.services.wake import subscribe
 from trapsapi import routes
 from trapsapi.models import CheckinRequest
 
@@ -41,15 +40,19 @@ def test_targets_delivery_results_and_cancel(esm: Esm) -> None:
     web1, web2, db2 = (esm.enroll(h) for h in ("web-1", "web-2", "db-2"))
     for agent, host in ((web1, "web-1"), (web2, "web-2"), (db2, "db-2")):
         _checkin(esm, agent, host)
-    woken: list[frozenset[str]] = []
-    unsubscribe = subscribe(woken.append)
-    try:
-        by_query = esm.admin.create_action(
-            "scan", {"query": {"hostname": "WEB-*", "health": "connected"}}, {"paths": ["/usr"]}
+    version = db2.checkin(checkin_body(hostname="db-2"))["policy"]["version"]
+    by_query = esm.admin.create_action(
+        "scan", {"query": {"hostname": "WEB-*", "health": "connected"}}, {"paths": ["/usr"]}
+    )
+    # The wake channel was told: the targets' next long-poll answers at once, others wait.
+    for agent, woken in ((web1, True), (web2, True), (db2, False)):
+        reply = esm.raw(
+            "GET",
+            f"{routes.AGENT_WAIT}?policy_version={version}&timeout=1",
+            None,
+            esm.agent_header(agent),
         )
-    finally:
-        unsubscribe()
-    assert woken == [frozenset({web1.agent_id, web2.agent_id})]  # the wake hook was told
+        assert (reply.status == 200 and reply.json["reason"] == "pending") is woken, reply
     assert by_query["agents"] == 2 and by_query["progress"] == {"pending": 2}
     assert by_query["params"] == {"paths": ["/usr"], "max_files": 100000, "max_seconds": 300}
     by_label = _label_or_query(esm, [db2.agent_id, web2.agent_id])

@@ -196,7 +196,7 @@ async def get_agent_call(request: Request) -> AgentCall:
         raise Unauthorized("not an agent credential")
     state = request.app.state
     settings: Settings = state.settings
-    servers = settings.servers_for(str(request.base_url))
+    servers = state.registry.servers_for(str(request.base_url))
     return AgentCall(state.db, settings, state.policies, credential.strip(), servers, state.metrics)
 
 

@@ -87,6 +87,14 @@ class Database:
             engine.execution_options(**{_BEGIN_OPTION: "IMMEDIATE"}) if self.is_sqlite else engine
         )
         self._on_loop: Database | None = None
+        self._listeners: list[tuple[str, Callable[..., Any]]] = []
+
+    def listen(self, name: str, function: Callable[..., Any]) -> None:
+        """Register an engine event (e.g. ``commit``) on every engine of this database."""
+        self._listeners.append((name, function))
+        event.listen(self.engine, name, function)
+        if self._on_loop is not None:
+            self._on_loop.listen(name, function)
 
     @classmethod
     def from_url(cls, url: str, pool_size: int = 10, max_overflow: int = 30) -> Database:
@@ -132,6 +140,8 @@ class Database:
             if self._on_loop is None:
                 loop_engine = make_engine(self.engine.url, pool_size=1, max_overflow=0)
                 self._on_loop = Database(loop_engine, writer_lock=self._writer_lock)
+                for name, listener in self._listeners:
+                    self._on_loop.listen(name, listener)
             return function(self._on_loop, *args, **kwargs)
         return await anyio.to_thread.run_sync(functools.partial(function, self, *args, **kwargs))
 

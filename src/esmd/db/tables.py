@@ -275,3 +275,4 @@ HASH_INTEL = table(HashIntel)
 from esmd.db import tables_actions, tables_filters, tables_ops, tables_policies  # noqa: E402
 
 EXTENSIONS = (tables_actions, tables_filters, tables_ops, tables_policies)
+from esmd.db.tables_servers import SERVERS as SERVERS  # noqa: E402  (same metadata)

@@ -82,39 +82,59 @@ def parse_agent_credential(credential: str) -> tuple[str, str]:
         raise Unauthorized("not an agent credential") from None
 
 
-def authenticate(connection: Connection, credential: str) -> AgentIdentity:
-    """The agent behind ``<agent_id>.<secret>``, checked in constant time, or Unauthorized.
+AUTH_COLUMNS = (
+    "secret_hash",
+    "next_secret_hash",
+    "hostname",
+    "instance_id",
+    "previous_instance_id",
+    "instance_changed_at",
+    "identity_conflict_at",
+    "labels",
+    "group_name",
+    "policy_version",
+)
+"""What :data:`_AUTHENTICATE` reads (``policy_version``: the current global version)."""
+
+
+def identity_of(agent_id: str, secret: str, row: Mapping[str, Any] | None) -> AgentIdentity:
+    """Check ``secret`` against the row of ``agent_id`` (None: unknown) in constant time.
 
     During a rotation both the old secret and the new one are valid; the first request
     with the new one (in a write transaction) makes it the only one, so a reply lost on
     the way to the agent can never lock it out.
     """
-    agent_id, secret = parse_agent_credential(credential)
-    row = connection.execute(_AUTHENTICATE, {"agent_id": agent_id}).first()
     # Compare even for unknown agents, so timing does not tell which agent IDs exist.
-    matches = token_matches(secret, row.secret_hash if row is not None else _NO_HASH)
+    matches = token_matches(secret, row["secret_hash"] if row is not None else _NO_HASH)
     rotated = (
         row is not None
         and not matches
-        and row.next_secret_hash is not None
-        and token_matches(secret, row.next_secret_hash)
+        and row["next_secret_hash"] is not None
+        and token_matches(secret, row["next_secret_hash"])
     )
-    if row is not None and row.secret_hash == REVOKED:
+    if row is not None and row["secret_hash"] == REVOKED:
         raise Unauthorized("this agent's credential was revoked: enroll it again")
     if row is None or not (matches or rotated):
         raise Unauthorized("invalid agent credential")
     return AgentIdentity(
         agent_id,
-        row.hostname,
-        int(row.policy_version or 0),
-        row.instance_id,
-        row.previous_instance_id,
-        row.instance_changed_at,
-        row.identity_conflict_at,
+        row["hostname"],
+        int(row["policy_version"] or 0),
+        row["instance_id"],
+        row["previous_instance_id"],
+        row["instance_changed_at"],
+        row["identity_conflict_at"],
         rotated,
-        tuple(row.labels or ()),
-        row.group_name,
+        tuple(row["labels"] or ()),
+        row["group_name"],
     )
+
+
+def authenticate(connection: Connection, credential: str) -> AgentIdentity:
+    """The agent behind ``<agent_id>.<secret>``, or Unauthorized (see :func:`identity_of`)."""
+    agent_id, secret = parse_agent_credential(credential)
+    row = connection.execute(_AUTHENTICATE, {"agent_id": agent_id}).first()
+    return identity_of(agent_id, secret, dict(row._mapping) if row is not None else None)
 
 
 def finish_rotation(connection: Connection, agent: AgentIdentity) -> None:

@@ -1,11 +1,12 @@
-"""The check-in hot path: one transaction, one Core UPDATE, the policy from the cache.
+"""The check-in hot path: one transaction, fixed SQL on the driver, the policy from the cache.
 
-The statements are built once at import and executed with parameters, so a check-in pays
-no statement construction: authenticate (a primary-key lookup that also reads the policy
-version and the agent's labels and group), update the agent's status (the UPDATE also returns
-whether actions are pending: no extra statement when there are none), answer with the cached
-policy of that version for the agent's targets (hostname, OS, labels, group) and the agent's
-pending actions.
+Authenticate (a primary-key lookup that also reads the policy version, the agent's labels
+and group, its instance and a pending credential rotation), update the agent's status (the
+UPDATE also returns whether actions are pending: no extra statement when there are none),
+answer with the cached policy of that version for the agent's targets and its pending
+actions. The SQL runs on the driver (``esmd.db.driver``): a Core ``execute`` would cost more
+than the statement itself. This function is the one place the check-in logic lives (the
+FastAPI route and the ASGI fast path both call it).
 """
 
 from __future__ import annotations
@@ -13,14 +14,17 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, update
-
+from esmd.db.driver import Driver, Statement
 from esmd.db.engine import Database
-from esmd.db.tables import AGENTS
 from esmd.errors import Conflict
-from esmd.services.action_delivery import HAS_PENDING, deliver
-from esmd.services.agents import AgentIdentity, authenticate, finish_rotation
-from esmd.services.policy import PolicyCache
+from esmd.services.action_delivery import deliver
+from esmd.services.agents import (
+    AUTH_COLUMNS,
+    AgentIdentity,
+    identity_of,
+    parse_agent_credential,
+)
+from esmd.services.policy import POLICY_ROW, PolicyCache
 from esmd.services.policy_resolve import Target
 from esmd.services.storable import check_storable
 from esmd.timeutil import utcnow
@@ -28,6 +32,13 @@ from trapsapi.enums import Mode
 from trapsapi.models import CheckinRequest, CheckinResponse
 
 ISSUE_CONFLICT = "identity used by two live agents (a cloned machine?)"
+DEFAULT_WINDOW = timedelta(hours=1)
+_AUTHENTICATE = Statement(
+    f"SELECT {', '.join(AUTH_COLUMNS[:-1])},"
+    f" (SELECT version FROM policy_state WHERE id = {POLICY_ROW})"
+    " FROM agents WHERE agent_id = ?"
+)
+_TIMES = {"instance_changed_at", "identity_conflict_at"}
 _STATUS_COLUMNS = (
     "hostname",
     "os",
@@ -47,52 +58,66 @@ _STATUS_COLUMNS = (
     "stopped_at",
     "issues",
 )
-_UPDATE_STATUS = (
-    update(AGENTS)
-    .where(AGENTS.c.agent_id == bindparam("b_agent_id"))
-    .values({name: bindparam(f"b_{name}") for name in _STATUS_COLUMNS})
-    # What it reports now should be what it was served last time (SET reads the old row).
-    .values(
-        policy_expected_version=AGENTS.c.policy_served_version,
-        policy_served_version=bindparam("b_served"),
-    )
-    .returning(HAS_PENDING)  # no extra round trip when nothing is pending
+# SET reads the old row: what the agent reports now should be what it was served last time.
+_UPDATE_STATUS = Statement(
+    "UPDATE agents SET "
+    + ", ".join(f"{name} = ?" for name in _STATUS_COLUMNS)
+    + ", policy_expected_version = policy_served_version, policy_served_version = ?"
+    " WHERE agent_id = ? RETURNING EXISTS (SELECT 1 FROM action_agents"
+    " WHERE action_agents.agent_id = agents.agent_id AND action_agents.state = 'pending')"
 )
+_MARK_CONFLICT = Statement(
+    "UPDATE agents SET identity_conflict_at = ?, issues = ? WHERE agent_id = ?"
+)
+_FINISH_ROTATION = Statement(
+    "UPDATE agents SET secret_hash = next_secret_hash, next_secret_hash = NULL WHERE agent_id = ?"
+)
+# psycopg binds a str as "unknown", which PostgreSQL casts to the json columns by itself.
 
-_MARK_CONFLICT = (
-    update(AGENTS)
-    .where(AGENTS.c.agent_id == bindparam("b_agent_id"))
-    .values(identity_conflict_at=bindparam("b_at"), issues=[ISSUE_CONFLICT])
-)
+
+def authenticate(driver: Driver, credential: str) -> AgentIdentity:
+    """:func:`esmd.services.agents.authenticate` on the driver (same checks, same rules)."""
+    agent_id, secret = parse_agent_credential(credential)
+    values = driver.one(_AUTHENTICATE, (agent_id,))
+    row: dict[str, Any] | None = None
+    if values is not None:
+        row = dict(zip(AUTH_COLUMNS, values, strict=True))
+        for name in _TIMES:
+            row[name] = driver.read_timestamp(row[name])
+        row["labels"] = driver.read_json(row["labels"])
+    agent = identity_of(agent_id, secret, row)
+    if agent.rotated:
+        driver.execute(_FINISH_ROTATION, (agent_id,))
+    return agent
 
 
 def _instance(
     agent: AgentIdentity, request: CheckinRequest, now: datetime, window: timedelta
-) -> tuple[dict[str, Any], bool]:
-    """The instance columns after this check-in, and whether it comes from a second live
-    copy of the identity: the instance this one replaced, back again within ``window``."""
-    current = {
-        "b_instance_id": agent.instance_id,
-        "b_previous_instance_id": agent.previous_instance_id,
-        "b_instance_changed_at": agent.instance_changed_at,
-        "b_identity_conflict_at": agent.identity_conflict_at,
-    }
+) -> tuple[list[Any], bool]:
+    """(instance_id, previous_instance_id, instance_changed_at, identity_conflict_at) after
+    this check-in, and whether it comes from a second live copy of the identity: the
+    instance this one replaced, back again within ``window``."""
+    current = [
+        agent.instance_id,
+        agent.previous_instance_id,
+        agent.instance_changed_at,
+        agent.identity_conflict_at,
+    ]
     instance = request.instance_id
     if instance is None or instance == agent.instance_id:
         return current, False
     if agent.instance_id is None:
-        return {**current, "b_instance_id": instance}, False
+        return [instance, *current[1:]], False
     changed = agent.instance_changed_at
     if instance == agent.previous_instance_id and changed is not None and now - changed < window:
-        return {**current, "b_identity_conflict_at": now}, True
-    replaced = {"b_previous_instance_id": agent.instance_id, "b_instance_changed_at": now}
-    return {**current, **replaced, "b_instance_id": instance}, False
+        return [*current[:3], now], True
+    return [instance, agent.instance_id, now, agent.identity_conflict_at], False
 
 
 def issues_of(
     request: CheckinRequest, conflict_at: datetime | None, now: datetime, window: timedelta
 ) -> list[str]:
-    """Why a connected agent is degraded (empty: it is not)."""
+    """Why a connected agent is degraded (empty: it is not; policy drift is added on read)."""
     issues = [
         f"module {m.name} unhealthy" + (f": {m.detail}" if m.detail else "")
         for m in request.modules
@@ -109,44 +134,55 @@ def checkin(
     credential: str,
     request: CheckinRequest,
     servers: list[str],
-    window: timedelta = timedelta(hours=1),
+    window: timedelta = DEFAULT_WINDOW,
 ) -> CheckinResponse:
-    """``window``: how long a replaced agent instance counts as possibly still alive."""
+    """``window``: how long a replaced agent instance counts as possibly still alive (the
+    heartbeat interval plus its grace)."""
     check_storable(request)
     now = utcnow()
-    params = {
-        "b_hostname": request.hostname,
-        "b_os": request.os,
-        "b_os_version": request.os_version,
-        "b_agent_version": request.agent_version,
-        "b_ips": list(request.ips),
-        "b_modules": [m.model_dump(mode="json") for m in request.modules],
-        "b_footprint": request.footprint.model_dump(mode="json") if request.footprint else None,
-        "b_policy_version": request.policy_version,
-        "b_outbox_depth": request.outbox_depth,
-        "b_events_dropped": request.events_dropped,
-        "b_last_checkin_at": now,
-    }
+    footprint = request.footprint.model_dump(mode="json") if request.footprint else None
+    actions: list[dict[str, Any]] = []
     with db.write() as connection:
-        if connection.dialect.name == "postgresql":
+        driver = Driver(connection)
+        if driver.postgres:
             # A check-in is a heartbeat: the next one repeats it, so it need not wait for the
             # WAL flush (a crash can lose at most the last ~0.6 s of them; nothing else).
-            connection.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
-        agent = authenticate(connection, credential)
-        finish_rotation(connection, agent)
+            driver.raw.execute("SET LOCAL synchronous_commit TO OFF")
+        agent = authenticate(driver, credential)
         instance, conflict = _instance(agent, request, now, window)
         if conflict:
-            connection.execute(_MARK_CONFLICT, {"b_agent_id": agent.agent_id, "b_at": now})
+            params = (driver.timestamp(now), driver.json([ISSUE_CONFLICT]), agent.agent_id)
+            driver.execute(_MARK_CONFLICT, params)
         else:
             target = Target(request.hostname, request.os, agent.labels, agent.group)
             policy = policies.get(connection, agent.current_policy_version, target)
-            params["b_issues"] = issues_of(request, instance["b_identity_conflict_at"], now, window)
-            params["b_stopped_at"] = now if request.stopping else None
-            pending = connection.execute(
+            issues = issues_of(request, instance[3], now, window)
+            pending = driver.one(
                 _UPDATE_STATUS,
-                {"b_agent_id": agent.agent_id, "b_served": policy.version, **params, **instance},
+                (
+                    request.hostname,
+                    request.os,
+                    request.os_version,
+                    request.agent_version,
+                    driver.json(list(request.ips)),
+                    driver.json([m.model_dump(mode="json") for m in request.modules]),
+                    driver.json(footprint),
+                    request.policy_version,
+                    request.outbox_depth,
+                    request.events_dropped,
+                    driver.timestamp(now),
+                    instance[0],
+                    instance[1],
+                    driver.timestamp(instance[2]) if instance[2] else None,
+                    driver.timestamp(instance[3]) if instance[3] else None,
+                    driver.timestamp(now) if request.stopping else None,
+                    driver.json(issues),
+                    policy.version,
+                    agent.agent_id,
+                ),
             )
-            actions = deliver(connection, agent.agent_id, now) if pending.scalar() else []
+            if pending is not None and pending[0]:
+                actions = deliver(connection, agent.agent_id, now)
     if conflict:  # after the commit, so the flag stays for admins to see
         raise Conflict(
             "another live agent uses this identity (a cloned machine?): "

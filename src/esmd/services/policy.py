@@ -32,6 +32,7 @@ from esmd.services.policy_resolve import (
     rank,
     unflatten,
 )
+from esmd.services.wake import policy_bumped
 from trapsapi.enums import Mode
 from trapsapi.models import AgentPolicy, AgentSettingsPolicy, ForensicsPolicy, ModulePolicy
 from trapsapi.models_policies import BEHAVIOUR_MODULES
@@ -62,6 +63,8 @@ def bump_version(connection: Connection) -> None:
         .where(POLICY_STATE.c.id == POLICY_ROW)
         .values(version=POLICY_STATE.c.version + 1)
     )
+    # Waiting agents learn of it when this transaction commits (esmd.services.wake).
+    policy_bumped(connection, current_version(connection))
 
 
 def load_policies(connection: Connection) -> list[StoredPolicy]:

@@ -8,8 +8,6 @@ the request body.
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 from fastapi import APIRouter, Request, status
 
 from esmd.api.deps import (
@@ -45,20 +43,22 @@ def enroll(
     body: EnrollRequest, request: Request, db: DatabaseDep, settings: SettingsDep
 ) -> EnrollResponse:
     """Trade an enrollment token for an agent ID and secret (the secret is shown once)."""
-    servers = settings.servers_for(str(request.base_url))
+    servers = request.app.state.registry.servers_for(str(request.base_url))
     client = request.client.host if request.client else None
     return enrollment.enroll(db, settings, body, servers, client)
 
 
 @router.post(routes.AGENT_CHECKIN, openapi_extra=AGENT_SECURITY)
-async def checkin(body: CheckinRequest, call: AgentCallDep) -> CheckinResponse:
+async def checkin(body: CheckinRequest, call: AgentCallDep, request: Request) -> CheckinResponse:
     """Report status; receive the effective policy, pending actions and the server list."""
-    settings = call.settings
-    alive = timedelta(seconds=settings.heartbeat_interval_s + settings.heartbeat_grace_s)
+    alive = call.settings.agent_alive_window
     reply = await call.db.run(
         checkin_service.checkin, call.policies, call.credential, body, call.servers, alive
     )
     call.metrics.checkins += 1
+    state = request.app.state
+    state.registry.saw_agent(reply.agent_id)
+    state.notifier.saw_version(reply.policy.version)
     return reply
 
 

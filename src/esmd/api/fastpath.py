@@ -1,0 +1,261 @@
+"""The agent hot routes as raw ASGI, answered before FastAPI's routing and dependencies.
+
+A check-in or an event upload with a well-formed bearer credential and a JSON body that
+validates is handled here: exact-path dispatch, ``model_validate_json`` on the same models,
+the same service functions (``services.checkin.checkin``, ``services.ingest.ingest``, looked
+up at call time), the reply written as bytes (the policy part cached per policy object).
+Everything unusual (no or odd credential, a body that does not validate, another path) is
+handed to FastAPI with the body replayed, so error replies stay exactly those of the
+declared routes, which also keep documenting the protocol in OpenAPI.
+
+Also here, because it must be cheap and run first: the in-flight limit of the process.
+Beyond ``max_in_flight`` concurrent requests the server answers 429 with a jittered
+Retry-After instead of queueing without bound (the long-poll wait and health routes are
+exempt: they are cheap to hold and must answer under load).
+"""
+
+from __future__ import annotations
+
+import inspect
+import random
+from collections.abc import Awaitable, Callable
+
+from fastapi import FastAPI
+from fastapi.routing import APIRoute
+from pydantic import BaseModel, ValidationError
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from esmd.api.routes import agent_protocol
+from esmd.config import Settings
+from esmd.metrics import Metrics
+from esmd.services import checkin as checkin_service
+from esmd.services import ingest as ingest_service
+from esmd.services.registry import Registry
+from trapsapi import routes
+from trapsapi.models import AgentPolicy, CheckinRequest, CheckinResponse, EventBatch
+
+_JSON_HEADERS = [(b"content-type", b"application/json")]
+EXEMPT = frozenset({routes.HEALTHZ, routes.READYZ, routes.METRICS})
+WAIT_PREFIX = routes.AGENT_CHECKIN.rsplit("/", 1)[0] + "/wait"
+
+
+class PolicyBytes:
+    """The JSON of the last few policies served, keyed by the policy object itself."""
+
+    def __init__(self, size: int = 8) -> None:
+        self.size = size
+        self._cache: dict[int, tuple[AgentPolicy, bytes]] = {}
+
+    def get(self, policy: AgentPolicy) -> bytes:
+        hit = self._cache.get(id(policy))
+        if hit is not None and hit[0] is policy:
+            return hit[1]
+        raw = policy.__pydantic_serializer__.to_json(policy)
+        if len(self._cache) >= self.size:
+            self._cache.pop(next(iter(self._cache)))
+        self._cache[id(policy)] = (policy, raw)  # holding it keeps its id unique
+        return raw
+
+
+def checkin_json(reply: CheckinResponse, cache: PolicyBytes) -> bytes:
+    """``reply`` as JSON, with the (large, rarely changing) policy spliced from the cache."""
+    head = reply.__pydantic_serializer__.to_json(reply, exclude={"policy"})
+    return head[:-1] + b',"policy":' + cache.get(reply.policy) + b"}"
+
+
+def _header(scope: Scope, name: bytes) -> bytes:
+    for key, value in scope["headers"]:
+        if key == name:
+            return bytes(value)
+    return b""
+
+
+def base_url(scope: Scope) -> str:
+    """What ``Request.base_url`` gives, without building a Request."""
+    scheme = scope.get("scheme", "http")
+    host = _header(scope, b"host").decode("latin-1")
+    if not host:
+        server = scope.get("server")
+        if server:
+            name, port = server
+            default = {"http": 80, "https": 443}.get(scheme)
+            host = name if port == default else f"{name}:{port}"
+    return f"{scheme}://{host}{scope.get('root_path', '')}"
+
+
+def retry_after_s(base: int) -> int:
+    """``base`` to twice ``base`` seconds: refused clients do not all come back at once."""
+    return base + random.randint(0, base)  # jitter, not crypto
+
+
+class AgentFastPath:
+    """The fast path and the in-flight limit (see the module docstring)."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        fastapi: FastAPI,
+        settings: Settings,
+        metrics: Metrics,
+        registry: Registry,
+    ) -> None:
+        self.app = app
+        self.fastapi = fastapi
+        self.settings = settings
+        self.metrics = metrics
+        self.registry = registry
+        self.in_flight = 0
+        self.max_in_flight = settings.max_in_flight
+        self.policy_bytes = PolicyBytes()
+        self.alive = settings.agent_alive_window
+        self.handlers: dict[str, Callable[[Scope, Receive, Send], Awaitable[None]]] = {
+            routes.AGENT_CHECKIN: self._checkin,
+            routes.AGENT_EVENTS: self._events,
+        }
+        self.routes = {
+            route.path: route
+            for route in agent_protocol.router.routes
+            if isinstance(route, APIRoute) and route.path in self.handlers
+        }
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if not self.registry.address:
+            self.registry.learn(scope.get("scheme", "http"), scope.get("server"))
+        path = scope["path"]
+        if path in EXEMPT or path.startswith(WAIT_PREFIX):
+            await self.app(scope, receive, send)
+            return
+        if self.in_flight >= self.max_in_flight:
+            await self._refuse(scope, send)
+            return
+        self.in_flight += 1
+        try:
+            handler = self.handlers.get(path)
+            if handler is not None and scope["method"] == "POST":
+                scope["route"] = self.routes.get(path)  # the metrics label of the route
+                await handler(scope, receive, send)
+            else:
+                await self.app(scope, receive, send)
+        finally:
+            self.in_flight -= 1
+
+    async def _refuse(self, scope: Scope, send: Send) -> None:
+        self.metrics.overloaded += 1
+        self.metrics.request(scope.get("method", ""), "overloaded", 429)
+        body = b'{"detail":"server busy: too many requests in flight; retry later"}'
+        headers = [
+            *_JSON_HEADERS,
+            (b"content-length", str(len(body)).encode()),
+            (b"retry-after", str(retry_after_s(self.settings.retry_after_s)).encode()),
+        ]
+        await send({"type": "http.response.start", "status": 429, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    # --- the two hot routes ---------------------------------------------------------------
+    async def _checkin(self, scope: Scope, receive: Receive, send: Send) -> None:
+        prepared = await self._prepare(scope, receive, send, CheckinRequest)
+        if prepared is None:
+            return
+        credential, request = prepared
+        assert isinstance(request, CheckinRequest)
+        servers = self.registry.servers_for(base_url(scope))
+        try:
+            reply = await self.fastapi.state.db.run(
+                checkin_service.checkin,
+                self.fastapi.state.policies,
+                credential,
+                request,
+                servers,
+                self.alive,
+            )
+        except Exception as exc:
+            await self._error(scope, receive, send, exc)
+            return
+        self.metrics.checkins += 1
+        self.registry.saw_agent(reply.agent_id)
+        self.fastapi.state.notifier.saw_version(reply.policy.version)
+        await _send_json(send, 200, checkin_json(reply, self.policy_bytes))
+
+    async def _events(self, scope: Scope, receive: Receive, send: Send) -> None:
+        prepared = await self._prepare(scope, receive, send, EventBatch)
+        if prepared is None:
+            return
+        credential, batch = prepared
+        assert isinstance(batch, EventBatch)
+        try:
+            ack = await self.fastapi.state.db.run(ingest_service.ingest, credential, batch)
+        except Exception as exc:
+            await self._error(scope, receive, send, exc)
+            return
+        self.metrics.events_received += len(ack.acked)
+        self.metrics.events_ingested += ack.inserted
+        await _send_json(send, 200, ack.__pydantic_serializer__.to_json(ack))
+
+    async def _prepare(
+        self, scope: Scope, receive: Receive, send: Send, model: type[BaseModel]
+    ) -> tuple[str, BaseModel] | None:
+        """(credential, validated body), or None after FastAPI answered an unusual request."""
+        try:
+            body = await _read_body(receive)
+        except HTTPException as exc:  # the body limit: answered as the routes answer it
+            await self._error(scope, receive, send, exc)
+            return None
+        scheme, _, credential = _header(scope, b"authorization").decode("latin-1").partition(" ")
+        credential = credential.strip()
+        content_type = _header(scope, b"content-type").split(b";", 1)[0].strip().lower()
+        if scheme.lower() == "bearer" and "." in credential and content_type == b"application/json":
+            try:
+                return credential, model.model_validate_json(body)
+            except ValidationError:
+                pass
+        await self.app(scope, _replay(body, receive), send)
+        return None
+
+    async def _error(self, scope: Scope, receive: Receive, send: Send, exc: Exception) -> None:
+        """Answer with the app's own exception handler (same status and body as FastAPI)."""
+        handlers = self.fastapi.exception_handlers
+        for kind in type(exc).__mro__:
+            handler = handlers.get(kind)
+            if handler is not None:
+                response = handler(Request(scope, receive), exc)
+                if inspect.isawaitable(response):
+                    response = await response
+                await response(scope, receive, send)
+                return
+        raise exc  # GuardMiddleware logs it and answers a one-line 500
+
+
+async def _read_body(receive: Receive) -> bytes:
+    message = await receive()
+    body: bytes = message.get("body", b"")
+    if not message.get("more_body"):
+        return body
+    chunks = [body]
+    while message.get("more_body"):
+        message = await receive()
+        chunks.append(message.get("body", b""))
+    return b"".join(chunks)
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    replayed = False
+
+    async def replay() -> Message:
+        nonlocal replayed
+        if not replayed:
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
+
+
+async def _send_json(send: Send, status: int, body: bytes) -> None:
+    headers = [*_JSON_HEADERS, (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
