@@ -30,6 +30,7 @@ from trapsapi.wire import (
 from trapsd import __version__, hostinfo
 from trapsd.checkin import Comms
 from trapsd.config import AgentSettings
+from trapsd.console.access import visibility as console_visibility
 from trapsd.control import ControlServer, socket_path
 from trapsd.defaults import CHILD_PROCESS, MEMFD_NOEXEC, RESTRICTIONS
 from trapsd.events import Detection, build_event
@@ -447,6 +448,7 @@ class Agent:
             "events_dropped": self.outbox.dropped,
             "modules": modules,
             "sensor_stats": sensor.stats() if sensor else {},
+            "console": console_visibility(self.policy.wire),
         }
 
     def write_status(self, running: bool = True) -> None:
