@@ -41,9 +41,11 @@ def cell(value: Any, style: str = "") -> Text:
     return Text(printable(value), style=style, no_wrap=True, overflow="ellipsis")
 
 
-def styled(value: Any) -> Text:
+def styled(value: Any, short: dict[str, str] | None = None) -> Text:
+    """A severity or action in its colour (``short``: shorter labels for narrow columns)."""
     text = printable(value)
-    return Text(text, style=SEVERITY_STYLES.get(text, ""), no_wrap=True)
+    label = (short or {}).get(text, text)
+    return Text(label, style=SEVERITY_STYLES.get(text, ""), no_wrap=True)
 
 
 def mark(healthy: Any) -> Text:

@@ -30,7 +30,8 @@ class DaemonView(Vertical):
 
     COMMAND: ClassVar[str] = ""
     TITLE: ClassVar[str] = ""
-    COLUMNS: ClassVar[tuple[str, ...]] = ()
+    COLUMNS: ClassVar[tuple[tuple[str, int], ...]] = ()
+    """Header and width: fixed, so a refresh never re-measures (or jitters) the table."""
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -43,7 +44,8 @@ class DaemonView(Vertical):
         yield self.table
 
     def on_mount(self) -> None:
-        self.table.add_columns(*self.COLUMNS)
+        for header, width in self.COLUMNS:
+            self.table.add_column(header, width=width)
 
     def request(self) -> dict[str, Any]:
         return {"cmd": self.COMMAND}
@@ -81,7 +83,7 @@ def _dicts(value: Any) -> list[dict[str, Any]]:
 class OverviewView(DaemonView):
     COMMAND = "status"
     TITLE = "Overview"
-    COLUMNS = ("", "Module", "On", "Mode", "Mechanism", "Detail")
+    COLUMNS = (("", 1), ("Module", 14), ("On", 3), ("Mode", 12), ("Mechanism", 14), ("Detail", 60))
 
     def rows(self, reply: dict[str, Any]) -> list[tuple[str, list[Text]]]:
         status = reply.get("status") or {}
@@ -164,7 +166,14 @@ class EventDetail(ModalScreen[None]):
 class EventsView(DaemonView):
     COMMAND = "events"
     TITLE = "Security events"
-    COLUMNS = ("Time", "Severity", "Action", "Module", "Process", "User")
+    COLUMNS = (
+        ("Time", 20),
+        ("Severity", 8),
+        ("Action", 9),
+        ("Module", 13),
+        ("Process", 40),
+        ("User", 12),
+    )
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -186,7 +195,7 @@ class EventsView(DaemonView):
                     key,
                     [
                         cell(when(e.get("time"))),
-                        styled(e.get("severity")),
+                        styled(e.get("severity"), {"informational": "info"}),
                         styled(e.get("action")),
                         cell(e.get("module")),
                         cell(e.get("process_path")),
@@ -209,7 +218,7 @@ class EventsView(DaemonView):
 class ProcessesView(DaemonView):
     COMMAND = "processes"
     TITLE = "Protected processes"
-    COLUMNS = ("PID", "PPID", "Executable", "UIDs", "Protected by")
+    COLUMNS = (("PID", 7), ("PPID", 7), ("Executable", 44), ("UIDs", 12), ("Protected by", 30))
 
     def request(self) -> dict[str, Any]:
         return {"cmd": self.COMMAND, "all": False}
@@ -248,7 +257,7 @@ class ProcessesView(DaemonView):
 class PolicyLogView(DaemonView):
     COMMAND = "policy-log"
     TITLE = "Policy changes"
-    COLUMNS = ("Time", "Version", "Change")
+    COLUMNS = (("Time", 20), ("Version", 7), ("Change", 90))
 
     def rows(self, reply: dict[str, Any]) -> list[tuple[str, list[Text]]]:
         entries = _dicts(reply.get("entries"))
