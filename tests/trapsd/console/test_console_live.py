@@ -51,3 +51,7 @@ async def test_check_in_now_from_the_console_of_a_real_agent(
         assert result.startswith(f"✓ Checked in to {live_esm.url}"), result
         await settle(pilot)
         assert "✓ connected" in plain(app, "#header")
+        await pilot.press("2")  # this daemon may predate the events command: no crash either way
+        await settle(pilot)
+        note = plain(app, "#events-view .note")
+        assert "not available in this agent version" in note or "security events" in note
