@@ -1,4 +1,4 @@
-"""Who may open the console: the policy's console visibility (visible, root or hidden).
+"""Who may open the console: the policy's console visibility (visible, root_only or hidden).
 
 The control socket already admits only root or the configured group; the policy can narrow
 that further. The applied policy (``policy.json``, root-only) is read defensively: the
@@ -39,7 +39,8 @@ def visibility(policy: Mapping[str, Any] | None) -> str:
         value = value.get("visibility")
     if value is None:
         return VISIBLE
-    text = str(value).strip().lower()
+    text = str(value).strip().lower().replace("-", "_")
+    text = ROOT if text == "root_only" else text  # the ESM's spelling of "root"
     return text if text in (VISIBLE, ROOT, HIDDEN) else ROOT
 
 
@@ -62,7 +63,7 @@ def check_access(state_dir: Path, euid: int, ask_status: Callable[[], Mapping[st
             reported = ask_status().get("console")
         except TrapsError:
             reported = None
-        mode = str(reported) if reported in (VISIBLE, ROOT, HIDDEN) else None
+        mode = None if reported is None else visibility({"console": reported})
     if mode is None:
         if euid == 0:
             mode = ROOT

@@ -24,6 +24,7 @@ def status_gone() -> dict[str, object]:
         ({"version": 3}, "visible"),
         ({"agent": {"console": "Hidden"}}, "hidden"),
         ({"agent": {"console_visibility": "root"}}, "root"),
+        ({"agent": {"console": "root_only"}}, "root"),  # the ESM's policy setting
         ({"console": {"visibility": "visible"}}, "visible"),
         ({"agent": {"console": "sometimes"}}, "root"),  # unknown: the narrower choice
         ({"agent": "not an object", "console": 7}, "root"),
@@ -37,7 +38,7 @@ def test_hidden_refuses_everyone_and_root_refuses_others(tmp_path: Path) -> None
     (tmp_path / "policy.json").write_text(json.dumps({"agent": {"console": "hidden"}}))
     with pytest.raises(ConsoleForbidden, match="hidden by the policy"):
         check_access(tmp_path, 0, status_gone)
-    (tmp_path / "policy.json").write_text(json.dumps({"agent": {"console": "root"}}))
+    (tmp_path / "policy.json").write_text(json.dumps({"agent": {"console": "root_only"}}))
     assert check_access(tmp_path, 0, status_gone) == "root"
     with pytest.raises(ConsoleForbidden, match="limited to root"):
         check_access(tmp_path, 1000, status_gone)
