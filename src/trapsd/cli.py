@@ -1,4 +1,4 @@
-"""The ``trapsd`` command line: enroll, run, status, checkin, rotate-credential.
+"""The ``trapsd`` command line: enroll, run, status, checkin, rotate-credential, console.
 
 One error funnel: every failure is one line on stderr and an exit code from
 :class:`trapsapi.errors.ExitCode` (2 for usage); ``-v`` adds debug logs and tracebacks.
@@ -117,6 +117,7 @@ def _parser() -> argparse.ArgumentParser:
         commands.choices[name].add_argument(
             "-o", "--output", choices=("table", "json"), default="table"
         )
+    command("console", "The local console: modules, events, processes, policy, check in now.")
     return parser
 
 
@@ -250,6 +251,30 @@ def _quarantine(args: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
+def _console(args: argparse.Namespace) -> int:
+    """The Textual console (the ``cli`` extra), if the policy lets this user open it."""
+    import importlib.util
+
+    from trapsd.console.access import check_access
+    from trapsd.console.source import READ_TIMEOUT_S, control_source
+    from trapsd.control import call
+
+    if importlib.util.find_spec("textual") is None:
+        raise UsageError("trapsd console needs Textual: pip install 'traps[cli]'")
+    settings = _settings(args)
+    state_dir = settings.state_dir
+
+    def ask_status() -> dict[str, Any]:
+        status = call(state_dir, {"cmd": "status"}, READ_TIMEOUT_S).get("status")
+        return status if isinstance(status, dict) else {}
+
+    check_access(state_dir, os.geteuid(), ask_status)
+    from trapsd.console.app import make_console
+
+    make_console(control_source(state_dir, settings.request_timeout_s * 8 + 10)).run()
+    return ExitCode.OK
+
+
 def _daemon_logging(verbose: bool, level: str) -> None:
     """Records go through a bounded queue to one thread that writes stderr."""
     records: queue.Queue[logging.LogRecord] = queue.Queue(10_000)
@@ -289,6 +314,7 @@ COMMANDS = {
     "rotate-credential": _rotate,
     "policy-log": _policy_log,
     "quarantine": _quarantine,
+    "console": _console,
 }
 
 

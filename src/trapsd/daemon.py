@@ -36,6 +36,7 @@ from trapsd.behaviour.engine import BehaviourEngine
 from trapsd.behaviour.health import idle_states
 from trapsd.checkin import Comms
 from trapsd.config import AgentSettings
+from trapsd.console.access import visibility as console_visibility
 from trapsd.control import ControlServer, socket_path
 from trapsd.defaults import BEHAVIOUR_MODULES, CHILD_PROCESS, MEMFD_NOEXEC, RESTRICTIONS
 from trapsd.events import Detection, build_event
@@ -561,6 +562,7 @@ class Agent(ActionHost):
             "modules": modules,
             "sensor_stats": sensor.stats() if sensor else {},
             "behaviour_stats": self.behaviour.stats() if self.behaviour else {},
+            "console": console_visibility(self.policy.wire),
         }
 
     def write_status(self, running: bool = True) -> None:
