@@ -3,7 +3,11 @@
 Figures are ratios taken in one run (absolute numbers drift between runs on a shared VM):
 - esmd check-ins/s (SQLite) / a bare uvicorn endpoint's requests/s, same generator, same body size;
 - esmd events/s ingested over HTTP / a raw batched sqlite3 insert of the same rows;
-- trapsd RSS after start (all modules on) / the 30 MB budget, and against bare `python -c`.
+- trapsd RSS after start (all modules on) / the 30 MB budget, and against bare `python -c`;
+- the same on PostgreSQL, the 20,000-agent fleet, wake-ups of 10,000 long-polling agents;
+- the agent (bench/agent_bench.py): install size, exec latency with/without it, idle CPU,
+  blocked exec to visible event; trapsctl agents list with 1,000 agents (bench/ctl_speed.py);
+- large tables (bench/big_tables.py): the admin API over 1,000,000 generated events.
 """
 
 from __future__ import annotations
@@ -27,6 +31,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
 
+import agent_bench
+import big_tables
 from ctl_speed import measure_ctl_speed, report_line
 from loadgen import Result, build_request, run_load
 from localrun import Programs, describe, free_port, healthy
@@ -268,6 +274,7 @@ def report(figures: dict[str, Any]) -> str:
         f"{AGENT_RSS_GOAL_MB:.0f} MB (bare python {f['bare_rss']:.1f} MB) | "
         f"{f['agent_rss'] / AGENT_RSS_GOAL_MB:.2f} | ≤ 1.00 | "
         f"{'yes' if f['agent_rss'] <= AGENT_RSS_GOAL_MB else 'no'} |",
+        *(agent_bench.report_lines(f["agent_bench"]) if f.get("agent_bench") else []),
         "",
         f"Check-in latency: p50 {f['checkin_p50']:.1f} ms, p99 {f['checkin_p99']:.1f} ms "
         f"({f['checkin_errors']} errors) with 32 connections and {f['agents']} enrolled agents.",
@@ -363,6 +370,10 @@ def main() -> int:
     parser.add_argument("--fleet", type=int, default=20_000, help="simulated agents (0: skip)")
     parser.add_argument("--fleet-seconds", type=float, default=120.0)
     parser.add_argument("--wake", type=int, default=10_000, help="long-polling agents (0: skip)")
+    parser.add_argument("--idle-seconds", type=float, default=60.0, help="agent idle CPU window")
+    parser.add_argument(
+        "--big-events", type=int, default=1_000_000, help="events for the large-table run (0: skip)"
+    )
     parser.add_argument("--no-write", action="store_true", help="do not update docs/benchmarks.md")
     args = parser.parse_args()
     raise_fd_limit(4 * max(args.wake, args.fleet) + 1024)  # esmd inherits it: a socket per agent
@@ -390,7 +401,9 @@ def main() -> int:
         loads.append(os.getloadavg()[0])
         fleet = measure_fleet(work, args.fleet, args.fleet_seconds) if args.fleet else None
         ctl = measure_ctl_speed(work)
+        agent = agent_bench.measure(work, args.idle_seconds)
         loads.append(os.getloadavg()[0])
+        big = big_tables.measure(work, args.big_events) if args.big_events else None
     figures = {
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": f"{os.cpu_count()} cores, Python {platform.python_version()}, "
@@ -408,11 +421,15 @@ def main() -> int:
         "fleet": fleet,
         "wake": wake,
         "load": ", ".join(f"{x:.1f}" for x in loads),
+        "agent_bench": agent,
         **pg,
     }
     text = report(figures)
     figures["ctl_agents_list"] = ctl
     text += report_line(ctl)
+    if big is not None:
+        figures["big_tables"] = big
+        text += "\n" + "\n".join(big_tables.report_lines(big)) + "\n"
     sys.stdout.write(text)
     sys.stdout.write(json.dumps(figures, indent=2) + "\n")
     if not args.no_write:

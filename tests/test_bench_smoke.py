@@ -27,3 +27,41 @@ def test_simulated_fleet_checks_in_without_errors(
     again = simulate(live_esm.url, token, 30, interval=1.0, duration=1.0, store=store)
     assert again["errors"] == {}  # resumed from the stored credentials: no new enrollment
     assert admin.list_agents(limit=100)["count"] == 30
+
+
+def test_large_table_bench_runs_end_to_end_on_postgres(tmp_path: Path, postgres_url: str) -> None:
+    """bench/big_tables.py on a few thousand rows: load, serve, every query, retention."""
+    import big_tables
+
+    figures = big_tables.measure(tmp_path, 3000)
+    assert figures["events"] == 3000 and figures["fill"]["rows_per_s"] > 0
+    assert set(figures["queries_ms"]) >= {"newest page", "one agent", "counts, 24 h by hour"}
+    assert "300 deleted" in figures["retention"]
+    text = "\n".join(big_tables.report_lines(figures))
+    assert "| newest page |" in text
+
+
+def test_agent_bench_report_rows() -> None:
+    import agent_bench
+
+    rows = agent_bench.report_lines(
+        {
+            "install_mb": 2.4,
+            "agent": {
+                "exec_warm_base_ms": 0.5,
+                "exec_warm_agent_ms": 0.52,
+                "exec_cold_base_ms": 1.0,
+                "exec_cold_agent_ms": 1.4,
+                "idle_cpu_percent": 0.01,
+                "idle_seconds": 60,
+                "host_busy_percent": 3.0,
+                "visible_p50_s": 0.1,
+                "visible_p95_s": 0.2,
+                "visible_count": 20,
+            },
+        }
+    )
+    assert len(rows) == 5 and all(row.startswith("| ") for row in rows)
+    assert "1.04 | ≤ 1.10 | yes" in rows[1]
+    skipped = agent_bench.report_lines({"install_mb": 2.4, "agent": {"skipped": "needs root"}})
+    assert "skipped: needs root" in skipped[1]
