@@ -66,6 +66,10 @@ class Health(StrEnum):
     DEGRADED = "degraded"
     """Checking in, with issues: a module down, events dropped, an identity conflict…"""
     DISCONNECTED = "disconnected"
+    ISOLATED = "isolated"
+    """Connected, with the network cut off except for the ESM (an isolate action)."""
+    UNINSTALLED = "uninstalled"
+    """The agent reported an uninstall action done and has not checked in since."""
     STOPPED = "stopped"
     """The agent said it was stopping and has not checked in since."""
 

@@ -106,6 +106,8 @@ STYLES = {
     "disconnected": "red",
     "degraded": "yellow",
     "stopped": "dim",
+    "isolated": "magenta",
+    "uninstalled": "dim",
     "protected": "green",
     "partially_protected": "yellow",
     "unprotected": "red",

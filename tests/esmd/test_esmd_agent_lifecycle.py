@@ -96,3 +96,25 @@ def test_the_stop_notice_shows_the_agent_stopped_until_it_checks_in_again(esm: E
     assert esm.admin.list_agents(health="connected")["count"] == 0
     agent.checkin(checkin_body(instance_id="b" * 32, policy_version=version))
     assert esm.admin.get_agent(agent.agent_id)["health"] == "connected"
+
+
+def test_isolate_unisolate_and_uninstall_results_show_in_the_agents_health(esm: Esm) -> None:
+    agent = esm.enroll("laptop-7")
+    version = agent.checkin(checkin_body(hostname="laptop-7"))["policy"]["version"]
+
+    def done(kind: str) -> None:
+        action = esm.admin.create_action(kind, {"agent_id": agent.agent_id})
+        (order,) = agent.checkin(checkin_body(hostname="laptop-7", policy_version=version))[
+            "actions"
+        ]
+        assert order["id"] == action["id"]
+        agent.report_action(action["id"], {"state": "succeeded", "result": {}, "detail": ""})
+
+    done("isolate")
+    assert esm.admin.get_agent(agent.agent_id)["health"] == "isolated"
+    assert [a["hostname"] for a in esm.admin.list_agents(health="isolated")["data"]] == ["laptop-7"]
+    done("unisolate")
+    assert esm.admin.get_agent(agent.agent_id)["health"] == "connected"
+    done("uninstall")
+    assert esm.admin.get_agent(agent.agent_id)["health"] == "uninstalled"
+    assert esm.admin.list_agents(health="connected")["count"] == 0

@@ -124,6 +124,9 @@ class Agent(SQLModel, table=True):
     instance_changed_at: datetime | None = _time(nullable=True)
     identity_conflict_at: datetime | None = _time(nullable=True)
     stopped_at: datetime | None = _time(nullable=True)
+    # Set by succeeded isolate/unisolate/uninstall actions (revision 0010).
+    isolated_at: datetime | None = _time(nullable=True)
+    uninstalled_at: datetime | None = _time(nullable=True)
     issues: list[str] = Field(
         default_factory=list,
         sa_column=Column(JSON, nullable=False, server_default="[]"),

@@ -13,6 +13,7 @@ import base64
 import binascii
 import hashlib
 import json
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -112,6 +113,14 @@ def _row(connection: Connection, action_id: str, agent_id: str) -> Any:
     return row
 
 
+_AGENT_STATE: dict[str, Callable[[datetime], dict[str, datetime | None]]] = {
+    ActionType.ISOLATE.value: lambda now: {"isolated_at": now},
+    ActionType.UNISOLATE.value: lambda now: {"isolated_at": None},
+    ActionType.UNINSTALL.value: lambda now: {"uninstalled_at": now},
+}
+"""What a succeeded action changes in the agent's own row (its health shows it)."""
+
+
 def report_result(
     db: Database, agent: AgentIdentity, action_id: str, body: ActionResult, source_ip: str | None
 ) -> ActionResultAck:
@@ -135,6 +144,12 @@ def report_result(
             )
             .values(state=body.state, result=body.result, detail=body.detail, finished_at=utcnow())
         )
+        if body.state == ActionState.SUCCEEDED.value and row.type in _AGENT_STATE:
+            connection.execute(
+                update(AGENTS)
+                .where(AGENTS.c.agent_id == agent.agent_id)
+                .values(_AGENT_STATE[row.type](utcnow()))
+            )
         audit(
             session,
             f"agent:{agent.agent_id}",

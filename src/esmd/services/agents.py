@@ -160,10 +160,15 @@ def connected_since(settings: Settings, now: datetime) -> datetime:
 def health_of(row: Mapping[str, Any], settings: Settings, now: datetime) -> Health:
     """From an ``agents`` row; :func:`health_filter` is the same rule in SQL."""
     last, stopped = row["last_checkin_at"], row["stopped_at"]
+    uninstalled = row["uninstalled_at"]
+    if uninstalled is not None and (last is None or uninstalled >= last):
+        return Health.UNINSTALLED
     if stopped is not None and (last is None or stopped >= last):
         return Health.STOPPED
     if last is None or last <= connected_since(settings, now):
         return Health.DISCONNECTED
+    if row["isolated_at"] is not None:
+        return Health.ISOLATED
     drift = policy_drift(row["policy_version"], row["policy_expected_version"])
     return Health.DEGRADED if row["issues"] or drift else Health.CONNECTED
 
@@ -187,18 +192,28 @@ def status_of(modules: Sequence[Mapping[str, Any]]) -> OperationalStatus:
 def health_filter(health: Health, since: datetime) -> ColumnElement[bool]:
     """:func:`health_of` as a WHERE clause (same rules, evaluated by the database)."""
     last, stopped = AGENTS.c.last_checkin_at, AGENTS.c.stopped_at
-    is_stopped = and_(stopped.is_not(None), or_(last.is_(None), stopped >= last))
+    gone = AGENTS.c.uninstalled_at
+    is_uninstalled = and_(gone.is_not(None), or_(last.is_(None), gone >= last))
+    is_stopped = and_(
+        not_(is_uninstalled), stopped.is_not(None), or_(last.is_(None), stopped >= last)
+    )
+    isolated = AGENTS.c.isolated_at.is_not(None)
     is_recent = and_(last.is_not(None), last > since)
     expected, applied = AGENTS.c.policy_expected_version, AGENTS.c.policy_version
     drift = and_(expected.is_not(None), or_(applied.is_(None), applied != expected))
     fine = and_(cast(AGENTS.c.issues, String) == "[]", not_(drift))
+    if health is Health.UNINSTALLED:
+        return is_uninstalled
     if health is Health.STOPPED:
         return is_stopped
+    up = and_(not_(is_uninstalled), not_(is_stopped))
     if health is Health.DISCONNECTED:
-        return and_(not_(is_stopped), not_(is_recent))
+        return and_(up, not_(is_recent))
+    if health is Health.ISOLATED:
+        return and_(up, is_recent, isolated)
     if health is Health.DEGRADED:
-        return and_(not_(is_stopped), is_recent, not_(fine))
-    return and_(not_(is_stopped), is_recent, fine)
+        return and_(up, is_recent, not_(isolated), not_(fine))
+    return and_(up, is_recent, not_(isolated), fine)
 
 
 def _time(value: datetime | None) -> str | None:
