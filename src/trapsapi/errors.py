@@ -23,6 +23,9 @@ class ExitCode(IntEnum):
     """Missing, expired or revoked credential, or a role that may not do this."""
     NOT_FOUND = 5
     """The named object does not exist (or is not visible to this credential)."""
+    STOPPED_ON_REQUEST = 64
+    """``trapsd run`` after an authorised ``trapsd stop``/``uninstall``: the systemd unit does
+    not restart it (``RestartPreventExitStatus=64``); any other exit is restarted."""
     INTERRUPTED = 130
     """Ctrl-C."""
 

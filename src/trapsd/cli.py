@@ -94,6 +94,14 @@ def _parser() -> argparse.ArgumentParser:
     status.add_argument("-o", "--output", choices=("table", "json"), default="table")
     checkin = command("checkin", "Ask the running daemon to check in now.")
     checkin.add_argument("-o", "--output", choices=("table", "json"), default="table")
+    for name, what in (
+        ("stop", "Stop the daemon (the policy's stop password, if set, from stdin)."),
+        ("uninstall", "Stop the daemon and remove its state (the same password)."),
+    ):
+        verb = command(name, what)
+        verb.add_argument(
+            "--password-stdin", action="store_true", help="read the password from stdin"
+        )
     rotate = command("rotate-credential", "Replace the agent secret (no re-enrollment).")
     rotate.add_argument("-o", "--output", choices=("table", "json"), default="table")
     changes = command("policy-log", "Show the policies this agent applied or refused.")
@@ -177,8 +185,9 @@ def _run(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     _daemon_logging(args.verbose, settings.log_level)
-    Agent(settings).run()
-    return ExitCode.OK
+    agent = Agent(settings)
+    agent.run()
+    return ExitCode.STOPPED_ON_REQUEST if agent.stop_authorised else ExitCode.OK
 
 
 def _status(args: argparse.Namespace) -> int:
@@ -213,6 +222,24 @@ def _checkin(args: argparse.Namespace) -> int:
     if args.output != "json":
         version = reply.get("policy_version")
         sys.stdout.write(f"checked in to {reply.get('server')}: policy version {version}\n")
+    return ExitCode.OK
+
+
+def _stop(args: argparse.Namespace) -> int:
+    """Tamper protection: the daemon checks the password of the applied policy."""
+    from trapsd.control import call
+
+    password = ""
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    settings = _settings(args)
+    request = {"cmd": args.command, "password": password}
+    reply: dict[str, Any] = call(settings.state_dir, request, settings.request_timeout_s + 10)
+    if not reply.get("ok"):
+        error = TrapsError(f"{args.command}: {reply.get('error')}")
+        error.exit_code = ExitCode(int(reply.get("exit_code") or ExitCode.ERROR))
+        raise error
+    sys.stdout.write(f"trapsd is {'uninstalling' if args.command == 'uninstall' else 'stopping'}\n")
     return ExitCode.OK
 
 
@@ -312,6 +339,8 @@ COMMANDS = {
     "status": _status,
     "checkin": _checkin,
     "rotate-credential": _rotate,
+    "stop": _stop,
+    "uninstall": _stop,
     "policy-log": _policy_log,
     "quarantine": _quarantine,
     "console": _console,

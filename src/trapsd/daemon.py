@@ -109,6 +109,7 @@ class Agent(ActionHost):
         self.limiter = EventLimiter(settings.event_repeat_window_s)
         self.memfd = MemfdNoexec(self.state_dir)
         self._refused_version: object = None
+        self.stop_authorised = False
         self.behaviour: BehaviourEngine | None = None
         self.behaviour_error = ""
         self.forensics = Forensics(
@@ -218,6 +219,29 @@ class Agent(ActionHost):
 
     def request_stop(self) -> None:
         self.stopping.set()
+
+    def _authorised_stop(self, command: str, password: object) -> dict[str, Any]:
+        """``trapsd stop|uninstall``: only with the policy's password (when it sets one); a
+        wrong one is refused and reported to the ESM as a tamper event."""
+        if not isinstance(password, str) or not self.policy.agent.password_matches(password):
+            log.warning("TAMPER: %s refused (wrong or missing password)", command)
+            self.emit(
+                Detection(
+                    "notified",
+                    f"trapsd {command}",
+                    None,
+                    None,
+                    module="tamper",
+                    severity="medium",
+                    details={"attempt": command, "reason": "wrong or missing stop password"},
+                )
+            )
+            return {"ok": False, "error": "wrong or missing stop password", "exit_code": 4}
+        log.warning("%s authorised by password: the agent stops", command)
+        self.stop_authorised = True
+        self.uninstalling = self.uninstalling or command == "uninstall"
+        self.stopping.set()
+        return {"ok": True, "command": command}
 
     def shutdown(self) -> None:
         """Stop in the order that keeps the host safe: the exec sensor first (fail open)."""
@@ -586,6 +610,8 @@ class Agent(ActionHost):
             result = self.comms.checkin_now(timeout)
             result["elapsed_s"] = round(time.monotonic() - started, 3)
             return result
+        if command in ("stop", "uninstall"):
+            return self._authorised_stop(command, request.get("password"))
         if command == "rotate" and self.comms is not None:
             timeout = self.settings.request_timeout_s * (len(self.identity.servers) + 1) * 2 + 5
             return self.comms.rotate_now(timeout)

@@ -241,3 +241,45 @@ def test_a_verdict_learnt_between_check_ins_stops_the_next_execution(
     assert wait_for(blocked, 10, interval=0.2)
     assert wait_for(lambda: events_for(admin, agent_id, sha256) or None, 10)
     assert agents.stop(process) == 0
+
+
+def test_stop_and_uninstall_need_the_policy_password(
+    live_esm: Any, admin: Any, agents: Agents, tmp_path: Path
+) -> None:
+    """Tamper protection: a wrong password is refused and reported to the ESM; the right one
+    stops the agent with the exit status systemd does not restart."""
+    admin.apply_policies(
+        {
+            "policies": [
+                {
+                    "name": "stop-password",
+                    "priority": 500,
+                    "targets": {"include": {"all": True}},
+                    "rules": {"agent": {"uninstall_password": "a long stop password"}},
+                }
+            ]
+        }
+    )
+    state = tmp_path / "agent"
+    agent_id = enroll(admin, live_esm.url, state)
+    process = agents.start(state)
+    wait_for(lambda: agent_row(admin, agent_id), 20)
+    assert trapsd("checkin", "--state-dir", state).returncode == 0
+    refused = trapsd("stop", "--password-stdin", "--state-dir", state, stdin="guess\n")
+    assert refused.returncode == 4 and "wrong or missing stop password" in refused.stderr
+    assert process.poll() is None  # still running
+    assert trapsd("uninstall", "--state-dir", state).returncode == 4  # no password at all
+
+    def tamper_events() -> list[dict[str, Any]] | None:
+        trapsd("checkin", "--state-dir", state)
+        found = admin.list_events(agent_id=agent_id, module="tamper")["data"]
+        return found if len(found) == 2 else None
+
+    events = wait_for(tamper_events, 15)
+    assert {e["details"]["attempt"] for e in events} == {"stop", "uninstall"}
+    stopped = trapsd(
+        "stop", "--password-stdin", "--state-dir", state, stdin="a long stop password\n"
+    )
+    assert stopped.returncode == 0, stopped.stderr
+    assert process.wait(20) == 64  # coreutils timeout passes the daemon's status on
+    assert admin.get_agent(agent_id)["health"] == "stopped"
