@@ -17,6 +17,19 @@ from esmd.errors import NotFound
 from esmd.timeutil import utcnow
 
 
+def _record(
+    actor: str, action: str, target: str, detail: dict[str, Any] | None, source_ip: str | None
+) -> dict[str, Any]:
+    return {
+        "at": utcnow(),
+        "actor": actor,
+        "action": action,
+        "target": target[:255],
+        "detail": detail or {},
+        "source_ip": source_ip,
+    }
+
+
 def audit(
     session: Session,
     actor: str,
@@ -26,16 +39,7 @@ def audit(
     *,
     source_ip: str | None = None,
 ) -> None:
-    session.add(
-        AuditEntry(
-            at=utcnow(),
-            actor=actor,
-            action=action,
-            target=target[:255],
-            detail=detail or {},
-            source_ip=source_ip,
-        )
-    )
+    session.add(AuditEntry(**_record(actor, action, target, detail, source_ip)))
 
 
 def audit_row(
@@ -48,16 +52,7 @@ def audit_row(
     source_ip: str | None = None,
 ) -> None:
     """:func:`audit` for changes made with Core statements on a connection."""
-    connection.execute(
-        insert(AUDIT_LOG).values(
-            at=utcnow(),
-            actor=actor,
-            action=action,
-            target=target[:255],
-            detail=detail or {},
-            source_ip=source_ip,
-        )
-    )
+    connection.execute(insert(AUDIT_LOG).values(_record(actor, action, target, detail, source_ip)))
 
 
 def revoke_audited(

@@ -30,7 +30,8 @@ from trapsd.behaviour.proctree import (
     ProcTree,
     parse_events,
 )
-from trapsd.sensors.base import CAP_NET_ADMIN, SensorUnavailable, has_capability
+from trapsd.sensors.base import SensorUnavailable
+from trapsd.sensors.proc_connector import open_connector
 
 log = logging.getLogger(__name__)
 # As in trapsd.sensors.proc_connector (not imported: it pulls in the whole kill sensor).
@@ -107,26 +108,7 @@ class ConnectorSource(Source):
 
     def __init__(self, tree: ProcTree, work: queue.Queue[Work], wants: Wants) -> None:
         super().__init__(tree, work, wants)
-        if not has_capability(CAP_NET_ADMIN):
-            raise SensorUnavailable("no CAP_NET_ADMIN for the proc connector")
-        try:
-            sock = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_CONNECTOR)
-        except OSError as exc:
-            raise SensorUnavailable(f"netlink connector unavailable ({exc.strerror})") from None
-        try:
-            try:
-                sock.setsockopt(socket.SOL_SOCKET, 33, RCVBUF)  # SO_RCVBUFFORCE
-            except OSError:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)
-            sock.bind((0, CN_IDX_PROC))
-            sock.send(_subscribe_message())
-            self._pending = self._check_ack(sock)
-        except (OSError, SensorUnavailable) as exc:
-            sock.close()
-            if isinstance(exc, SensorUnavailable):
-                raise
-            raise SensorUnavailable(f"proc connector refused ({exc.strerror})") from None
-        self._sock = sock
+        self._sock, self._pending = open_connector(_subscribe_message(), self._check_ack)
 
     @staticmethod
     def _check_ack(sock: socket.socket) -> list[ProcEvent]:

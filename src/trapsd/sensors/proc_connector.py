@@ -11,6 +11,8 @@ import errno
 import select
 import socket
 import struct
+from collections.abc import Callable
+from typing import TypeVar
 
 from trapsd.sensors.base import CAP_NET_ADMIN, SensorUnavailable, has_capability
 from trapsd.sensors.killer import KillSensor
@@ -57,30 +59,40 @@ def parse(data: bytes) -> tuple[list[int], int | None]:
     return pids, ack_error
 
 
+T = TypeVar("T")
+
+
+def open_connector(
+    subscribe: bytes, check_ack: Callable[[socket.socket], T]
+) -> tuple[socket.socket, T]:
+    """A bound proc-connector socket, subscribed with ``subscribe``, and what ``check_ack``
+    made of the kernel's answer; SensorUnavailable (socket closed) when that fails."""
+    if not has_capability(CAP_NET_ADMIN):
+        raise SensorUnavailable("no CAP_NET_ADMIN for the proc connector")
+    try:
+        sock = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_CONNECTOR)
+    except OSError as exc:
+        raise SensorUnavailable(f"netlink connector unavailable ({exc.strerror})") from None
+    try:
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, 33, RCVBUF)  # SO_RCVBUFFORCE
+        except OSError:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)
+        sock.bind((0, CN_IDX_PROC))
+        sock.send(subscribe)
+        return sock, check_ack(sock)
+    except (OSError, SensorUnavailable) as exc:
+        sock.close()
+        if isinstance(exc, SensorUnavailable):
+            raise
+        raise SensorUnavailable(f"proc connector refused ({exc.strerror})") from None
+
+
 class ProcConnectorSensor(KillSensor):
     mechanism = "proc-connector"
 
     def start(self) -> None:
-        if not has_capability(CAP_NET_ADMIN):
-            raise SensorUnavailable("no CAP_NET_ADMIN for the proc connector")
-        try:
-            sock = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_CONNECTOR)
-        except OSError as exc:
-            raise SensorUnavailable(f"netlink connector unavailable ({exc.strerror})") from None
-        try:
-            try:
-                sock.setsockopt(socket.SOL_SOCKET, 33, RCVBUF)  # SO_RCVBUFFORCE
-            except OSError:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)
-            sock.bind((0, CN_IDX_PROC))
-            sock.send(_subscribe_message())
-            self._check_ack(sock)
-        except (OSError, SensorUnavailable) as exc:
-            sock.close()
-            if isinstance(exc, SensorUnavailable):
-                raise
-            raise SensorUnavailable(f"proc connector refused ({exc.strerror})") from None
-        self._sock = sock
+        self._sock, _ = open_connector(_subscribe_message(), self._check_ack)
         super().start()
 
     def _check_ack(self, sock: socket.socket) -> None:
