@@ -118,15 +118,18 @@ def measure_exec_and_events(work: Path, idle_seconds: float) -> dict[str, Any]:
         base_warm = exec_seconds(warm, 20)
         base_cold = exec_seconds([p for p, _ in cold_without])
         with running_agent(work) as (admin, pid, agent_id, state):
-            time.sleep(2)
-            cold_with = _copies(scratch / "with", 150)
-            agent_warm = exec_seconds(warm, 20)
-            agent_cold = exec_seconds([p for p, _ in cold_with])
-            visible = _event_visibility(admin, agent_id, state, scratch / "evil")
-            time.sleep(2)
+            # Idle first: what the agent does with nothing to do (later work would still be
+            # finishing: forensics bundles, analysis of new files).
+            time.sleep(5)
             cpu0, started = cpu_seconds(pid), time.monotonic()
             busy = host_busy_percent(idle_seconds)
             idle_cpu = 100.0 * (cpu_seconds(pid) - cpu0) / (time.monotonic() - started)
+            cold_with = _copies(scratch / "with", 150)
+            exec_seconds(warm, 2)  # the agent learns /bin/true's verdict and marks it
+            time.sleep(1.5)
+            agent_warm = exec_seconds(warm, 20)
+            agent_cold = exec_seconds([p for p, _ in cold_with])
+            visible = _event_visibility(admin, agent_id, state, scratch / "evil")
         base_again = exec_seconds(warm, 20)  # the host may have got busier meanwhile
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
