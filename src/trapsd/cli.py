@@ -102,6 +102,7 @@ def _parser() -> argparse.ArgumentParser:
         verb.add_argument(
             "--password-stdin", action="store_true", help="read the password from stdin"
         )
+        verb.add_argument("-o", "--output", choices=("table", "json"), default="table")
     rotate = command("rotate-credential", "Replace the agent secret (no re-enrollment).")
     rotate.add_argument("-o", "--output", choices=("table", "json"), default="table")
     changes = command("policy-log", "Show the policies this agent applied or refused.")
@@ -197,13 +198,13 @@ def _status(args: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
-def _ask_daemon(args: argparse.Namespace, command: str, what: str) -> dict[str, Any]:
-    """Run ``command`` in the daemon; print JSON if asked; raise on failure."""
+def _ask_daemon(args: argparse.Namespace, command: str, what: str, **fields: Any) -> dict[str, Any]:
+    """Run ``command`` (with ``fields``) in the daemon; print JSON if asked; raise on failure."""
     from trapsd.control import call
 
     settings = _settings(args)
     timeout = settings.request_timeout_s * 8 + 10
-    reply: dict[str, Any] = call(settings.state_dir, {"cmd": command}, timeout)
+    reply: dict[str, Any] = call(settings.state_dir, {"cmd": command, **fields}, timeout)
     if args.output == "json":
         sys.stdout.write(json.dumps(reply, sort_keys=True) + "\n")
     if not reply.get("ok"):
@@ -227,19 +228,11 @@ def _checkin(args: argparse.Namespace) -> int:
 
 def _stop(args: argparse.Namespace) -> int:
     """Tamper protection: the daemon checks the password of the applied policy."""
-    from trapsd.control import call
-
-    password = ""
-    if args.password_stdin:
-        password = sys.stdin.readline().rstrip("\n")
-    settings = _settings(args)
-    request = {"cmd": args.command, "password": password}
-    reply: dict[str, Any] = call(settings.state_dir, request, settings.request_timeout_s + 10)
-    if not reply.get("ok"):
-        error = TrapsError(f"{args.command}: {reply.get('error')}")
-        error.exit_code = ExitCode(int(reply.get("exit_code") or ExitCode.ERROR))
-        raise error
-    sys.stdout.write(f"trapsd is {'uninstalling' if args.command == 'uninstall' else 'stopping'}\n")
+    password = sys.stdin.readline().rstrip("\n") if args.password_stdin else ""
+    _ask_daemon(args, args.command, args.command, password=password)
+    if args.output != "json":
+        stopping = "uninstalling" if args.command == "uninstall" else "stopping"
+        sys.stdout.write(f"trapsd is {stopping}\n")
     return ExitCode.OK
 
 

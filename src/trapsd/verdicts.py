@@ -85,7 +85,7 @@ class Verdicts:
             return NOTIFY if learnt[0] == Verdict.GRAYWARE else ALLOW
         if learnt is None:
             self.submit(digest, path)
-        action = getattr(policy, "unknown_file" if self.online else "offline", "allow")
+        action = policy.unknown_file if self.online else policy.offline
         if action == "block":
             return hit
         return NOTIFY if action == "notify" else ALLOW

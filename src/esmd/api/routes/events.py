@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
 from sqlalchemy import func
-from sqlmodel import col, select
+from sqlmodel import Session, col, select
 
 from esmd.api.deps import DatabaseDep, Reader, SessionDep, Triager
 from esmd.api.params import ADMIN_ERRORS, NOT_FOUND, Limit, Offset
@@ -149,21 +149,38 @@ def event_counts(
     )
 
 
+ONE_EVENT_ERRORS: dict[int | str, dict[str, Any]] = {
+    **NOT_FOUND,
+    409: {"model": ErrorBody, "description": "Two agents sent this ID: give agent_id"},
+}
+EventAgentId = Annotated[
+    str | None, Query(max_length=64, description="Needed only if two agents used the ID.")
+]
+
+
+def _one_event(session: Session, event_id: uuid.UUID, agent_id: str | None) -> Event:
+    """The event with this ID (event IDs are unique per agent, not across agents)."""
+    statement = select(Event).where(col(Event.id) == event_id)
+    if agent_id:
+        statement = statement.where(col(Event.agent_id) == agent_id)
+    rows = session.exec(statement.limit(2)).all()
+    if not rows:
+        raise NotFound(f"no event {event_id}")
+    if len(rows) > 1:
+        raise Conflict(f"two agents sent event {event_id}: give agent_id")
+    return rows[0]
+
+
 @router.patch(
     f"{routes.EVENTS}/{{event_id}}",
-    responses={
-        **NOT_FOUND,
-        409: {"model": ErrorBody, "description": "Two agents sent this ID: give agent_id"},
-    },
+    responses=ONE_EVENT_ERRORS,
 )
 def triage_event(
     event_id: uuid.UUID,
     body: EventTriage,
     db: DatabaseDep,
     admin: Triager,
-    agent_id: Annotated[
-        str | None, Query(max_length=64, description="Needed only if two agents used the ID.")
-    ] = None,
+    agent_id: EventAgentId = None,
 ) -> EventPublic:
     """Set the triage status, the assignee (a user name; "" unassigns) and the comment."""
     check_storable(body)
@@ -175,15 +192,7 @@ def triage_event(
             known = session.exec(select(User.id).where(col(User.username) == body.assignee))
             if known.first() is None:
                 raise BadRequest(f"assignee: no user {body.assignee!r}")
-        statement = select(Event).where(col(Event.id) == event_id)
-        if agent_id:
-            statement = statement.where(col(Event.agent_id) == agent_id)
-        rows = session.exec(statement.limit(2)).all()
-        if not rows:
-            raise NotFound(f"no event {event_id}")
-        if len(rows) > 1:
-            raise Conflict(f"two agents sent event {event_id}: give agent_id")
-        row = rows[0]
+        row = _one_event(session, event_id, agent_id)
         previous = {"status": row.status, "assignee": row.assignee, "comment": row.comment}
         if body.status is not None:
             row.status = body.status.value
@@ -210,26 +219,13 @@ def triage_event(
 
 @router.get(
     f"{routes.EVENTS}/{{event_id}}",
-    responses={
-        **NOT_FOUND,
-        409: {"model": ErrorBody, "description": "Two agents sent this ID: give agent_id"},
-    },
+    responses=ONE_EVENT_ERRORS,
 )
 def get_event(
     event_id: uuid.UUID,
     session: SessionDep,
     _admin: Reader,
-    agent_id: Annotated[
-        str | None, Query(max_length=64, description="Needed only if two agents used the ID.")
-    ] = None,
+    agent_id: EventAgentId = None,
 ) -> EventPublic:
     """One event with its details (process ancestry, forensics reference)."""
-    statement = select(Event).where(col(Event.id) == event_id)
-    if agent_id:
-        statement = statement.where(col(Event.agent_id) == agent_id)
-    rows = session.exec(statement.limit(2)).all()
-    if not rows:
-        raise NotFound(f"no event {event_id}")
-    if len(rows) > 1:
-        raise Conflict(f"two agents sent event {event_id}: give agent_id")
-    return EventPublic.model_validate(rows[0])
+    return EventPublic.model_validate(_one_event(session, event_id, agent_id))
