@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import select
 import signal
 import threading
 
@@ -170,6 +171,7 @@ class KillSensor:
         if any(f.decision == DENY for f in findings):
             try:
                 signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+                _await_exit(pidfd)
             except ProcessLookupError:
                 for d in detections:
                     d.action, d.details["exited_before_kill"] = EventAction.NOTIFIED, True
@@ -180,3 +182,11 @@ class KillSensor:
             self.counts["killed" if detection.action == EventAction.KILLED else "notified"] += 1
             self.emit(detection)
         return key
+
+
+def _await_exit(pidfd: int, timeout_ms: int = 1000) -> None:
+    """Wait (bounded) until a killed process is gone, so a rescan that runs next never finds
+    it still executing the same image and reports it a second time."""
+    poller = select.poll()
+    poller.register(pidfd, select.POLLIN)
+    poller.poll(timeout_ms)
