@@ -31,6 +31,7 @@ from esmd.api.routes import (
     tokens,
     users,
 )
+from esmd.api.routes import forensics as forensics_routes
 from esmd.api.routes import servers as servers_routes
 from esmd.api.routes import wake as wake_routes
 from esmd.config import Settings
@@ -108,6 +109,7 @@ def create_app(settings: Settings) -> FastAPI:
         server_info,
         wake_routes,
         servers_routes,
+        forensics_routes,
     ):
         app.include_router(module.router)
     app.include_router(actions.agent_router)

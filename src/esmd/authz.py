@@ -29,6 +29,10 @@ class Permission(StrEnum):
     AGENTS_WRITE = "agents:write"
     """Forget an agent, revoke its credential."""
     AUDIT_READ = "audit:read"
+    FORENSICS_READ = "forensics:read"
+    """List and download forensic bundles (process environments, command lines, memory):
+    analysts and up, not viewers."""
+    FORENSICS_DELETE = "forensics:delete"
     USERS_ADMIN = "users:admin"
     API_TOKENS_ADMIN = "api-tokens:admin"
 
@@ -37,7 +41,7 @@ _EVERY_ADMIN = frozenset({Permission.SESSION, Permission.READ})
 
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.VIEWER: _EVERY_ADMIN,
-    Role.ANALYST: _EVERY_ADMIN | {Permission.EVENTS_TRIAGE},
+    Role.ANALYST: _EVERY_ADMIN | {Permission.EVENTS_TRIAGE, Permission.FORENSICS_READ},
     Role.SECURITY_ADMIN: _EVERY_ADMIN
     | {
         Permission.EVENTS_TRIAGE,
@@ -47,6 +51,8 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
         Permission.ACTIONS_WRITE,
         Permission.AGENTS_WRITE,
         Permission.AUDIT_READ,
+        Permission.FORENSICS_READ,
+        Permission.FORENSICS_DELETE,
     },
     Role.SUPERUSER: frozenset(Permission) - {Permission.PUBLIC, Permission.AGENT},
 }

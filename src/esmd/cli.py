@@ -72,7 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
     users.add_argument("--role", choices=[r.value for r in Role], default=Role.VIEWER.value)
     users.add_argument("--password-stdin", action="store_true", help="read it from stdin")
 
-    retention = commands.add_parser("retention", help="delete old events now (see --help)")
+    retention = commands.add_parser(
+        "retention", help="delete old events and forensic bundles now (see --help)"
+    )
     retention_commands = retention.add_subparsers(
         dest="retention_command", metavar="ACTION", parser_class=_Parser
     )
@@ -83,6 +85,12 @@ def build_parser() -> argparse.ArgumentParser:
     _database_options(run)
     run.add_argument("--events-days", type=int, metavar="N", help="delete events older than N days")
     run.add_argument("--events-max-rows", type=int, metavar="N", help="keep at most N events")
+    run.add_argument(
+        "--forensics-days", type=int, metavar="N", help="delete forensic bundles older than N days"
+    )
+    run.add_argument(
+        "--forensics-max-bytes", type=int, metavar="N", help="keep at most N bytes of bundles"
+    )
     return parser
 
 
@@ -206,6 +214,8 @@ def cmd_retention(args: argparse.Namespace) -> int:
         args,
         retention_events_days=args.events_days,
         retention_events_max_rows=args.events_max_rows,
+        retention_forensics_days=args.forensics_days,
+        retention_forensics_max_bytes=args.forensics_max_bytes,
     )
     db = Database.from_url(settings.url, pool_size=1, max_overflow=1)
     try:
@@ -215,8 +225,8 @@ def cmd_retention(args: argparse.Namespace) -> int:
         db.dispose()
     for line in summary.lines():
         sys.stdout.write(line + "\n")
-    if not any(t.max_age_days or t.max_rows for t in retention.targets(settings)):
-        log.info("no retention limit is configured (ESMD_RETENTION_EVENTS_DAYS/_MAX_ROWS)")
+    if not any(t.max_age_days or t.max_rows or t.max_bytes for t in retention.targets(settings)):
+        log.info("no retention limit is configured (ESMD_RETENTION_EVENTS_DAYS/_MAX_ROWS, …)")
     return ExitCode.OK
 
 

@@ -70,6 +70,12 @@ class Settings(BaseSettings):
     """Delete events received more than this many days ago (0: keep them by age)."""
     retention_events_max_rows: int = Field(default=0, ge=0)
     """Keep at most this many events, deleting the oldest (0: no quota)."""
+    retention_forensics_days: int = Field(default=90, ge=0)
+    """Delete forensic bundles received more than this many days ago (0: keep them by age)."""
+    retention_forensics_max_bundles: int = Field(default=0, ge=0)
+    """Keep at most this many forensic bundles, deleting the oldest (0: no count quota)."""
+    retention_forensics_max_bytes: int = Field(default=1024**3, ge=0)
+    """Keep at most this many bytes of forensic bundles, deleting the oldest (0: no quota)."""
     retention_interval_s: int = Field(default=3600, ge=1)
     retention_batch_size: int = Field(default=5000, ge=1, le=20_000)
     """Rows per delete transaction (bound parameters: SQLite allows 32,766 a statement)."""

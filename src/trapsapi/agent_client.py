@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any, Literal, cast
 
 from trapsapi import routes
 from trapsapi.http import ServerPool
@@ -17,7 +18,16 @@ from trapsapi.wire import (
     RotatedSecret,
     SecurityEvent,
 )
-from trapsapi.wire_actions import ActionResult, ActionResultAck, LogUpload, LogUploadAck
+from trapsapi.wire_actions import (
+    ActionResult,
+    ActionResultAck,
+    ForensicUpload,
+    ForensicUploadAck,
+    LogUpload,
+    LogUploadAck,
+)
+
+UploadKind = Literal["logs", "forensics"]
 
 
 def enroll(
@@ -88,11 +98,21 @@ class AgentClient:
         )
         return ack
 
-    def upload_action_logs(self, action_id: str, upload: LogUpload) -> LogUploadAck:
-        ack: LogUploadAck = self.pool.request(
-            "POST", f"{routes.AGENT_ACTIONS}/{action_id}/logs", dict(upload), self._headers
+    def upload_action_file(
+        self, action_id: str, kind: UploadKind, upload: LogUpload | ForensicUpload
+    ) -> dict[str, Any]:
+        """Upload a file an action asked for: ``logs`` (retrieve_logs, once per action) or
+        ``forensics`` (retrieve_forensics, one bundle per call); idempotent on the server."""
+        ack: dict[str, Any] = self.pool.request(
+            "POST", f"{routes.AGENT_ACTIONS}/{action_id}/{kind}", dict(upload), self._headers
         )
         return ack
+
+    def upload_action_logs(self, action_id: str, upload: LogUpload) -> LogUploadAck:
+        return cast(LogUploadAck, self.upload_action_file(action_id, "logs", upload))
+
+    def upload_forensics(self, action_id: str, upload: ForensicUpload) -> ForensicUploadAck:
+        return cast(ForensicUploadAck, self.upload_action_file(action_id, "forensics", upload))
 
     def wait(self, policy_version: int, timeout_s: int) -> dict[str, object] | None:
         """Long-poll the wake channel: why to check in now, or None when it timed out (204).

@@ -15,10 +15,11 @@ from pydantic import AfterValidator, Field, model_validator
 from trapsapi.enums import Health
 from trapsapi.enums_actions import ActionState, ActionType
 from trapsapi.models import Public, Request, Sha256
+from trapsapi.wire_actions import MAX_UPLOAD_BYTES
 
 MAX_RESULT_BYTES = 64 * 1024
 """A result JSON larger than this is refused (422): results are summaries, not payloads."""
-MAX_LOG_BYTES = 2 * 1024 * 1024
+MAX_LOG_BYTES = MAX_UPLOAD_BYTES
 """The largest log bundle (gzip) an agent may upload for one action."""
 
 
@@ -82,8 +83,20 @@ class RetrieveLogsParams(Request):
     max_bytes: int = Field(default=1024 * 1024, ge=4096, le=MAX_LOG_BYTES)
 
 
+BundleId = Annotated[str, Field(pattern=r"^[0-9a-f-]{8,64}$")]
+"""An agent's forensic bundle ID (the ID of the event it belongs to)."""
+
+
 class RetrieveForensicsParams(Request):
+    """Which bundles to upload: by event or bundle ID, or the ``recent`` newest (since a
+    time); nothing given means the 10 newest. At most ``max_bytes`` in all."""
+
     event_id: UUID | None = None
+    event_ids: Annotated[list[UUID], Field(max_length=100)] = []
+    bundle_ids: Annotated[list[BundleId], Field(max_length=100)] = []
+    recent: int | None = Field(default=None, ge=1, le=100)
+    since: datetime | None = None
+    max_bytes: int = Field(default=16 * 1024 * 1024, ge=4096, le=256 * 1024 * 1024)
 
 
 PARAMS_MODELS: dict[ActionType, type[Request]] = {
@@ -210,8 +223,13 @@ class ActionResultAck(Public):
     state: ActionState
 
 
+Base64Content = Annotated[
+    str, Field(min_length=1, max_length=(MAX_LOG_BYTES * 4) // 3 + 8, description="base64")
+]
+
+
 class LogUpload(Request):
-    content_b64: Annotated[str, Field(min_length=1, max_length=(MAX_LOG_BYTES * 4) // 3 + 8)]
+    content_b64: Base64Content
     sha256: Sha256
 
 

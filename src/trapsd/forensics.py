@@ -329,3 +329,23 @@ def load_bundle(directory: Path, bundle_id: str) -> dict[str, Any] | None:
         raise TrapsError(f"forensics bundle {bundle_id}: corrupt ({exc})") from None
     value: dict[str, Any] = json.loads(data)
     return value
+
+
+def select_bundles(
+    directory: Path,
+    ids: list[str],
+    recent: int | None,
+    since: dt.datetime | None,
+) -> tuple[list[tuple[str, Path, os.stat_result]], list[str]]:
+    """The bundles a retrieve_forensics action asks for, newest first, and the asked-for IDs
+    that are not here. A bundle's ID is the ID of its event, so ``ids`` holds either. With
+    no IDs, the ``recent`` newest (10 if not given) written at or after ``since``."""
+    found = [(p.name[: -len(SUFFIX)], p, st) for p, st in reversed(list_bundles(directory))]
+    if ids:
+        by_id = {bundle_id: (bundle_id, p, st) for bundle_id, p, st in found}
+        wanted = list(dict.fromkeys(ids))
+        return [by_id[i] for i in wanted if i in by_id], [i for i in wanted if i not in by_id]
+    if since is not None:
+        cutoff = since.timestamp()
+        found = [item for item in found if item[2].st_mtime >= cutoff]
+    return found[: recent or 10], []

@@ -182,6 +182,7 @@ class Esm:
             "actions": tables_actions.ACTIONS,
             "action_agents": tables_actions.ACTION_AGENTS,
             "action_blobs": tables_actions.ACTION_BLOBS,
+            "forensic_bundles": tables.FORENSIC_BUNDLES,
         }[table]
         with self.engine.connect() as connection:
             return int(connection.execute(select(func.count()).select_from(model)).scalar_one())
@@ -189,7 +190,7 @@ class Esm:
     def snapshot(self) -> dict[str, int]:
         """Row counts of every table that a request could change."""
         names = ["events", "agents", "hash_verdicts", "enrollment_tokens", "users", "audit_log"]
-        names += ["actions", "action_agents", "action_blobs"]
+        names += ["actions", "action_agents", "action_blobs", "forensic_bundles"]
         return {name: self.count(name) for name in names}
 
     def close(self) -> None:

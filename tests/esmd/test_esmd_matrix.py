@@ -50,6 +50,8 @@ EXPECTED: dict[Permission, set[str]] = {
     Permission.ACTIONS_WRITE: {"security_admin", "superuser"},
     Permission.AGENTS_WRITE: {"security_admin", "superuser"},
     Permission.AUDIT_READ: {"security_admin", "superuser"},
+    Permission.FORENSICS_READ: {"analyst", "security_admin", "superuser"},
+    Permission.FORENSICS_DELETE: {"security_admin", "superuser"},
     Permission.USERS_ADMIN: {"superuser"},
     Permission.API_TOKENS_ADMIN: {"superuser"},
 }
@@ -64,6 +66,7 @@ PROBE_VALUES = {
     "feed": "no-such-feed",
     "policy_name": "no-such-policy",
     "action_id": "0" * 32,
+    "bundle_id": "0" * 32,
 }
 
 
@@ -310,6 +313,30 @@ def _action_logs(esm: Esm) -> Any:
     return path, "action.logs", action_id, body, esm.agent_header(agent)
 
 
+def forensic_upload(bundle_id: str, content: bytes) -> dict[str, Any]:
+    return {
+        "bundle_id": bundle_id,
+        "event_id": bundle_id,
+        "created_at": datetime.now(UTC).isoformat(),
+        "content_b64": base64.b64encode(content).decode(),
+        "sha256": hashlib.sha256(content).hexdigest(),
+    }
+
+
+def _forensics_upload(esm: Esm) -> Any:
+    agent, action_id = _delivered_action(esm, "retrieve_forensics")
+    body = forensic_upload(str(uuid.uuid4()), gzip.compress(b'{"process": {}}'))
+    path = f"{routes.AGENT_ACTIONS}/{action_id}/forensics"
+    return path, "forensics.upload", "*", body, esm.agent_header(agent)
+
+
+def _forensics_delete(esm: Esm) -> Any:
+    agent, action_id = _delivered_action(esm, "retrieve_forensics")
+    body = forensic_upload(str(uuid.uuid4()), gzip.compress(b"{}"))
+    stored = agent.upload_forensics(action_id, body)  # type: ignore[arg-type]
+    return f"{routes.FORENSICS}/{stored['id']}", "forensics.delete", stored["id"], None, None
+
+
 AUDITED: dict[tuple[str, str], Example] = {
     ("POST", f"{routes.AGENTS}/{{agent_id}}/revoke"): _revoke_agent,
     ("DELETE", f"{routes.AGENTS}/{{agent_id}}"): _delete_agent,
@@ -358,6 +385,8 @@ AUDITED: dict[tuple[str, str], Example] = {
     ("POST", f"{routes.ACTIONS}/{{action_id}}/cancel"): _cancel_action,
     ("POST", f"{routes.AGENT_ACTIONS}/{{action_id}}/result"): _action_result,
     ("POST", f"{routes.AGENT_ACTIONS}/{{action_id}}/logs"): _action_logs,
+    ("POST", f"{routes.AGENT_ACTIONS}/{{action_id}}/forensics"): _forensics_upload,
+    ("DELETE", f"{routes.FORENSICS}/{{bundle_id}}"): _forensics_delete,
 }
 
 

@@ -68,7 +68,7 @@ def test_age_then_quota_in_batches_with_one_audit_record(esm: Esm) -> None:
         again = retention.run(db, settings)
     finally:
         db.dispose()
-    (events,) = summary.targets
+    events = next(t for t in summary.targets if t.name == "events")
     assert (events.by_age, events.by_quota, events.batches) == (25, 5, 4 + 1)
     assert summary.lines() == ["events: 30 deleted (25 by age, 5 by quota) in 5 batches"]
     assert _remaining(esm) == set(ids[30:])  # the newest ten stay

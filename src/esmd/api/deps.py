@@ -142,6 +142,8 @@ EnrollmentWriter = Annotated[AdminIdentity, require(Permission.ENROLLMENT_WRITE)
 AuditReader = Annotated[AdminIdentity, require(Permission.AUDIT_READ)]
 UsersAdmin = Annotated[AdminIdentity, require(Permission.USERS_ADMIN)]
 ApiTokensAdmin = Annotated[AdminIdentity, require(Permission.API_TOKENS_ADMIN)]
+ForensicsReader = Annotated[AdminIdentity, require(Permission.FORENSICS_READ)]
+ForensicsDeleter = Annotated[AdminIdentity, require(Permission.FORENSICS_DELETE)]
 
 
 async def get_superuser(admin: CurrentAdmin) -> AdminIdentity:

@@ -278,4 +278,5 @@ HASH_INTEL = table(HashIntel)
 from esmd.db import tables_actions, tables_filters, tables_ops, tables_policies  # noqa: E402
 
 EXTENSIONS = (tables_actions, tables_filters, tables_ops, tables_policies)
+from esmd.db.tables_forensics import FORENSIC_BUNDLES as FORENSIC_BUNDLES  # noqa: E402
 from esmd.db.tables_servers import SERVERS as SERVERS  # noqa: E402  (same metadata)

@@ -3,7 +3,8 @@
 Every batch is its own short transaction (``SELECT key … ORDER BY time LIMIT n`` on an
 indexed time column, then ``DELETE … WHERE key IN (…)``), so neither database holds a long
 lock and ingest keeps flowing. Any table plugs in with a :class:`RetentionTarget`: a table
-of uploaded blobs names its file column, and the files go after their rows are committed.
+of uploaded blobs names its file column, and the files go after their rows are committed; a
+table with a size column (forensic bundles) can have a byte quota as well as a row quota.
 Each run that deleted something writes one ``retention.delete`` audit record.
 """
 
@@ -21,6 +22,7 @@ from sqlalchemy import Column, Table, delete, func, select
 from esmd.config import Settings
 from esmd.db.engine import Database
 from esmd.db.tables import AUDIT_LOG, EVENTS
+from esmd.db.tables_forensics import FORENSIC_BUNDLES
 from esmd.timeutil import utcnow
 
 log = logging.getLogger(__name__)
@@ -41,6 +43,9 @@ class RetentionTarget:
     file_column: Column[Any] | None = None
     """Paths (absolute, or relative to ``file_root``) of blobs to unlink with their rows."""
     file_root: Path | None = None
+    size_column: Column[Any] | None = None
+    max_bytes: int = 0
+    """With ``size_column``: the oldest rows go while the sizes add up to more than this."""
 
 
 @dataclass
@@ -48,12 +53,13 @@ class TargetSummary:
     name: str
     by_age: int = 0
     by_quota: int = 0
+    by_size: int = 0
     files: int = 0
     batches: int = 0
 
     @property
     def deleted(self) -> int:
-        return self.by_age + self.by_quota
+        return self.by_age + self.by_quota + self.by_size
 
 
 @dataclass
@@ -65,29 +71,43 @@ class RetentionSummary:
         return sum(target.deleted for target in self.targets)
 
     def lines(self) -> list[str]:
+        """One line per target that deleted something (or one saying nothing was)."""
         return [
             f"{t.name}: {t.deleted} deleted ({t.by_age} by age, {t.by_quota} by quota"
+            + (f", {t.by_size} by size" if t.by_size else "")
             + (f", {t.files} files" if t.files else "")
             + f") in {t.batches} batches"
             for t in self.targets
-        ]
+            if t.deleted
+        ] or ["retention: nothing to delete"]
 
 
-def _delete_batch(db: Database, target: RetentionTarget, where: Any, limit: int) -> list[Any]:
-    """Delete up to ``limit`` of the oldest rows matching ``where``; their file paths."""
-    columns = [target.key_column]
-    if target.file_column is not None:
-        columns.append(target.file_column)
-    query = select(*columns).order_by(target.time_column, target.key_column).limit(limit)
+def _delete_batch(
+    db: Database, target: RetentionTarget, where: Any, limit: int, free_bytes: int = 0
+) -> tuple[list[Any], int]:
+    """Delete up to ``limit`` of the oldest rows matching ``where`` (with ``free_bytes``: only
+    as many as free that many bytes); their file paths and the bytes freed."""
+    columns = [target.key_column, target.file_column, target.size_column]
+    query = select(*(c for c in columns if c is not None))
+    query = query.order_by(target.time_column, target.key_column).limit(limit)
     if where is not None:
         query = query.where(where)
     with db.write() as connection:
         rows = connection.execute(query).all()
+        freed = 0
+        if free_bytes > 0:
+            for count, row in enumerate(rows, 1):
+                freed += int(row[-1])
+                if freed >= free_bytes:
+                    rows = rows[:count]
+                    break
         if not rows:
-            return []
+            return [], 0
         keys = [row[0] for row in rows]
         connection.execute(delete(target.table).where(target.key_column.in_(keys)))
-    return [row[1] for row in rows] if target.file_column is not None else [None] * len(rows)
+    if target.file_column is None:
+        return [None] * len(rows), freed
+    return [row[1] for row in rows], freed
 
 
 def _unlink(target: RetentionTarget, paths: list[Any]) -> int:
@@ -119,7 +139,7 @@ def apply(
     if target.max_age_days > 0:
         cutoff = utcnow() - timedelta(days=target.max_age_days)
         while not should_stop():
-            paths = _delete_batch(db, target, target.time_column < cutoff, batch_size)
+            paths, _ = _delete_batch(db, target, target.time_column < cutoff, batch_size)
             if not paths:
                 break
             summary.by_age += len(paths)
@@ -132,14 +152,37 @@ def apply(
             )
         excess = count - target.max_rows
         while excess > 0 and not should_stop():
-            paths = _delete_batch(db, target, None, min(batch_size, excess))
+            paths, _ = _delete_batch(db, target, None, min(batch_size, excess))
             if not paths:
                 break
             excess -= len(paths)
             summary.by_quota += len(paths)
             summary.files += _unlink(target, paths)
             summary.batches += 1
+    if target.max_bytes > 0 and target.size_column is not None:
+        _apply_size_quota(db, target, batch_size, should_stop, summary)
     return summary
+
+
+def _apply_size_quota(
+    db: Database,
+    target: RetentionTarget,
+    batch_size: int,
+    should_stop: Callable[[], bool],
+    summary: TargetSummary,
+) -> None:
+    assert target.size_column is not None
+    with db.read() as connection:
+        total = connection.execute(select(func.coalesce(func.sum(target.size_column), 0)))
+        excess = int(total.scalar_one()) - target.max_bytes
+    while excess > 0 and not should_stop():
+        paths, freed = _delete_batch(db, target, None, batch_size, free_bytes=excess)
+        if not paths:
+            break
+        excess -= freed
+        summary.by_size += len(paths)
+        summary.files += _unlink(target, paths)
+        summary.batches += 1
 
 
 def targets(settings: Settings) -> list[RetentionTarget]:
@@ -152,7 +195,17 @@ def targets(settings: Settings) -> list[RetentionTarget]:
             key_column=EVENTS.c.seq,
             max_age_days=settings.retention_events_days,
             max_rows=settings.retention_events_max_rows,
-        )
+        ),
+        RetentionTarget(
+            name="forensics",
+            table=FORENSIC_BUNDLES,
+            time_column=FORENSIC_BUNDLES.c.received_at,
+            key_column=FORENSIC_BUNDLES.c.id,
+            max_age_days=settings.retention_forensics_days,
+            max_rows=settings.retention_forensics_max_bundles,
+            size_column=FORENSIC_BUNDLES.c.size,
+            max_bytes=settings.retention_forensics_max_bytes,
+        ),
     ]
 
 
@@ -169,6 +222,7 @@ def run(
     if summary.deleted:
         detail = {
             t.name: {"by_age": t.by_age, "by_quota": t.by_quota, "files": t.files}
+            | ({"by_size": t.by_size} if t.by_size else {})
             for t in summary.targets
             if t.deleted
         }

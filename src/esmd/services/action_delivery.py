@@ -1,4 +1,5 @@
-"""The action centre, agent side: delivery in the check-in, results and log uploads; and the
+"""The action centre, agent side: delivery in the check-in, results and uploads (logs here,
+forensic bundles in :mod:`esmd.services.forensics`, through the same checks); and the
 server-side quarantine view built from results.
 
 Delivery is on the check-in hot path: the check-in's UPDATE returns ``HAS_PENDING``, an
@@ -161,23 +162,35 @@ def report_result(
     return ActionResultAck(action_id=action_id, state=ActionState(body.state))
 
 
+def decode_upload(content_b64: str, sha256: str, max_bytes: int) -> bytes:
+    """The bytes of an agent's upload (a log or forensic bundle), checked against its hash."""
+    try:
+        content = base64.b64decode(content_b64, validate=True)
+    except (binascii.Error, ValueError):
+        raise BadRequest("content_b64: not base64") from None
+    if len(content) > max_bytes:
+        raise BadRequest(f"content_b64: larger than {max_bytes} bytes once decoded")
+    if hashlib.sha256(content).hexdigest() != sha256:
+        raise BadRequest("sha256: does not match the content")
+    return content
+
+
+def upload_target(connection: Connection, agent_id: str, action_id: str, kind: ActionType) -> Any:
+    """The agent's action an upload belongs to, which must be of type ``kind``."""
+    row = _row(connection, action_id, agent_id)
+    if row.type != kind.value:
+        raise Conflict(f"action {action_id} is a {row.type} action, not {kind.value}")
+    return row
+
+
 def upload_logs(
     db: Database, agent: AgentIdentity, action_id: str, body: LogUpload, source_ip: str | None
 ) -> LogUploadAck:
     """Store the log bundle of a retrieve_logs action (once; a repeat is acknowledged)."""
-    try:
-        content = base64.b64decode(body.content_b64, validate=True)
-    except (binascii.Error, ValueError):
-        raise BadRequest("content_b64: not base64") from None
-    if len(content) > MAX_LOG_BYTES:
-        raise BadRequest(f"content_b64: larger than {MAX_LOG_BYTES} bytes once decoded")
-    if hashlib.sha256(content).hexdigest() != body.sha256:
-        raise BadRequest("sha256: does not match the content")
+    content = decode_upload(body.content_b64, body.sha256, MAX_LOG_BYTES)
     with db.write_session() as session:
         connection = session.connection()
-        row = _row(connection, action_id, agent.agent_id)
-        if row.type != ActionType.RETRIEVE_LOGS.value:
-            raise Conflict(f"action {action_id} is a {row.type} action, not retrieve_logs")
+        upload_target(connection, agent.agent_id, action_id, ActionType.RETRIEVE_LOGS)
         stored = connection.execute(
             select(ACTION_BLOBS.c.size).where(
                 ACTION_BLOBS.c.action_id == action_id, ACTION_BLOBS.c.agent_id == agent.agent_id

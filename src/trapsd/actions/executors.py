@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import datetime as dt
 import hashlib
 import shutil
 import time
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
-from trapsapi.wire_actions import LogUpload
+from trapsapi.agent_client import UploadKind
+from trapsapi.wire_actions import MAX_UPLOAD_BYTES, ForensicUpload, LogUpload
 from trapsd.actions import isolation, quarantine
 from trapsd.actions.logs import LogRing, bundle
 from trapsd.actions.process import KillRefused, kill
@@ -20,6 +23,7 @@ from trapsd.actions.scan import find_by_hash, scan
 from trapsd.actions.store import ActionStore
 from trapsd.config import AgentSettings
 from trapsd.files import read_json, write_json
+from trapsd.forensics import forensics_dir, select_bundles
 
 ISOLATION_FILE = "isolation.json"
 HISTORY_DIRS = ("history", "forensics")
@@ -43,7 +47,9 @@ class Host(Protocol):
     def status(self, running: bool = True) -> dict[str, Any]: ...
     def servers(self) -> list[str]: ...
     def refresh_local_blocks(self) -> None: ...
-    def upload_logs(self, action_id: str, upload: LogUpload) -> dict[str, Any]: ...
+    def upload(
+        self, action_id: str, kind: UploadKind, uploads: Iterable[LogUpload | ForensicUpload]
+    ) -> Iterator[dict[str, Any]]: ...
     def uninstall(self) -> None: ...
 
 
@@ -142,9 +148,9 @@ def _retrieve_logs(ctx: Context, params: dict[str, Any]) -> Outcome:
     }
     data, lines = bundle(sections, list(ctx.ring.lines), int(params.get("max_bytes", 1 << 20)))
     sha256 = hashlib.sha256(data).hexdigest()
-    host.upload_logs(
-        ctx.action_id, {"content_b64": base64.b64encode(data).decode(), "sha256": sha256}
-    )
+    body: LogUpload = {"content_b64": base64.b64encode(data).decode(), "sha256": sha256}
+    for _ack in host.upload(ctx.action_id, "logs", [body]):
+        pass
     return _ok({"size": len(data), "sha256": sha256, "log_lines": lines})
 
 
@@ -196,8 +202,67 @@ def _uninstall(ctx: Context, _params: dict[str, Any]) -> Outcome:
     return _ok({"uninstalling": True}, "the agent stops and removes its state")
 
 
-def _forensics(ctx: Context, _params: dict[str, Any]) -> Outcome:
-    raise ActionFailed("retrieve_forensics: this agent keeps no forensic bundles yet")
+def _forensics(ctx: Context, params: dict[str, Any]) -> Outcome:
+    ids = [str(i) for i in [params.get("event_id"), *params.get("event_ids", [])] if i]
+    ids += [str(i) for i in params.get("bundle_ids", [])]
+    since = params.get("since")
+    chosen, missing = select_bundles(
+        forensics_dir(ctx.host.state_dir),
+        ids,
+        params.get("recent"),
+        dt.datetime.fromisoformat(since) if since else None,
+    )
+    budget = int(params.get("max_bytes", 16 * 1024 * 1024))
+    too_large: list[str] = []
+    over_budget: list[str] = []
+    sent: list[dict[str, Any]] = []
+
+    def uploads() -> Iterator[ForensicUpload]:
+        nonlocal budget
+        for bundle_id, path, st in chosen:
+            if st.st_size > MAX_UPLOAD_BYTES:
+                too_large.append(bundle_id)
+                continue
+            if st.st_size > budget:
+                over_budget.append(bundle_id)
+                continue
+            try:
+                data = path.read_bytes()
+            except FileNotFoundError:  # evicted by the quota meanwhile
+                missing.append(bundle_id)
+                continue
+            budget -= len(data)
+            sha256 = hashlib.sha256(data).hexdigest()
+            sent.append({"bundle_id": bundle_id, "size": len(data), "sha256": sha256})
+            yield {
+                "bundle_id": bundle_id,
+                "event_id": bundle_id if _is_uuid(bundle_id) else None,
+                "created_at": dt.datetime.fromtimestamp(st.st_mtime, dt.UTC).isoformat(),
+                "content_b64": base64.b64encode(data).decode(),
+                "sha256": sha256,
+            }
+
+    for index, ack in enumerate(ctx.host.upload(ctx.action_id, "forensics", uploads())):
+        sent[index].update(id=ack["id"], duplicate=ack["duplicate"])  # appended before the yield
+    if ids and not sent:
+        raise ActionFailed(f"no forensic bundle sent (missing: {', '.join(missing)[:900]})")
+    result = {
+        "sent": sent,
+        "missing": missing,
+        "too_large": too_large,
+        "over_budget": over_budget,
+        "bytes": sum(item["size"] for item in sent),
+    }
+    left = len(missing) + len(too_large) + len(over_budget)
+    return _ok(result, f"{len(sent)} bundle(s) sent" + (f", {left} not sent" if left else ""))
+
+
+def _is_uuid(text: str) -> bool:
+    try:
+        uuid.UUID(text)
+    except ValueError:
+        return False
+    return True
 
 
 EXECUTORS: dict[str, Executor] = {

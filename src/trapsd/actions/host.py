@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import logging
 import shutil
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from trapsapi.agent_client import UploadKind
 from trapsapi.errors import TrapsError
-from trapsapi.wire_actions import LogUpload
+from trapsapi.wire_actions import ForensicUpload, LogUpload
 from trapsd.actions import quarantine
 from trapsd.actions.dispatcher import Dispatcher
 from trapsd.checkin import Comms
@@ -50,11 +52,16 @@ class ActionHost:
         """Apply the policy again so that the quarantine's local blocks take effect now."""
         self.apply_policy(self.policy)
 
-    def upload_logs(self, action_id: str, upload: LogUpload) -> dict[str, Any]:
+    def upload(
+        self, action_id: str, kind: UploadKind, uploads: Iterable[LogUpload | ForensicUpload]
+    ) -> Iterator[dict[str, Any]]:
+        """Upload files an action asked for, one request each on one connection; yields each
+        acknowledgement (lazily: the caller reads the next file only when asked)."""
         assert self.actions is not None
         client = self.actions.client()
         try:
-            return dict(client.upload_action_logs(action_id, upload))
+            for upload in uploads:
+                yield client.upload_action_file(action_id, kind, upload)
         finally:
             client.close()
 

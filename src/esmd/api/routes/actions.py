@@ -19,7 +19,7 @@ from esmd.api.deps import (
 from esmd.api.params import ADMIN_ERRORS, ERRORS, NOT_FOUND, Limit, Offset
 from esmd.authz import Permission
 from esmd.errors import BadRequest
-from esmd.services import action_delivery, actions
+from esmd.services import action_delivery, actions, forensics
 from esmd.services.accounts import AdminIdentity
 from esmd.timeutil import parse_since
 from trapsapi import routes
@@ -36,6 +36,7 @@ from trapsapi.models_actions import (
     LogUploadAck,
     QuarantineEntry,
 )
+from trapsapi.models_forensics import ForensicUpload, ForensicUploadAck
 
 router = APIRouter(tags=["actions"], responses=ADMIN_ERRORS)
 agent_router = APIRouter(tags=["agent"], responses={**ERRORS, **NOT_FOUND})
@@ -140,3 +141,16 @@ def upload_logs(
 ) -> LogUploadAck:
     """The log bundle of a retrieve_logs action (gzip, base64; at most 2 MiB); idempotent."""
     return action_delivery.upload_logs(db, agent, action_id, body, _client(request))
+
+
+@agent_router.post(f"{routes.AGENT_ACTIONS}/{{action_id}}/forensics")
+def upload_forensics(
+    action_id: ActionId,
+    body: ForensicUpload,
+    request: Request,
+    db: DatabaseDep,
+    agent: CurrentAgent,
+) -> ForensicUploadAck:
+    """One forensic bundle of a retrieve_forensics action (gzip, base64; at most 2 MiB);
+    idempotent per bundle."""
+    return forensics.upload(db, agent, action_id, body, _client(request))

@@ -20,12 +20,14 @@ from esmd.api.deps import DatabaseDep, Reader, SessionDep, Triager
 from esmd.api.params import ADMIN_ERRORS, NOT_FOUND, Limit, Offset
 from esmd.db.tables import Event, User
 from esmd.errors import BadRequest, Conflict, NotFound
+from esmd.services import forensics
 from esmd.services.audit import audit
 from esmd.services.storable import check_storable
 from esmd.timeutil import parse_since
 from trapsapi import routes
 from trapsapi.enums import SEVERITY_ORDER, Severity, TimeBucket, TriageStatus
 from trapsapi.models import ErrorBody, EventCounts, EventPublic, EventTriage, Page, TimeCount
+from trapsapi.models_forensics import EventDetail
 
 router = APIRouter(tags=["events"], responses=ADMIN_ERRORS)
 Since = Annotated[
@@ -226,6 +228,9 @@ def get_event(
     session: SessionDep,
     _admin: Reader,
     agent_id: EventAgentId = None,
-) -> EventPublic:
-    """One event with its details (process ancestry, forensics reference)."""
-    return EventPublic.model_validate(_one_event(session, event_id, agent_id))
+) -> EventDetail:
+    """One event with its details (process ancestry, forensics reference) and the forensic
+    bundles the ESM holds for it (download: ``GET /forensics/{id}/content``)."""
+    row = _one_event(session, event_id, agent_id)
+    refs = forensics.refs_for_event(session.connection(), str(row.id), row.agent_id)
+    return EventDetail(**EventPublic.model_validate(row).model_dump(), forensics=refs)
