@@ -6,10 +6,13 @@ returned as plain dicts so that the console never pays for importing pydantic.
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
 
 from trapsapi import routes
+from trapsapi.errors import TrapsError
 from trapsapi.http import Connection
 
 Obj = dict[str, Any]
@@ -37,8 +40,10 @@ class AdminClient:
         body: Any = None,
         params: dict[str, Any] | None = None,
     ) -> Any:
-        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
-        return self.connection.request(method, path, body, headers, params)
+        return self.connection.request(method, path, body, self._headers(), params)
+
+    def _headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"} if self.token else {}
 
     # auth
     def login(self, username: str, password: str) -> Obj:
@@ -273,6 +278,40 @@ class AdminClient:
     def list_quarantine(self, **filters: Any) -> Obj:
         reply: Obj = self._call("GET", routes.QUARANTINE, params=filters)
         return reply
+
+    # forensic bundles
+    def list_forensics(self, **filters: Any) -> Obj:
+        reply: Obj = self._call("GET", routes.FORENSICS, params=filters)
+        return reply
+
+    def get_forensics(self, bundle_id: str) -> Obj:
+        reply: Obj = self._call("GET", f"{routes.FORENSICS}/{quote(bundle_id, safe='')}")
+        return reply
+
+    def delete_forensics(self, bundle_id: str) -> Obj:
+        reply: Obj = self._call("DELETE", f"{routes.FORENSICS}/{quote(bundle_id, safe='')}")
+        return reply
+
+    def download_forensics(
+        self, bundle_id: str, write: Callable[[bytes], object]
+    ) -> dict[str, Any]:
+        """Stream the bundle (gzip JSON) to ``write``; its size and SHA-256, checked against
+        the server's (a mismatch raises :class:`TrapsError`: discard what was written)."""
+        digest = hashlib.sha256()
+        size = 0
+
+        def sink(chunk: bytes) -> None:
+            nonlocal size
+            digest.update(chunk)
+            size += len(chunk)
+            write(chunk)
+
+        path = f"{routes.FORENSICS}/{quote(bundle_id, safe='')}/content"
+        headers = self.connection.download(path, sink, self._headers())
+        expected = headers.get("x-content-sha256")
+        if expected and digest.hexdigest() != expected:
+            raise TrapsError(f"forensic bundle {bundle_id}: download incomplete or corrupt")
+        return {"size": size, "sha256": digest.hexdigest()}
 
     def close(self) -> None:
         self.connection.close()

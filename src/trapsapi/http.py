@@ -14,7 +14,7 @@ import re
 import socket
 import ssl
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
@@ -178,14 +178,48 @@ class Connection:
             except ValueError:
                 data = None
         if status >= 400:
-            detail = data.get("detail") if isinstance(data, dict) else None
-            message = str(detail) if detail else f"{status} {reason}"
+            message = _detail(raw) or f"{status} {reason}"
             raise error_for_status(status, message, retry_after)
         return data
 
-    def _send(
+    def download(
+        self,
+        path: str,
+        write: Callable[[bytes], object],
+        headers: Mapping[str, str] | None = None,
+        chunk_bytes: int = 64 * 1024,
+    ) -> dict[str, str]:
+        """GET a file and hand its body to ``write`` chunk by chunk (never all in memory);
+        the response headers (lower-case names). Errors are raised as by :meth:`request`."""
+        send_headers = {"Accept": "*/*", "User-Agent": USER_AGENT, **(headers or {})}
+        with self._lock:
+            response = self._open("GET", self.prefix + path, None, send_headers)
+            try:
+                if response.status >= 400:
+                    raw = response.read()
+                    self._finish(response)
+                    detail = _detail(raw) or f"{response.status} {response.reason}"
+                    raise error_for_status(response.status, detail, None)
+                while chunk := response.read(chunk_bytes):
+                    write(chunk)
+                self._finish(response)
+            except (OSError, http.client.HTTPException) as exc:
+                self.close_unlocked()
+                raise Unreachable(f"{self.url}: {_describe(exc)}") from None
+            return {k.lower(): v for k, v in response.getheaders()}
+
+    def close_unlocked(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def _finish(self, response: http.client.HTTPResponse) -> None:
+        if response.getheader("Connection", "").lower() == "close":
+            self.close_unlocked()
+
+    def _open(
         self, method: str, target: str, payload: bytes | None, headers: dict[str, str]
-    ) -> tuple[int, str, bytes, float | None]:
+    ) -> http.client.HTTPResponse:
         # A kept-alive connection may have been closed by the server: retry once on a fresh one.
         for attempt in (1, 2):
             fresh = self._conn is None
@@ -193,25 +227,39 @@ class Connection:
                 self._conn = self._connect()
             try:
                 self._conn.request(method, target, body=payload, headers=headers)
-                response = self._conn.getresponse()
-                raw = response.read()
+                return self._conn.getresponse()
             except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError) as exc:
-                self._conn.close()
-                self._conn = None
+                self.close_unlocked()
                 if fresh or attempt == 2:
                     raise Unreachable(f"{self.url}: connection lost ({exc})") from None
-                continue
             except (OSError, http.client.HTTPException) as exc:
-                self._conn.close()
-                self._conn = None
+                self.close_unlocked()
                 raise Unreachable(f"{self.url}: {_describe(exc)}") from None
-            if response.getheader("Connection", "").lower() == "close":
-                self._conn.close()
-                self._conn = None
-            retry = response.getheader("Retry-After")
-            retry_after = float(retry) if retry and retry.replace(".", "", 1).isdigit() else None
-            return response.status, response.reason, raw, retry_after
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _send(
+        self, method: str, target: str, payload: bytes | None, headers: dict[str, str]
+    ) -> tuple[int, str, bytes, float | None]:
+        response = self._open(method, target, payload, headers)
+        try:
+            raw = response.read()
+        except (OSError, http.client.HTTPException) as exc:
+            self.close_unlocked()
+            raise Unreachable(f"{self.url}: {_describe(exc)}") from None
+        self._finish(response)
+        retry = response.getheader("Retry-After")
+        retry_after = float(retry) if retry and retry.replace(".", "", 1).isdigit() else None
+        return response.status, response.reason, raw, retry_after
+
+
+def _detail(raw: bytes) -> str | None:
+    """The one-line ``detail`` of an error body, if it is one."""
+    try:
+        data = json.loads(raw) if raw else None
+    except ValueError:
+        return None
+    detail = data.get("detail") if isinstance(data, dict) else None
+    return str(detail) if detail else None
 
 
 def _describe(exc: BaseException) -> str:

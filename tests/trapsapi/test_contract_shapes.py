@@ -6,7 +6,15 @@ import typing
 
 import pytest
 
-from trapsapi import models, models_actions, models_hashes, models_lifecycle, wire, wire_actions
+from trapsapi import (
+    models,
+    models_actions,
+    models_forensics,
+    models_hashes,
+    models_lifecycle,
+    wire,
+    wire_actions,
+)
 
 PAIRS = [
     (wire.ModuleState, models.ModuleState),
@@ -31,6 +39,8 @@ PAIRS = [
     (wire_actions.ActionResultAck, models_actions.ActionResultAck),
     (wire_actions.LogUpload, models_actions.LogUpload),
     (wire_actions.LogUploadAck, models_actions.LogUploadAck),
+    (wire_actions.ForensicUpload, models_forensics.ForensicUpload),
+    (wire_actions.ForensicUploadAck, models_forensics.ForensicUploadAck),
 ]
 
 
