@@ -203,8 +203,9 @@ def main() -> None:
 
 __all__ = ["app", "global_options", "main"]
 
-from trapsctl.commands import audit, complete, users  # noqa: E402  (appended registrations)
+from trapsctl.commands import audit, complete, forensics, users  # noqa: E402  (appended)
 
 app.add_typer(users.app, name="users")
 app.add_typer(audit.app, name="audit")
+app.add_typer(forensics.app, name="forensics")
 app.command("__complete-agents", hidden=True)(complete.complete_agents)
