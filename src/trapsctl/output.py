@@ -92,6 +92,17 @@ def short_hash(value: Any) -> str:
     return printable(value)[:12] if value else "-"
 
 
+def byte_size(value: Any) -> str:
+    """``900 B``, ``47.1 KiB``, ``3.0 MiB``; ``-`` for anything but an int."""
+    if not isinstance(value, int):
+        return "-"
+    if value < 1024:
+        return f"{value} B"
+    if value < 1024 * 1024:
+        return f"{value / 1024:.1f} KiB"
+    return f"{value / 1024 / 1024:.1f} MiB"
+
+
 def joined(value: Any) -> str:
     return ", ".join(printable(v) for v in value) if value else "-"
 

@@ -19,7 +19,7 @@ from test_ctl_live import as_admin, enrolled_agent, security_event
 
 from trapsapi.admin_client import AdminClient
 from trapsapi.agent_client import AgentClient
-from trapsctl.commands.forensics import size
+from trapsctl.output import byte_size
 
 __all__ = ["as_admin"]  # the fixture, used by name
 BUNDLE = {
@@ -79,7 +79,7 @@ def test_show_golden_and_quiet() -> None:
 
 
 def test_size_is_human() -> None:
-    assert [size(v) for v in (None, 900, 48_213, 3 * 1024 * 1024)] == [
+    assert [byte_size(v) for v in (None, 900, 48_213, 3 * 1024 * 1024)] == [
         "-",
         "900 B",
         "47.1 KiB",

@@ -66,11 +66,13 @@ ID_KEY = "id"
 def _forensics(event: dict[str, Any]) -> str | None:
     """The bundles on the ESM (trapsctl forensics get ID), else the agent's reference."""
     from trapsctl.ancestry import forensics_reference
-    from trapsctl.commands.forensics import size
+    from trapsctl.output import byte_size
 
     stored = event.get("forensics") or []
     if stored:
-        return ", ".join(f"{ref['id']} ({size(ref.get('size'))}, on the ESM)" for ref in stored)
+        return ", ".join(
+            f"{ref['id']} ({byte_size(ref.get('size'))}, on the ESM)" for ref in stored
+        )
     return forensics_reference(event)
 
 

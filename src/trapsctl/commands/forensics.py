@@ -16,7 +16,7 @@ from trapsctl.commands import complete
 from trapsctl.commands.actions import ACTION_FIELDS, DELIVERY_COLUMNS
 from trapsctl.durations import parse_duration, parse_since
 from trapsctl.options import LimitOption, NoHeadersOption, OutputOption, QuietOption, noun_app
-from trapsctl.output import Column, emit_list, emit_object, short_hash, timestamp
+from trapsctl.output import Column, byte_size, emit_list, emit_object, short_hash, timestamp
 from trapsctl.session import connect, output_format
 
 app = noun_app("Forensic bundles of security events: list, show, get, delete, retrieve.")
@@ -25,21 +25,11 @@ PROGRESS_MIN_BYTES = 1024 * 1024
 WAIT_POLL_S = 1.0
 
 
-def size(value: Any) -> str:
-    if not isinstance(value, int):
-        return "-"
-    if value < 1024:
-        return f"{value} B"
-    if value < 1024 * 1024:
-        return f"{value / 1024:.1f} KiB"
-    return f"{value / 1024 / 1024:.1f} MiB"
-
-
 BUNDLE_COLUMNS = [
     Column("BUNDLE ID", "id"),
     Column("HOSTNAME", "hostname", wrap=True),
     Column("EVENT ID", "event_id"),
-    Column("SIZE", "size", size),
+    Column("SIZE", "size", byte_size),
     Column("RECEIVED", "received_at", timestamp),
 ]
 BUNDLE_FIELDS = [
@@ -49,7 +39,7 @@ BUNDLE_FIELDS = [
     Column("EVENT ID", "event_id"),
     Column("AGENT'S ID", "bundle_id"),
     Column("ACTION ID", "action_id"),
-    Column("SIZE", "size", size),
+    Column("SIZE", "size", byte_size),
     Column("SHA256", "sha256"),
     Column("CREATED", "created_at", timestamp),
     Column("RECEIVED", "received_at", timestamp),
@@ -57,7 +47,7 @@ BUNDLE_FIELDS = [
 SAVED_FIELDS = [
     Column("BUNDLE ID", "id"),
     Column("FILE", "file"),
-    Column("SIZE", "size", size),
+    Column("SIZE", "size", byte_size),
     Column("SHA256", "sha256", short_hash),
 ]
 BundleArgument = Annotated[str, typer.Argument(metavar="ID", help="The bundle's ID.")]

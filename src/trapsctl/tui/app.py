@@ -8,7 +8,7 @@ When the ESM is slow or gone the status line says so and the refresh timer keeps
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, ClassVar
 
 from rich.text import Text
@@ -26,6 +26,7 @@ from trapsctl.tui.screens.help import HelpScreen
 from trapsctl.tui.screens.triage import TriageDialog
 from trapsctl.tui.views.agents import AgentsView
 from trapsctl.tui.views.events import EventsView
+from trapsctl.tui.views.forensics import ForensicsScreen
 from trapsctl.tui.views.hashes import HashesView
 from trapsctl.tui.views.table_view import TableView
 
@@ -34,6 +35,7 @@ TABS = [("agents", "1 Agents"), ("events", "2 Events"), ("hashes", "3 Hashes")]
 
 class DashboardApp(App[None]):
     TITLE = "Traps"
+    SCREENS: ClassVar[dict[str, Callable[[], Screen[Any]]]] = {"forensics": ForensicsScreen}
     HORIZONTAL_BREAKPOINTS = [
         (0, "-narrow"),
         (120, "-wide"),
@@ -42,6 +44,7 @@ class DashboardApp(App[None]):
         Binding("1", "show_tab('agents')", "Agents", show=False),
         Binding("2", "show_tab('events')", "Events", show=False),
         Binding("3", "show_tab('hashes')", "Hashes", show=False),
+        Binding("f", "push_screen('forensics')", "Forensics", show=False),
         Binding("slash", "focus_filter", "Filter", key_display="/"),
         Binding("escape", "clear_filter", "Clear", show=False),
         Binding("r", "refresh", "Refresh"),
