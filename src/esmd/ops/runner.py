@@ -33,7 +33,8 @@ class Operations:
 
     @property
     def retention_enabled(self) -> bool:
-        return any(t.max_age_days or t.max_rows for t in retention.targets(self.settings))
+        targets = retention.targets(self.settings)
+        return any(t.max_age_days or t.max_rows or t.max_bytes for t in targets)
 
     def start(self) -> None:
         for exporter in self.exporters:
