@@ -194,19 +194,28 @@ class Connection:
         send_headers = {"Accept": "*/*", "User-Agent": USER_AGENT, **(headers or {})}
         with self._lock:
             response = self._open("GET", self.prefix + path, None, send_headers)
+            finished = False
             try:
                 if response.status >= 400:
-                    raw = response.read()
-                    self._finish(response)
+                    raw = self._read(response)
                     detail = _detail(raw) or f"{response.status} {response.reason}"
+                    finished = True
                     raise error_for_status(response.status, detail, None)
-                while chunk := response.read(chunk_bytes):
-                    write(chunk)
-                self._finish(response)
-            except (OSError, http.client.HTTPException) as exc:
-                self.close_unlocked()
-                raise Unreachable(f"{self.url}: {_describe(exc)}") from None
+                while chunk := self._read(response, chunk_bytes):
+                    write(chunk)  # the caller's errors (a full disk) are its own
+                finished = True
+            finally:
+                if not finished:  # the rest of the body is unread: the connection is unusable
+                    self.close_unlocked()
+            self._finish(response)
             return {k.lower(): v for k, v in response.getheaders()}
+
+    def _read(self, response: http.client.HTTPResponse, size: int = -1) -> bytes:
+        try:
+            return response.read(size) if size > 0 else response.read()
+        except (OSError, http.client.HTTPException) as exc:
+            self.close_unlocked()
+            raise Unreachable(f"{self.url}: {_describe(exc)}") from None
 
     def close_unlocked(self) -> None:
         if self._conn is not None:
@@ -241,11 +250,7 @@ class Connection:
         self, method: str, target: str, payload: bytes | None, headers: dict[str, str]
     ) -> tuple[int, str, bytes, float | None]:
         response = self._open(method, target, payload, headers)
-        try:
-            raw = response.read()
-        except (OSError, http.client.HTTPException) as exc:
-            self.close_unlocked()
-            raise Unreachable(f"{self.url}: {_describe(exc)}") from None
+        raw = self._read(response)
         self._finish(response)
         retry = response.getheader("Retry-After")
         retry_after = float(retry) if retry and retry.replace(".", "", 1).isdigit() else None

@@ -190,6 +190,9 @@ def test_retrieve_wait_list_get_and_delete_against_a_live_esm(
     assert piped.stdout_bytes == content
     assert sorted(os.listdir(tmp_path)) == sorted(["copy.gz", default.name])  # no partial files
 
+    unwritable = run_cli("forensics", "get", bundle["id"], "-O", str(tmp_path / "no" / "x.gz"))
+    assert unwritable.exit_code == 1 and "No such file or directory" in unwritable.stderr
+    assert "unexpected" not in unwritable.stderr and unwritable.stderr.count("\n") == 1
     missing = run_cli("forensics", "get", "0" * 32, "-O", str(tmp_path / "none.gz"))
     assert missing.exit_code == 5 and not (tmp_path / "none.gz").exists()
     deleted = run_cli("forensics", "delete", bundle["id"], "-o", "json")

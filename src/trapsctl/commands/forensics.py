@@ -101,7 +101,7 @@ def _target(path: str | None, bundle: dict[str, Any]) -> Path | None:
         if sys.stdout.isatty():
             raise UsageError("-O -: the bundle is gzip; redirect stdout to a file or a pipe")
         return None
-    target = Path(path or f"{bundle['bundle_id']}.json.gz")
+    target = Path(path or f"{Path(str(bundle['bundle_id'])).name}.json.gz")
     if target.exists():
         raise UsageError(f"{target}: already exists (give another -O FILE)")
     return target
@@ -124,35 +124,45 @@ def get(
 ) -> None:
     """Download a bundle (gzip JSON), checked against its SHA-256; a progress bar on a
     terminal. Never leaves a partial file behind."""
-    from trapsctl.progress import progress
-
     fmt = output_format(ctx, output)
     with connect(ctx) as client:
         bundle = client.get_forensics(bundle_id)
         target = _target(out, bundle)
-        partial = target.with_name(f".{target.name}.part") if target else None
-        sink: IO[bytes] = partial.open("wb") if partial else sys.stdout.buffer
         try:
-            with progress(bundle["size"], "Downloading", PROGRESS_MIN_BYTES) as advance:
-
-                def write(chunk: bytes) -> None:
-                    sink.write(chunk)
-                    advance(len(chunk))
-
-                saved = client.download_forensics(bundle_id, write)
-            sink.flush()
-            if partial is not None and target is not None:
-                os.fsync(sink.fileno())
-                sink.close()
-                partial.rename(target)
-        finally:
-            if partial is not None:
-                sink.close()
-                partial.unlink(missing_ok=True)
+            saved = _save(client, bundle, target)
+        except OSError as exc:
+            raise TrapsError(f"{target or 'stdout'}: {exc.strerror or exc}") from None
     if target is None:
         return
     result = {"id": bundle_id, "file": str(target), **saved}
     emit_object(result, SAVED_FIELDS, fmt, id_key="id")
+
+
+def _save(client: Any, bundle: dict[str, Any], target: Path | None) -> dict[str, Any]:
+    """Stream the bundle to ``target`` (None: stdout) through a ``.part`` file renamed once
+    complete and checked, so that a failed download leaves nothing behind."""
+    from trapsctl.progress import progress
+
+    partial = target.with_name(f".{target.name}.part") if target else None
+    sink: IO[bytes] = partial.open("wb") if partial else sys.stdout.buffer
+    try:
+        with progress(bundle["size"], "Downloading", PROGRESS_MIN_BYTES) as advance:
+
+            def write(chunk: bytes) -> None:
+                sink.write(chunk)
+                advance(len(chunk))
+
+            saved: dict[str, Any] = client.download_forensics(bundle["id"], write)
+        sink.flush()
+        if partial is not None and target is not None:
+            os.fsync(sink.fileno())
+            sink.close()
+            partial.rename(target)
+    finally:
+        if partial is not None:
+            sink.close()
+            partial.unlink(missing_ok=True)
+    return saved
 
 
 @app.command("delete")
