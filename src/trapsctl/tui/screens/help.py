@@ -20,6 +20,7 @@ KEYS = [
     ("e", "(Agents) the events of the selected agent"),
     ("Enter", "(Events) the event's details, process tree and forensics"),
     ("t", "(Events) triage: status, assignee, comment"),
+    ("f", "forensic bundles on the ESM (d downloads one)"),
     ("b", "block the selected hash (malware), asks first"),
     ("a", "allow the selected hash (benign), asks first"),
     ("Ctrl+P", "command palette"),
