@@ -3,6 +3,7 @@ uploads it, and the ESM serves it (listed, in the event's detail, downloaded int
 
 from __future__ import annotations
 
+import datetime as dt
 import gzip
 import json
 import uuid
@@ -35,12 +36,15 @@ def test_a_real_event_bundle_reaches_the_esm(
     wait_for(local.exists, 10)
 
     missing = str(uuid.uuid4())
-    by_id, recent = run_actions(
+    hour_ago = (dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)).isoformat()
+    in_an_hour = (dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)).replace(tzinfo=None).isoformat()
+    by_id, recent, future = run_actions(
         admin,
         state,
         agent_id,
         ("retrieve_forensics", {"event_ids": [event["id"], missing]}),
-        ("retrieve_forensics", {"recent": 5}),
+        ("retrieve_forensics", {"recent": 5, "since": hour_ago}),
+        ("retrieve_forensics", {"since": in_an_hour}),
     )
     assert by_id["state"] == "succeeded", by_id
     (sent,) = by_id["result"]["sent"]
@@ -49,6 +53,7 @@ def test_a_real_event_bundle_reaches_the_esm(
     assert by_id["detail"] == "1 bundle(s) sent, 1 not sent"
     assert recent["state"] == "succeeded"
     assert [(s["id"], s["duplicate"]) for s in recent["result"]["sent"]] == [(sent["id"], True)]
+    assert future["state"] == "succeeded" and future["result"]["sent"] == []
 
     (stored,) = admin.list_forensics(event_id=event["id"])["data"]
     assert (stored["id"], stored["agent_id"], stored["size"]) == (

@@ -205,12 +205,8 @@ def _uninstall(ctx: Context, _params: dict[str, Any]) -> Outcome:
 def _forensics(ctx: Context, params: dict[str, Any]) -> Outcome:
     ids = [str(i) for i in [params.get("event_id"), *params.get("event_ids", [])] if i]
     ids += [str(i) for i in params.get("bundle_ids", [])]
-    since = params.get("since")
     chosen, missing = select_bundles(
-        forensics_dir(ctx.host.state_dir),
-        ids,
-        params.get("recent"),
-        dt.datetime.fromisoformat(since) if since else None,
+        forensics_dir(ctx.host.state_dir), ids, params.get("recent"), _since(params.get("since"))
     )
     budget = int(params.get("max_bytes", 16 * 1024 * 1024))
     too_large: list[str] = []
@@ -255,6 +251,17 @@ def _forensics(ctx: Context, params: dict[str, Any]) -> Outcome:
     }
     left = len(missing) + len(too_large) + len(over_budget)
     return _ok(result, f"{len(sent)} bundle(s) sent" + (f", {left} not sent" if left else ""))
+
+
+def _since(value: Any) -> dt.datetime | None:
+    """The ``since`` parameter (ISO-8601; without a zone: UTC)."""
+    if not value:
+        return None
+    try:
+        moment = dt.datetime.fromisoformat(str(value))
+    except ValueError:
+        raise ActionFailed(f"since: {value!r} is not an ISO-8601 time") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
 
 
 def _is_uuid(text: str) -> bool:
