@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import gzip
 import json
+import os
 import uuid
 from pathlib import Path
 from typing import Any
@@ -69,4 +70,19 @@ def test_a_real_event_bundle_reaches_the_esm(
     assert bundle["event"]["id"] == event["id"] and bundle["event"]["sha256"] == sha256
 
     (nothing,) = run_actions(admin, state, agent_id, ("retrieve_forensics", {"event_id": missing}))
-    assert nothing["state"] == "failed" and missing in nothing["detail"]
+    assert nothing["state"] == "failed"
+    assert nothing["detail"] == f"no forensic bundle sent (missing: {missing})"
+
+    # Bounded: a bundle above the 2 MiB an upload carries, and one beyond max_bytes.
+    big, mid = str(uuid.uuid4()), str(uuid.uuid4())
+    (state / "forensics" / f"{big}.json.gz").write_bytes(os.urandom(3 * 1024 * 1024))
+    (state / "forensics" / f"{mid}.json.gz").write_bytes(os.urandom(5000))
+    (bounded,) = run_actions(
+        admin,
+        state,
+        agent_id,
+        ("retrieve_forensics", {"bundle_ids": [big, mid], "max_bytes": 4096}),
+    )
+    assert bounded["state"] == "failed"
+    assert bounded["detail"] == f"no forensic bundle sent (too large: {big}; over budget: {mid})"
+    assert admin.list_forensics(agent_id=agent_id)["count"] == 1

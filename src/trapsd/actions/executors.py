@@ -241,7 +241,9 @@ def _forensics(ctx: Context, params: dict[str, Any]) -> Outcome:
     for index, ack in enumerate(ctx.host.upload(ctx.action_id, "forensics", uploads())):
         sent[index].update(id=ack["id"], duplicate=ack["duplicate"])  # appended before the yield
     if ids and not sent:
-        raise ActionFailed(f"no forensic bundle sent (missing: {', '.join(missing)[:900]})")
+        reasons = [("missing", missing), ("too large", too_large), ("over budget", over_budget)]
+        why = "; ".join(f"{name}: {', '.join(found)}" for name, found in reasons if found)
+        raise ActionFailed(f"no forensic bundle sent ({why})"[:1000])
     result = {
         "sent": sent,
         "missing": missing,
