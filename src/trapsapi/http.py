@@ -113,6 +113,7 @@ class Connection:
         self._context: ssl.SSLContext | None = None
         self._conn: http.client.HTTPConnection | None = None
         self._lock = threading.Lock()
+        self._aborted = False
 
     def _connect(self) -> http.client.HTTPConnection:
         if self.scheme == "https":
@@ -142,9 +143,11 @@ class Connection:
                 self._conn = None
 
     def abort(self) -> None:
-        """From another thread: end a request blocked on this connection (a long-poll) now.
+        """From another thread: end a request blocked on this connection (a long-poll) now,
+        and refuse any later one (it is used to stop).
 
         Takes no lock (the blocked request holds it); shutting the socket down is safe."""
+        self._aborted = True
         conn = self._conn
         sock = getattr(conn, "sock", None) if conn is not None else None
         if sock is not None:
@@ -231,6 +234,9 @@ class Connection:
     ) -> http.client.HTTPResponse:
         # A kept-alive connection may have been closed by the server: retry once on a fresh one.
         for attempt in (1, 2):
+            if self._aborted:  # never retry (and block again) on a connection being stopped
+                self.close_unlocked()
+                raise Unreachable(f"{self.url}: aborted")
             fresh = self._conn is None
             if self._conn is None:
                 self._conn = self._connect()

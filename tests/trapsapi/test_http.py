@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -66,6 +67,39 @@ def test_json_round_trip_and_keepalive(server_url: str) -> None:
         reply = connection.request("POST", "/200", {"n": n}, {"Authorization": "Bearer x"})
         assert reply == {"echo": {"n": n}, "auth": "Bearer x"}
     connection.close()
+
+
+class HoldingHandler(Handler):
+    """HTTP/1.1 keep-alive; ``/hold`` answers only after 10 s (a long-poll)."""
+
+    protocol_version = "HTTP/1.1"
+
+    def do_POST(self) -> None:
+        if self.path == "/hold":
+            time.sleep(10)
+            self.path = "/200"
+        super().do_POST()
+
+
+def test_abort_ends_a_held_request_on_a_kept_alive_connection_without_retrying() -> None:
+    """A shut-down socket looks like a dropped keep-alive; the retry must not hold again."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), HoldingHandler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    connection = Connection(f"http://127.0.0.1:{server.server_address[1]}", timeout=30)
+    try:
+        assert connection.request("POST", "/200", {"n": 1})["echo"] == {"n": 1}
+        threading.Timer(0.3, connection.abort).start()
+        started = time.monotonic()
+        with pytest.raises(Unreachable):
+            connection.request("POST", "/hold", {})
+        assert time.monotonic() - started < 3
+        with pytest.raises(Unreachable, match="aborted"):
+            connection.request("POST", "/200", {})
+    finally:
+        connection.close()
+        server.shutdown()
+        server.server_close()
 
 
 @pytest.mark.parametrize(
