@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import copy
 import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -240,7 +241,7 @@ class FakeClient:
         self.fleet = fleet
         self.policies = list(fleet.POLICIES)
         self.history = list(fleet.HISTORY)
-        self.actions = [dict(a) for a in fleet.ACTIONS]
+        self.actions = copy.deepcopy(fleet.ACTIONS)  # cancel changes them
         self.servers = list(fleet.SERVERS)
 
     @property

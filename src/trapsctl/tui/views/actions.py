@@ -85,6 +85,9 @@ class ActionsView(TableView):
             out.append(" cancel")
         return out
 
+    def binding_state(self, row: Obj | None) -> tuple[bool, ...]:
+        return (row is not None and cancellable(row),)
+
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "cancel_action":
             row = self.selected()

@@ -81,6 +81,7 @@ class TableView(Vertical):
         self.pages = 0
         """Pages held: 1 after a refresh, more as the analyst scrolls down."""
         self._debounce: Timer | None = None
+        self._binding_state: tuple[bool, ...] = ()
 
     # --- hooks ------------------------------------------------------------------------------
 
@@ -317,7 +318,14 @@ class TableView(Vertical):
             pane.update(Text(empty, style="dim"))
         else:
             pane.update(self.detail(row, self.dashboard.clock()))
-        self.refresh_bindings()
+        state = self.binding_state(row)
+        if state != self._binding_state:  # redrawing the footer on every move is costly
+            self._binding_state = state
+            self.refresh_bindings()
+
+    def binding_state(self, row: Obj | None) -> tuple[bool, ...]:
+        """What the footer's dimmed keys depend on (see ``check_action``)."""
+        return (row is not None, row is not None and bool(self.hash_of(row)))
 
     @on(DataTable.RowHighlighted)
     def _highlighted(self, event: DataTable.RowHighlighted) -> None:
