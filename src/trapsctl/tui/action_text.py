@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -73,7 +74,7 @@ def cancellable(action: Obj) -> bool:
     return not action.get("cancelled") and int(progress.get("pending") or 0) > 0
 
 
-def target_text(target: Any, hostnames: dict[str, str]) -> str:
+def target_text(target: Any, hostnames: Mapping[str, str]) -> str:
     """``web-01`` (an agent, by name when known), ``label db``, ``hostname web-*``."""
     if not isinstance(target, dict):
         return printable(target)
@@ -91,7 +92,7 @@ def compact(value: Any, width: int = 200) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def action_text(action: Obj, hostnames: dict[str, str], now: datetime) -> Text:
+def action_text(action: Obj, hostnames: Mapping[str, str], now: datetime) -> Text:
     out = Text()
     out.append(printable(action.get("type")).replace("_", " "), style="bold")
     out.append("  ")

@@ -6,6 +6,7 @@ notification, so the dashboard never waits on the network.
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from textual import on, work
@@ -25,6 +26,20 @@ if TYPE_CHECKING:
     from trapsctl.tui.views.table_view import TableView
 
 
+class Hostnames(Mapping[str, str]):
+    def __init__(self, agents: dict[str, Obj]) -> None:
+        self.agents = agents
+
+    def __getitem__(self, agent_id: str) -> str:
+        return str(self.agents[agent_id].get("hostname") or "")
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.agents)
+
+    def __len__(self) -> int:
+        return len(self.agents)
+
+
 def as_api_error(exc: Exception) -> ApiError:
     if isinstance(exc, ApiError):
         return exc
@@ -37,10 +52,10 @@ class Operations(App[None]):
     client: DashboardClient
     views: dict[str, TableView]
 
-    def hostnames(self) -> dict[str, str]:
-        """Agent IDs to hostnames, from the agents the Agents tab holds."""
-        agents = self.views["agents"].rows
-        return {key: str(row.get("hostname") or "") for key, row in agents.items()}
+    def hostnames(self) -> Mapping[str, str]:
+        """Agent IDs to hostnames, from the agents the Agents tab holds (a view, not a copy:
+        the Actions tab asks for every row it draws)."""
+        return Hostnames(self.views["agents"].rows)
 
     def ask_action(self, kind: str, agents: list[Obj]) -> None:
         """The dialog (parameters, comment, confirmation), then one action per agent."""

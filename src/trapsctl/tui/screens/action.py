@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import ClassVar
 
 from rich.text import Text
@@ -17,7 +18,7 @@ class ActionScreen(FetchScreen):
         Binding("c", "cancel_action", "Cancel action"),
     ]
 
-    def __init__(self, action_id: str, hostnames: dict[str, str] | None = None) -> None:
+    def __init__(self, action_id: str, hostnames: Mapping[str, str] | None = None) -> None:
         super().__init__()
         self.action_id = action_id
         self.hostnames = hostnames or {}

@@ -6,6 +6,7 @@ not received it yet (asks first). Actions are created from the Agents tab.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import ClassVar
 
@@ -46,7 +47,7 @@ class ActionsView(TableView):
     def server_filter(self) -> bool:
         return False
 
-    def hostnames(self) -> dict[str, str]:
+    def hostnames(self) -> Mapping[str, str]:
         """Agent IDs to hostnames, from the agents the Agents tab holds."""
         return self.dashboard.hostnames()
 
