@@ -153,7 +153,7 @@ class DashboardApp(Operations, App[None]):
 
     def show_events_of(self, hostname: str) -> None:
         self.tabs.active = "events"
-        self.views["events"].set_filter(hostname)
+        self.views["events"].set_filter(f"host:{hostname}")  # filtered by the server
 
     def action_focus_filter(self) -> None:
         self.active_view().focus_filter()

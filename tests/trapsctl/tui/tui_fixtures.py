@@ -10,6 +10,7 @@ import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from trapsapi.enums import SEVERITY_ORDER, Severity
 from trapsapi.errors import Conflict, NotFound
 from trapsctl.tui.app import DashboardApp, make_dashboard
 
@@ -256,6 +257,14 @@ class FakeClient:
             raise self.fail
         if filters.get("hostname"):
             rows = [r for r in rows if filters["hostname"].lower() in r["hostname"].lower()]
+        if filters.get("severity"):  # the minimum, as the ESM does
+            floor = SEVERITY_ORDER[Severity(filters["severity"])]
+            rows = [r for r in rows if SEVERITY_ORDER[Severity(r["severity"])] >= floor]
+        if filters.get("status"):
+            rows = [r for r in rows if (r.get("status") or "new") == filters["status"]]
+        for key in ("module", "sha256", "agent_id"):
+            if filters.get(key):
+                rows = [r for r in rows if r.get(key) == filters[key]]
         limit = filters.get("limit") or 100
         offset = filters.get("offset") or 0
         return {"data": rows[offset : offset + limit], "count": len(rows)}

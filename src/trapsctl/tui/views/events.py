@@ -20,6 +20,7 @@ from trapsapi.errors import ApiError
 from trapsctl.output import printable
 from trapsctl.tui.cells import ago, cell, field_lines, parse_time, short_hash, styled, timestamp
 from trapsctl.tui.client import PAGE_LIMIT, DashboardClient, Obj
+from trapsctl.tui.event_filter import split_filter
 from trapsctl.tui.messages import Fetched
 from trapsctl.tui.screens.event_detail import EventScreen
 from trapsctl.tui.views.table_view import TableView, paged
@@ -67,7 +68,7 @@ def _user(event: Obj) -> str:
 
 class EventsView(TableView):
     SOURCE = "events"
-    PLACEHOLDER = "/ filter events: host, process, user, hash, severity, module …"
+    PLACEHOLDER = "/ filter events: words, or on the server sev:high host:web status:new …"
     COLUMNS = [
         ("TIME", 7),
         ("SEVERITY", 8),
@@ -96,11 +97,20 @@ class EventsView(TableView):
             yield Sparkline([0.0] * BUCKETS, summary_function=max)
 
     def fetch(self, client: DashboardClient, query: str, offset: int = 0) -> Obj:
-        # The server has no free-text filter here: the newest page is filtered locally.
-        return client.list_events(limit=PAGE_LIMIT, **paged(offset))
+        # key:value words filter on the server; free words filter the rows received.
+        params, _ = split_filter(query)
+        return client.list_events(limit=PAGE_LIMIT, **paged(offset), **params)
 
     def server_filter(self) -> bool:
-        return False
+        return True  # fetch() sends only the key:value words
+
+    def refetch_on_filter(self) -> bool:
+        """Only when the server's part changes: free words filter the rows held."""
+        return split_filter(self.filter_text)[0] != split_filter(self.server_query)[0]
+
+    def matches(self, row: Obj, needle: str) -> bool:
+        _, free = split_filter(needle)
+        return all(word in self.haystack(row) for word in free.split())
 
     def reload(self, *, if_idle: bool = False) -> None:
         started = self.fetch_started

@@ -234,7 +234,7 @@ class TableView(Vertical):
                 continue  # moved down by newer rows since the first page
             self.rows[key] = row
             self.order.append(key)
-            if not needle or needle in self.haystack(row):
+            if self.matches(row, needle):
                 self.table.add_row(*self.cells(row, now), key=key)
         self.rows_changed()
         shown = self.table.row_count
@@ -289,7 +289,14 @@ class TableView(Vertical):
         needle = self.filter_text
         if not needle:
             return self.order
-        return [k for k in self.order if needle in self.haystack(self.rows[k])]
+        return [k for k in self.order if self.matches(self.rows[k], needle)]
+
+    def matches(self, row: Obj, needle: str) -> bool:
+        return not needle or needle in self.haystack(row)
+
+    def refetch_on_filter(self) -> bool:
+        """Whether a change of the filter asks the server again (debounced)."""
+        return self.server_filter()
 
     def redraw(self) -> None:
         """Refill the table from ``self.rows``, keeping the selected row selected."""
@@ -339,7 +346,7 @@ class TableView(Vertical):
         event.stop()
         if self.loaded:
             self.redraw()
-        if self.server_filter():
+        if self.refetch_on_filter():
             if self._debounce is not None:
                 self._debounce.stop()
             self._debounce = self.set_timer(0.3, self.reload)
