@@ -34,6 +34,9 @@ if TYPE_CHECKING:
     from trapsctl.tui.app import DashboardApp
     from trapsctl.tui.client import DashboardClient, Obj
 
+    Page = tuple[list[Obj], int, int, int]
+    """A fetched page: drawable rows, the server's count, rows skipped, rows received."""
+
 
 def paged(offset: int) -> dict[str, int]:
     """The ``offset`` filter of a further page (none for the first: same call as before)."""
@@ -170,23 +173,30 @@ class TableView(Vertical):
 
     @work(thread=True, exclusive=True, group="fetch")
     def _fetch(self, client: DashboardClient, query: str) -> None:
+        page = self._page(client, query, 0)
+        if page is not None:
+            rows, count, skipped, received = page
+            self.post_message(Loaded(self.SOURCE, rows, count, skipped, received))
+
+    def _page(self, client: DashboardClient, query: str, offset: int) -> Page | None:
+        """One page in this worker: (rows, count, skipped, received); None when it failed
+        (LoadFailed is posted: the status line says why) or the worker was cancelled."""
         worker = get_current_worker()
         try:
-            page = self.fetch(client, query)
-            data = list(page.get("data") or [])
+            reply = self.fetch(client, query, offset)
+            data = list(reply.get("data") or [])
             rows, skipped = self._usable(data)
-            count = int(page.get("count", len(rows)))
-        except ApiError as exc:
-            if not worker.is_cancelled:
-                self.post_message(LoadFailed(self.SOURCE, exc))
-            return
+            count = int(reply.get("count", offset + len(data)))
         except Exception as exc:  # a bad reply must not take the dashboard down
             if not worker.is_cancelled:
-                error = ApiError(f"unexpected {type(exc).__name__}: {exc}")
+                error = (
+                    exc
+                    if isinstance(exc, ApiError)
+                    else ApiError(f"unexpected {type(exc).__name__}: {exc}")
+                )
                 self.post_message(LoadFailed(self.SOURCE, error))
-            return
-        if not worker.is_cancelled:
-            self.post_message(Loaded(self.SOURCE, rows, count, skipped, len(data)))
+            return None
+        return None if worker.is_cancelled else (rows, count, skipped, len(data))
 
     @property
     def more_on_server(self) -> bool:
@@ -201,19 +211,10 @@ class TableView(Vertical):
 
     @work(thread=True, exclusive=True, group="fetch-more")
     def _fetch_more(self, client: DashboardClient, query: str, offset: int) -> None:
-        worker = get_current_worker()
-        try:
-            page = self.fetch(client, query, offset)
-            data = list(page.get("data") or [])
-            rows, skipped = self._usable(data)
-            count = int(page.get("count", offset + len(data)))
-        except Exception as exc:  # a failed page: say so, keep what is shown
-            if not worker.is_cancelled:
-                error = exc if isinstance(exc, ApiError) else ApiError(f"{type(exc).__name__}")
-                self.post_message(LoadFailed(self.SOURCE, error))
-            return
-        if not worker.is_cancelled:
-            self.post_message(Appended(self.SOURCE, offset, rows, count, skipped, len(data)))
+        page = self._page(client, query, offset)
+        if page is not None:
+            rows, count, skipped, received = page
+            self.post_message(Appended(self.SOURCE, offset, rows, count, skipped, received))
 
     @on(Appended)
     def _appended(self, message: Appended) -> None:
