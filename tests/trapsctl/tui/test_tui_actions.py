@@ -209,3 +209,26 @@ async def test_a_server_that_stops_answering_never_freezes_the_screens() -> None
             client.gate.set()
         await settle(pilot)
         assert created(client)
+
+
+async def test_the_action_screen_follows_the_progress_until_done() -> None:
+    client = FakeClient()
+    app = fixture_app(client, refresh_interval=0.2)
+    async with app.run_test(size=SMALL) as pilot:
+        await settle(pilot)
+        await pilot.press("5")
+        await settle(pilot)
+        await pilot.press("enter")
+        await settle(pilot)
+        assert "1 pending · 1 delivered" in body(app)
+        action = client.actions[0]
+        action["progress"], action["done"] = {"succeeded": 3, "failed": 1}, True
+        for _ in range(100):
+            await pilot.pause(0.05)
+            if "3 succeeded" in body(app):
+                break
+        assert "0 pending · 0 delivered · 3 succeeded · 1 failed" in body(app)
+        fetches = sum(1 for name, _ in client.calls if name == "get_action")
+        await pilot.pause(0.6)
+        await settle(pilot)
+        assert sum(1 for name, _ in client.calls if name == "get_action") == fetches  # done

@@ -14,6 +14,9 @@ from trapsctl.tui.screens.fetch_screen import FetchScreen
 
 
 class ActionScreen(FetchScreen):
+    """Refreshed with the dashboard until every agent is in a final state."""
+
+    LIVE = True
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("c", "cancel_action", "Cancel action"),
     ]
@@ -33,6 +36,9 @@ class ActionScreen(FetchScreen):
         out.append("\n\nAgents\n", style="bold")
         out.append(deliveries_text(list(data.get("deliveries") or []), now))
         return out
+
+    def still_changing(self, data: Obj) -> bool:
+        return not data.get("done")
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "cancel_action":

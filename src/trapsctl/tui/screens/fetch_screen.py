@@ -32,6 +32,8 @@ class FetchScreen(ModalScreen[None]):
     """Subclasses set ``TITLE_TEXT`` and implement :meth:`load` and :meth:`render_data`."""
 
     TITLE_TEXT: ClassVar[str] = ""
+    LIVE: ClassVar[bool] = False
+    """Fetch again at the dashboard's refresh interval while :meth:`still_changing`."""
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape,q", "dismiss", "Back"),
         Binding("r", "reload", "Refresh"),
@@ -65,6 +67,9 @@ class FetchScreen(ModalScreen[None]):
     def render_data(self, data: Any) -> RenderableType:
         raise NotImplementedError
 
+    def still_changing(self, data: Any) -> bool:
+        return True
+
     # --- layout and loading -----------------------------------------------------------------
 
     def compose(self) -> ComposeResult:
@@ -76,12 +81,20 @@ class FetchScreen(ModalScreen[None]):
     def on_mount(self) -> None:
         self.query_one(VerticalScroll).border_title = Text(printable(self.title_text))
         self.action_reload()
+        interval = self.dashboard.refresh_interval
+        if self.LIVE and interval > 0:
+            self.set_interval(interval, self._tick, name="screen-refresh")
+
+    def _tick(self) -> None:
+        if not self.loading and (self.data is None or self.still_changing(self.data)):
+            self.action_reload()
 
     def action_reload(self) -> None:
         if self.loading:
             return
         self.loading = True
-        self._state("Loading …")
+        if self.data is None:
+            self._state("Loading …")  # a refresh keeps what is shown until the reply
         self._load(self.dashboard.client)
 
     @work(thread=True, exclusive=True, group="screen-fetch")
