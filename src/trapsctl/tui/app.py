@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 
 from rich.text import Text
 from textual import on, work
-from textual.app import App, ComposeResult, SystemCommand
+from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Static, TabbedContent, TabPane
@@ -44,7 +44,7 @@ TABS = [
 ]
 
 
-class DashboardApp(Operations, App[None]):
+class DashboardApp(Operations):
     TITLE = "Traps"
     HORIZONTAL_BREAKPOINTS = [
         (0, "-narrow"),
