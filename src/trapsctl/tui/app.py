@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 
 from rich.text import Text
 from textual import on, work
-from textual.app import App, ComposeResult, SystemCommand
+from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Static, TabbedContent, TabPane
@@ -21,19 +21,31 @@ from textual.widgets import Footer, Header, Static, TabbedContent, TabPane
 from trapsapi.errors import ApiError, AuthError, Unreachable
 from trapsctl.tui.client import Clock, DashboardClient, utc_now
 from trapsctl.tui.messages import Counted, Loaded, LoadFailed, Triaged, VerdictChanged
+from trapsctl.tui.operations import Operations
+from trapsctl.tui.palette import palette_commands
 from trapsctl.tui.screens.event_detail import EventScreen
 from trapsctl.tui.screens.help import HelpScreen
 from trapsctl.tui.screens.triage import TriageDialog
+from trapsctl.tui.views.actions import ActionsView
 from trapsctl.tui.views.agents import AgentsView
 from trapsctl.tui.views.events import EventsView
 from trapsctl.tui.views.forensics import ForensicsScreen
 from trapsctl.tui.views.hashes import HashesView
+from trapsctl.tui.views.policies import PoliciesView
+from trapsctl.tui.views.servers import ServersView
 from trapsctl.tui.views.table_view import TableView
 
-TABS = [("agents", "1 Agents"), ("events", "2 Events"), ("hashes", "3 Hashes")]
+TABS = [
+    ("agents", "1 Agents"),
+    ("events", "2 Events"),
+    ("hashes", "3 Hashes"),
+    ("policies", "4 Policies"),
+    ("actions", "5 Actions"),
+    ("servers", "6 Servers"),
+]
 
 
-class DashboardApp(App[None]):
+class DashboardApp(Operations):
     TITLE = "Traps"
     SCREENS: ClassVar[dict[str, Callable[[], Screen[Any]]]] = {"forensics": ForensicsScreen}
     HORIZONTAL_BREAKPOINTS = [
@@ -44,6 +56,9 @@ class DashboardApp(App[None]):
         Binding("1", "show_tab('agents')", "Agents", show=False),
         Binding("2", "show_tab('events')", "Events", show=False),
         Binding("3", "show_tab('hashes')", "Hashes", show=False),
+        Binding("4", "show_tab('policies')", "Policies", show=False),
+        Binding("5", "show_tab('actions')", "Actions", show=False),
+        Binding("6", "show_tab('servers')", "Servers", show=False),
         Binding("f", "push_screen('forensics')", "Forensics", show=False),
         Binding("slash", "focus_filter", "Filter", key_display="/"),
         Binding("escape", "clear_filter", "Clear", show=False),
@@ -87,6 +102,9 @@ class DashboardApp(App[None]):
             "agents": AgentsView(id="agents-view"),
             "events": EventsView(id="events-view"),
             "hashes": HashesView(id="hashes-view"),
+            "policies": PoliciesView(id="policies-view"),
+            "actions": ActionsView(id="actions-view"),
+            "servers": ServersView(id="servers-view"),
         }
         self.status_line = Static(Text("Loading …"), id="status")
 
@@ -122,37 +140,7 @@ class DashboardApp(App[None]):
 
     def get_system_commands(self, screen: Screen[object]) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
-        for tab_id, title in TABS:
-            name = title.split(" ", 1)[1]
-            yield SystemCommand(
-                f"Show {name}",
-                f"Switch to the {name} tab ({title[0]})",
-                lambda tab=tab_id: self.action_show_tab(tab),
-            )
-        yield SystemCommand("Refresh", "Fetch the current tab again (r)", self.action_refresh)
-        yield SystemCommand("Keys", "Show every key of the dashboard (?)", self.action_help)
-        view = self.active_view()
-        row = view.selected()
-        sha256 = view.hash_of(row) if row is not None else None
-        if sha256:
-            for verb, verdict in (("Block", "malware"), ("Allow", "benign")):
-                yield SystemCommand(
-                    f"{verb} hash {sha256[:12]}…",
-                    f"{verb} the hash of the selected row ({verb[0].lower()}), asks first",
-                    lambda verdict=verdict: view.ask_verdict(sha256, verdict),
-                )
-        events = self.views["events"]
-        event = events.selected()
-        if event is not None:
-            where = f"{event.get('severity')} on {event.get('hostname')}"
-            yield SystemCommand(
-                "Triage event", f"Status, assignee, comment of the {where} event (t)",
-                lambda: self.triage(event),
-            )  # fmt: skip
-            yield SystemCommand(
-                "Open event", f"Details and process tree of the {where} event (Enter)",
-                lambda: self.push_screen(EventScreen(event)),
-            )  # fmt: skip
+        yield from palette_commands(self, TABS)
 
     @on(TabbedContent.TabActivated)
     def _tab_changed(self, event: TabbedContent.TabActivated) -> None:
@@ -168,7 +156,7 @@ class DashboardApp(App[None]):
 
     def show_events_of(self, hostname: str) -> None:
         self.tabs.active = "events"
-        self.views["events"].set_filter(hostname)
+        self.views["events"].set_filter(f"host:{hostname}")  # filtered by the server
 
     def action_focus_filter(self) -> None:
         self.active_view().focus_filter()

@@ -1,4 +1,5 @@
-"""What the dashboard needs from the ESM: a few read calls and two writes (verdict, triage).
+"""What the dashboard needs from the ESM: read calls, and the writes an analyst makes
+(verdict, triage, actions: create and cancel).
 
 :class:`trapsapi.admin_client.AdminClient` satisfies this protocol; the tests pass a fake
 built from fixtures. Every method blocks on the network, so the dashboard calls them only
@@ -31,6 +32,33 @@ class DashboardClient(Protocol):
     def list_hashes(self, **filters: Any) -> Obj: ...
 
     def set_verdict(self, sha256: str, verdict: str, comment: str = "") -> Obj: ...
+
+    def event_counts(self, **filters: Any) -> Obj: ...
+
+    def list_policies(self) -> Obj: ...
+
+    def get_policy(self, name: str) -> Obj: ...
+
+    def policy_history(self, **filters: Any) -> Obj: ...
+
+    def explain_agent_policy(self, agent_id: str) -> Obj: ...
+
+    def list_actions(self, **filters: Any) -> Obj: ...
+
+    def get_action(self, action_id: str) -> Obj: ...
+
+    def create_action(
+        self,
+        kind: str,
+        target: Obj,
+        params: Obj | None = None,
+        expires_in_s: int = 86400,
+        comment: str = "",
+    ) -> Obj: ...
+
+    def cancel_action(self, action_id: str) -> Obj: ...
+
+    def list_servers(self) -> Obj: ...
 
     def triage_event(
         self,

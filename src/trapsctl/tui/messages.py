@@ -71,3 +71,21 @@ class Appended(Message):
     count: int
     skipped: int = 0
     received: int = 0
+
+
+@dataclass
+class Fetched(Message):
+    """A screen's own fetch finished: ``data`` from the ESM, or ``error``."""
+
+    key: str
+    data: Any = None
+    error: ApiError | None = None
+
+
+@dataclass
+class ActionsSent(Message):
+    """Actions were created (one per agent) or cancelled: what went through, what failed."""
+
+    verb: str
+    done: list[dict[str, Any]]
+    errors: list[str]

@@ -48,6 +48,46 @@ async def test_the_agents_tab_shows_a_real_esm(admin: AdminClient) -> None:
         assert str(app.query_one("#status", Static).content).startswith("1 shown")
 
 
+async def test_policies_explain_actions_servers_and_the_chart_on_a_real_esm(
+    admin: AdminClient,
+) -> None:
+    agent_id = enrolled_agent(admin)
+    policy = {
+        "name": "live-policy",
+        "priority": 5,
+        "targets": {"include": {"hostnames": ["live-*"]}},
+        "rules": {"malware": {"mode": "notification"}},
+    }
+    version = admin.apply_policies({"policies": [policy]})["version"]
+    app = make_dashboard(admin, refresh_interval=0)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await settle(pilot)
+        policies = app.query_one("#policies-view DataTable", DataTable)
+        row = [c.plain for c in policies.get_row("live-policy")]
+        assert row[:5] == ["live-policy", "5", "✓", "hostnames live-*", str(version)]
+        servers = app.query_one("#servers-view DataTable", DataTable)
+        assert servers.row_count == 1 and servers.get_row_at(0)[1].plain == "alive"
+        label = app.query_one("#events-view #chart-label", Static).content
+        assert str(label) == "events · 24 h: 0"
+
+        await pilot.press("x")
+        await settle(pilot)
+        body = str(app.screen.query_one(".body", Static).content)
+        assert "live-policy  priority 5" in body and "malware.mode" in body
+        await pilot.press("escape", "i", "ctrl+s")
+        await settle(pilot)
+        (action,) = admin.list_actions()["data"]
+        assert action["type"] == "isolate" and action["target"] == {"agent_id": agent_id}
+        await pilot.press("5")
+        await settle(pilot)
+        actions = app.query_one("#actions-view DataTable", DataTable)
+        cells = [c.plain for c in actions.get_row(action["id"])]
+        assert cells[1:5] == ["isolate", "live-01", "1", "P1"]
+        await pilot.press("c", "y")
+        await settle(pilot)
+        assert admin.get_action(action["id"])["cancelled"] is True
+
+
 def test_the_command_resolves_server_and_token_like_the_scripted_ones(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

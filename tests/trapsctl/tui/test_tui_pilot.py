@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 
 import pytest
+from fleet_fixtures import counts_of
 from rich.text import Text
 from textual.widgets import DataTable, Input, Static
 from tui_fixtures import (
@@ -312,11 +313,14 @@ async def test_help_and_quit() -> None:
     assert app.return_code == 0
 
 
-def test_histogram_buckets_the_last_24_hours() -> None:
-    counts = histogram([*EVENTS, event(50, 60 * 25, "low")], NOW)
+def test_histogram_places_the_servers_hourly_counts_in_the_last_24_hours() -> None:
+    by_time = counts_of([*EVENTS, event(50, 60 * 25, "low")])["by_time"]
+    counts = histogram(by_time, NOW)
     assert len(counts) == BUCKETS
     assert sum(counts) == len(EVENTS)  # the 25-hour-old one is outside the chart
-    assert counts[-1] == 3  # 2, 7 and 15 minutes ago
+    assert counts[-1] == 0  # the hour that starts now: nothing yet
+    assert counts[-2] == 4  # 2, 7, 15 and 42 minutes ago
+    assert counts[1] == 1  # 21h40 ago
 
 
 async def test_from_an_agent_to_its_events_and_the_verdict_in_event_details() -> None:

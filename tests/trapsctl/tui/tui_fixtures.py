@@ -5,10 +5,13 @@
 
 from __future__ import annotations
 
+import copy
 import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from trapsapi.enums import SEVERITY_ORDER, Severity
+from trapsapi.errors import Conflict, NotFound
 from trapsctl.tui.app import DashboardApp, make_dashboard
 
 NOW = datetime(2026, 11, 29, 10, 0, 0, tzinfo=UTC)
@@ -234,6 +237,13 @@ class FakeClient:
         self.calls: list[tuple[str, dict[str, Any]]] = []
         self.fail: Exception | None = None
         self.gate: threading.Event | None = None
+        import fleet_fixtures as fleet  # it uses this module's data
+
+        self.fleet = fleet
+        self.policies = list(fleet.POLICIES)
+        self.history = list(fleet.HISTORY)
+        self.actions = copy.deepcopy(fleet.ACTIONS)  # cancel changes them
+        self.servers = list(fleet.SERVERS)
 
     @property
     def server(self) -> str:
@@ -247,6 +257,14 @@ class FakeClient:
             raise self.fail
         if filters.get("hostname"):
             rows = [r for r in rows if filters["hostname"].lower() in r["hostname"].lower()]
+        if filters.get("severity"):  # the minimum, as the ESM does
+            floor = SEVERITY_ORDER[Severity(filters["severity"])]
+            rows = [r for r in rows if SEVERITY_ORDER[Severity(r["severity"])] >= floor]
+        if filters.get("status"):
+            rows = [r for r in rows if (r.get("status") or "new") == filters["status"]]
+        for key in ("module", "sha256", "agent_id"):
+            if filters.get(key):
+                rows = [r for r in rows if r.get(key) == filters[key]]
         limit = filters.get("limit") or 100
         offset = filters.get("offset") or 0
         return {"data": rows[offset : offset + limit], "count": len(rows)}
@@ -259,6 +277,78 @@ class FakeClient:
 
     def list_hashes(self, **filters: Any) -> Any:
         return self._answer("list_hashes", self.hashes, filters)
+
+    def _call(self, call: str, **args: Any) -> None:
+        self.calls.append((call, args))
+        if self.gate is not None:
+            self.gate.wait(10)
+        if self.fail is not None:
+            raise self.fail
+
+    def event_counts(self, **filters: Any) -> Any:
+        self._call("event_counts", **filters)
+        return self.fleet.counts_of(self.events)
+
+    def list_policies(self) -> Any:
+        self._call("list_policies")
+        return {"data": self.policies, "count": len(self.policies)}
+
+    def get_policy(self, name: str) -> Any:
+        self._call("get_policy", name=name)
+        found = [p for p in self.policies if p["name"] == name]
+        if not found:
+            raise NotFound(f"no policy {name!r}")
+        return found[0]
+
+    def policy_history(self, **filters: Any) -> Any:
+        self._call("policy_history", **filters)
+        rows = self.history
+        if filters.get("policy"):
+            rows = [h for h in rows if filters["policy"] in h["policy"].split(",")]
+        return {"data": rows[: filters.get("limit") or 100], "count": len(rows)}
+
+    def explain_agent_policy(self, agent_id: str) -> Any:
+        self._call("explain_agent_policy", agent_id=agent_id)
+        (agent,) = [a for a in self.agents if a["agent_id"] == agent_id]
+        return self.fleet.explain(agent)
+
+    def list_actions(self, **filters: Any) -> Any:
+        return self._answer("list_actions", self.actions, filters)
+
+    def get_action(self, action_id: str) -> Any:
+        self._call("get_action", action_id=action_id)
+        (found,) = [a for a in self.actions if a["id"] == action_id]
+        deliveries = self.fleet.DELIVERIES if found["type"] == "scan" else []
+        return {**found, "deliveries": deliveries}
+
+    def create_action(
+        self,
+        kind: str,
+        target: dict[str, Any],
+        params: dict[str, Any] | None = None,
+        expires_in_s: int = 86400,
+        comment: str = "",
+    ) -> Any:
+        self._call("create_action", kind=kind, target=target, params=params, comment=comment)
+        action = self.fleet.action(
+            len(self.actions) + 100, kind, 0, target=target, params=params or {},
+            comment=comment, progress={"pending": 1}, done=False,
+        )  # fmt: skip
+        self.actions.insert(0, action)
+        return action
+
+    def cancel_action(self, action_id: str) -> Any:
+        self._call("cancel_action", action_id=action_id)
+        (found,) = [a for a in self.actions if a["id"] == action_id]
+        if found["cancelled"] or not found["progress"].get("pending"):
+            raise Conflict("nothing left to cancel")
+        found["cancelled"] = True
+        found["progress"] = {"cancelled": found["progress"].pop("pending"), **found["progress"]}
+        return found
+
+    def list_servers(self) -> Any:
+        self._call("list_servers")
+        return {"data": self.servers, "count": len(self.servers)}
 
     def set_verdict(self, sha256: str, verdict: str, comment: str = "") -> Any:
         self.calls.append(("set_verdict", {"sha256": sha256, "verdict": verdict}))

@@ -1,4 +1,8 @@
-"""The Agents tab: every endpoint's health and protection, its modules, footprint and IPs."""
+"""The Agents tab: every endpoint's health and protection, its modules, footprint and IPs.
+
+Space marks agents; the action keys (isolate, scan, …) act on the marked agents, or on the
+selected one when none is marked, after a dialog that asks for parameters and confirmation.
+"""
 
 from __future__ import annotations
 
@@ -52,8 +56,55 @@ class AgentsView(TableView):
     ]
 
     BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("space", "toggle_mark", "Mark"),
         Binding("e", "show_events", "Its events"),
+        Binding("x", "explain", "Explain policy"),
+        Binding("i", "act('isolate')", "Isolate"),
+        Binding("u", "act('unisolate')", "Unisolate", show=False),
+        Binding("s", "act('scan')", "Scan"),
+        Binding("c", "act('checkin')", "Check in", show=False),
+        Binding("l", "act('retrieve_logs')", "Logs", show=False),
+        Binding("k", "act('kill_process')", "Kill", show=False),
     ]
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.marked: set[str] = set()
+
+    def targets(self) -> list[Obj]:
+        """The marked agents (still held), else the selected one."""
+        marked = [self.rows[key] for key in self.order if key in self.marked]
+        if marked:
+            return marked
+        row = self.selected()
+        return [row] if row is not None else []
+
+    def action_toggle_mark(self) -> None:
+        row = self.selected()
+        if row is None:
+            return
+        key = self.key_of(row)
+        self.marked.symmetric_difference_update({key})
+        table = self.table
+        table.update_cell(key, "HOSTNAME", self.cells(row, self.dashboard.clock())[0])
+        if table.cursor_row < table.row_count - 1:
+            table.move_cursor(row=table.cursor_row + 1, animate=False)
+        self.show_detail()
+
+    def clear_marks(self) -> None:
+        if self.marked:
+            self.marked.clear()
+            self.redraw()
+
+    def action_act(self, kind: str) -> None:
+        agents = self.targets()
+        if agents:
+            self.dashboard.ask_action(kind, agents)
+
+    def action_explain(self) -> None:
+        row = self.selected()
+        if row is not None:
+            self.dashboard.explain(row)
 
     def action_show_events(self) -> None:
         """The Events tab, filtered on the selected agent's hostname."""
@@ -69,8 +120,11 @@ class AgentsView(TableView):
 
     def cells(self, row: Obj, now: datetime) -> list[Text]:
         outbox = int(row.get("outbox_depth") or 0)
+        name = cell(row.get("hostname"))
+        if self.key_of(row) in self.marked:
+            name = Text("● ", style="bold yellow", no_wrap=True).append_text(name)
         return [
-            cell(row.get("hostname")),
+            name,
             styled(row.get("health")),
             styled(row.get("status"), SHORT_STATUS),
             cell(row.get("os_version") or row.get("os")),
@@ -125,4 +179,15 @@ class AgentsView(TableView):
             if index:
                 out.append("\n")
             out.append(module_line(module))
+        out.append("\n\n")
+        if self.marked:
+            out.append(f"{len(self.marked)} marked · ", style="bold yellow")
+        out.append("Space", style="bold")
+        out.append(" mark · ")
+        for key, what in (("x", "explain policy"), ("i", "isolate"), ("u", "unisolate")):
+            out.append(key, style="bold")
+            out.append(f" {what} · ")
+        for key, what in (("s", "scan"), ("c", "check in"), ("l", "logs"), ("k", "kill")):
+            out.append(key, style="bold")
+            out.append(f" {what}" + (" · " if key != "k" else ""))
         return out

@@ -1,4 +1,7 @@
-"""The Events tab: live security events, newest first, with a chart of the last 24 hours."""
+"""The Events tab: live security events, newest first, with a chart of the last 24 hours.
+
+The chart counts every event on the server (``event_counts``, hourly buckets), not only the
+pages held; it is fetched in its own worker with each refresh of the tab."""
 
 from __future__ import annotations
 
@@ -6,33 +9,39 @@ from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
 from rich.text import Text
-from textual import on
+from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
 from textual.widgets import DataTable, Sparkline, Static
+from textual.worker import get_current_worker
 
+from trapsapi.errors import ApiError
 from trapsctl.output import printable
 from trapsctl.tui.cells import ago, cell, field_lines, parse_time, short_hash, styled, timestamp
 from trapsctl.tui.client import PAGE_LIMIT, DashboardClient, Obj
+from trapsctl.tui.event_filter import split_filter
+from trapsctl.tui.messages import Fetched
 from trapsctl.tui.screens.event_detail import EventScreen
 from trapsctl.tui.views.table_view import TableView, paged
 
 SHORT_SEVERITY = {"informational": "info"}
-BUCKETS = 48
-BUCKET = timedelta(minutes=30)
+BUCKETS = 24
+BUCKET = timedelta(hours=1)
 
 
-def histogram(events: list[Obj], now: datetime) -> list[float]:
-    """Events per 30-minute bucket over the last 24 hours (oldest first)."""
+def histogram(by_time: list[Obj], now: datetime) -> list[float]:
+    """The server's hourly counts (``by_time``, buckets with events only) as the 24 hours up
+    to ``now``, oldest first, zeros where no event happened."""
     counts = [0.0] * BUCKETS
-    start = now - BUCKETS * BUCKET
-    for event in events:
-        moment = parse_time(event.get("time"))
-        if moment is None or not start <= moment <= now:
+    start = now.replace(minute=0, second=0, microsecond=0) - (BUCKETS - 1) * BUCKET
+    for bucket in by_time:
+        moment = parse_time(bucket.get("start"))
+        if moment is None:
             continue
-        index = min(int((moment - start) / BUCKET), BUCKETS - 1)
-        counts[index] += 1
+        index = int((moment - start) // BUCKET)
+        if 0 <= index < BUCKETS:
+            counts[index] += float(bucket.get("count") or 0)
     return counts
 
 
@@ -59,7 +68,7 @@ def _user(event: Obj) -> str:
 
 class EventsView(TableView):
     SOURCE = "events"
-    PLACEHOLDER = "/ filter events: host, process, user, hash, severity, module …"
+    PLACEHOLDER = "/ filter events: words, or on the server sev:high host:web status:new …"
     COLUMNS = [
         ("TIME", 7),
         ("SEVERITY", 8),
@@ -74,6 +83,8 @@ class EventsView(TableView):
         Binding("a", "set_verdict('benign')", "Allow hash"),
         Binding("t", "triage", "Triage"),
     ]
+    counting = False
+    """A fetch of the chart's counts is running."""
     DEFAULT_CSS = """
     EventsView .chart { height: 1; }
     EventsView .chart Static { width: auto; padding: 0 1; color: $text-muted; }
@@ -86,11 +97,53 @@ class EventsView(TableView):
             yield Sparkline([0.0] * BUCKETS, summary_function=max)
 
     def fetch(self, client: DashboardClient, query: str, offset: int = 0) -> Obj:
-        # The server has no free-text filter here: the newest page is filtered locally.
-        return client.list_events(limit=PAGE_LIMIT, **paged(offset))
+        # key:value words filter on the server; free words filter the rows received.
+        params, _ = split_filter(query)
+        return client.list_events(limit=PAGE_LIMIT, **paged(offset), **params)
 
     def server_filter(self) -> bool:
-        return False
+        return True  # fetch() sends only the key:value words
+
+    def refetch_on_filter(self) -> bool:
+        """Only when the server's part changes: free words filter the rows held."""
+        return split_filter(self.filter_text)[0] != split_filter(self.server_query)[0]
+
+    def matches(self, row: Obj, needle: str) -> bool:
+        _, free = split_filter(needle)
+        return all(word in self.haystack(row) for word in free.split())
+
+    def reload(self, *, if_idle: bool = False) -> None:
+        started = self.fetch_started
+        super().reload(if_idle=if_idle)
+        if self.fetch_started != started and not self.counting:  # the list is fetched too
+            self.counting = True
+            self._count(self.dashboard.client)
+
+    @work(thread=True, exclusive=True, group="event-counts")
+    def _count(self, client: DashboardClient) -> None:
+        worker = get_current_worker()
+        try:
+            counts = client.event_counts(since="24h", bucket="hour")
+        except Exception as exc:  # the list's own fetch reports the ESM's state
+            error = exc if isinstance(exc, ApiError) else ApiError(type(exc).__name__)
+            if not worker.is_cancelled:
+                self.post_message(Fetched("event-counts", error=error))
+            return
+        if not worker.is_cancelled:
+            self.post_message(Fetched("event-counts", data=counts))
+
+    @on(Fetched)
+    def _counted(self, message: Fetched) -> None:
+        if message.key != "event-counts":
+            return
+        message.stop()
+        self.counting = False
+        if message.error is not None or not isinstance(message.data, dict):
+            return  # keep the last chart
+        counts = histogram(list(message.data.get("by_time") or []), self.dashboard.clock())
+        self.query_one(Sparkline).data = counts
+        total = int(message.data.get("total") or sum(counts))
+        self.query_one("#chart-label", Static).update(f"events · 24 h: {total}")
 
     @on(DataTable.RowSelected)
     def _selected(self, event: DataTable.RowSelected) -> None:
@@ -121,13 +174,6 @@ class EventsView(TableView):
     def hash_of(self, row: Obj) -> str | None:
         sha = row.get("sha256")
         return str(sha) if sha else None
-
-    def rows_changed(self) -> None:
-        now = self.dashboard.clock()
-        counts = histogram(list(self.rows.values()), now)
-        self.query_one(Sparkline).data = counts
-        total = int(sum(counts))
-        self.query_one("#chart-label", Static).update(f"events · 24 h: {total}")
 
     def cells(self, row: Obj, now: datetime) -> list[Text]:
         return [

@@ -34,6 +34,9 @@ if TYPE_CHECKING:
     from trapsctl.tui.app import DashboardApp
     from trapsctl.tui.client import DashboardClient, Obj
 
+    Page = tuple[list[Obj], int, int, int]
+    """A fetched page: drawable rows, the server's count, rows skipped, rows received."""
+
 
 def paged(offset: int) -> dict[str, int]:
     """The ``offset`` filter of a further page (none for the first: same call as before)."""
@@ -81,6 +84,7 @@ class TableView(Vertical):
         self.pages = 0
         """Pages held: 1 after a refresh, more as the analyst scrolls down."""
         self._debounce: Timer | None = None
+        self._binding_state: tuple[bool, ...] = ()
 
     # --- hooks ------------------------------------------------------------------------------
 
@@ -169,23 +173,30 @@ class TableView(Vertical):
 
     @work(thread=True, exclusive=True, group="fetch")
     def _fetch(self, client: DashboardClient, query: str) -> None:
+        page = self._page(client, query, 0)
+        if page is not None:
+            rows, count, skipped, received = page
+            self.post_message(Loaded(self.SOURCE, rows, count, skipped, received))
+
+    def _page(self, client: DashboardClient, query: str, offset: int) -> Page | None:
+        """One page in this worker: (rows, count, skipped, received); None when it failed
+        (LoadFailed is posted: the status line says why) or the worker was cancelled."""
         worker = get_current_worker()
         try:
-            page = self.fetch(client, query)
-            data = list(page.get("data") or [])
+            reply = self.fetch(client, query, offset)
+            data = list(reply.get("data") or [])
             rows, skipped = self._usable(data)
-            count = int(page.get("count", len(rows)))
-        except ApiError as exc:
-            if not worker.is_cancelled:
-                self.post_message(LoadFailed(self.SOURCE, exc))
-            return
+            count = int(reply.get("count", offset + len(data)))
         except Exception as exc:  # a bad reply must not take the dashboard down
             if not worker.is_cancelled:
-                error = ApiError(f"unexpected {type(exc).__name__}: {exc}")
+                error = (
+                    exc
+                    if isinstance(exc, ApiError)
+                    else ApiError(f"unexpected {type(exc).__name__}: {exc}")
+                )
                 self.post_message(LoadFailed(self.SOURCE, error))
-            return
-        if not worker.is_cancelled:
-            self.post_message(Loaded(self.SOURCE, rows, count, skipped, len(data)))
+            return None
+        return None if worker.is_cancelled else (rows, count, skipped, len(data))
 
     @property
     def more_on_server(self) -> bool:
@@ -200,19 +211,10 @@ class TableView(Vertical):
 
     @work(thread=True, exclusive=True, group="fetch-more")
     def _fetch_more(self, client: DashboardClient, query: str, offset: int) -> None:
-        worker = get_current_worker()
-        try:
-            page = self.fetch(client, query, offset)
-            data = list(page.get("data") or [])
-            rows, skipped = self._usable(data)
-            count = int(page.get("count", offset + len(data)))
-        except Exception as exc:  # a failed page: say so, keep what is shown
-            if not worker.is_cancelled:
-                error = exc if isinstance(exc, ApiError) else ApiError(f"{type(exc).__name__}")
-                self.post_message(LoadFailed(self.SOURCE, error))
-            return
-        if not worker.is_cancelled:
-            self.post_message(Appended(self.SOURCE, offset, rows, count, skipped, len(data)))
+        page = self._page(client, query, offset)
+        if page is not None:
+            rows, count, skipped, received = page
+            self.post_message(Appended(self.SOURCE, offset, rows, count, skipped, received))
 
     @on(Appended)
     def _appended(self, message: Appended) -> None:
@@ -233,7 +235,7 @@ class TableView(Vertical):
                 continue  # moved down by newer rows since the first page
             self.rows[key] = row
             self.order.append(key)
-            if not needle or needle in self.haystack(row):
+            if self.matches(row, needle):
                 self.table.add_row(*self.cells(row, now), key=key)
         self.rows_changed()
         shown = self.table.row_count
@@ -288,7 +290,14 @@ class TableView(Vertical):
         needle = self.filter_text
         if not needle:
             return self.order
-        return [k for k in self.order if needle in self.haystack(self.rows[k])]
+        return [k for k in self.order if self.matches(self.rows[k], needle)]
+
+    def matches(self, row: Obj, needle: str) -> bool:
+        return not needle or needle in self.haystack(row)
+
+    def refetch_on_filter(self) -> bool:
+        """Whether a change of the filter asks the server again (debounced)."""
+        return self.server_filter()
 
     def redraw(self) -> None:
         """Refill the table from ``self.rows``, keeping the selected row selected."""
@@ -317,7 +326,14 @@ class TableView(Vertical):
             pane.update(Text(empty, style="dim"))
         else:
             pane.update(self.detail(row, self.dashboard.clock()))
-        self.refresh_bindings()
+        state = self.binding_state(row)
+        if state != self._binding_state:  # redrawing the footer on every move is costly
+            self._binding_state = state
+            self.refresh_bindings()
+
+    def binding_state(self, row: Obj | None) -> tuple[bool, ...]:
+        """What the footer's dimmed keys depend on (see ``check_action``)."""
+        return (row is not None, row is not None and bool(self.hash_of(row)))
 
     @on(DataTable.RowHighlighted)
     def _highlighted(self, event: DataTable.RowHighlighted) -> None:
@@ -331,7 +347,7 @@ class TableView(Vertical):
         event.stop()
         if self.loaded:
             self.redraw()
-        if self.server_filter():
+        if self.refetch_on_filter():
             if self._debounce is not None:
                 self._debounce.stop()
             self._debounce = self.set_timer(0.3, self.reload)
