@@ -2,8 +2,9 @@
 
 A check-in or an event upload with a well-formed bearer credential and a JSON body that
 validates is handled here: exact-path dispatch, ``model_validate_json`` on the same models,
-the same service functions (``services.checkin.checkin``, ``services.ingest.ingest``, looked
-up at call time), the reply written as bytes (the policy part cached per policy object).
+the same service functions (check-ins through the group commit of
+``services.checkin_group``, ``services.ingest.ingest`` looked up at call time), the reply
+written as bytes (the policy part cached per policy object).
 Everything unusual (no or odd credential, a body that does not validate, another path) is
 handed to FastAPI with the body replayed, so error replies stay exactly those of the
 declared routes, which also keep documenting the protocol in OpenAPI.
@@ -30,8 +31,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from esmd.api.routes import agent_protocol
 from esmd.config import Settings
 from esmd.metrics import Metrics
-from esmd.services import checkin as checkin_service
 from esmd.services import ingest as ingest_service
+from esmd.services.checkin_group import CheckinGroups
 from esmd.services.registry import Registry
 from trapsapi import routes
 from trapsapi.models import AgentPolicy, CheckinRequest, CheckinResponse, EventBatch
@@ -109,6 +110,8 @@ class AgentFastPath:
         self.in_flight = 0
         self.max_in_flight = settings.max_in_flight
         self.policy_bytes = PolicyBytes()
+        self.groups: CheckinGroups | None = None
+        self._servers_seen: dict[str, tuple[list[str], list[str]]] = {}
         self.alive = settings.agent_alive_window
         self.handlers: dict[str, Callable[[Scope, Receive, Send], Awaitable[None]]] = {
             routes.AGENT_CHECKIN: self._checkin,
@@ -163,16 +166,9 @@ class AgentFastPath:
             return
         credential, request = prepared
         assert isinstance(request, CheckinRequest)
-        servers = self.registry.servers_for(base_url(scope))
+        servers = self._servers(scope)
         try:
-            reply = await self.fastapi.state.db.run(
-                checkin_service.checkin,
-                self.fastapi.state.policies,
-                credential,
-                request,
-                servers,
-                self.alive,
-            )
+            reply = await self._checkin_groups().checkin(credential, request, servers)
         except Exception as exc:
             await self._error(scope, receive, send, exc)
             return
@@ -180,6 +176,27 @@ class AgentFastPath:
         self.registry.saw_agent(reply.agent_id)
         self.fastapi.state.notifier.saw_version(reply.policy.version)
         await _send_json(send, 200, checkin_json(reply, self.policy_bytes))
+
+    def _servers(self, scope: Scope) -> list[str]:
+        """``registry.servers_for`` the request's base URL, kept until the live list changes
+        (the registry replaces it on each beat; settings' attributes are slow to read)."""
+        url = base_url(scope)
+        live = self.registry.live
+        hit = self._servers_seen.get(url)
+        if hit is not None and hit[0] is live:
+            return hit[1]
+        if len(self._servers_seen) >= 64:  # the Host header is the client's: stay bounded
+            self._servers_seen.clear()
+        servers = self.registry.servers_for(url)
+        self._servers_seen[url] = (live, servers)
+        return servers
+
+    def _checkin_groups(self) -> CheckinGroups:
+        """The group-commit writer of the app's database (made on first use, after startup)."""
+        state = self.fastapi.state
+        if self.groups is None or self.groups.db is not state.db:
+            self.groups = CheckinGroups(state.db, state.policies, self.alive)
+        return self.groups
 
     async def _events(self, scope: Scope, receive: Receive, send: Send) -> None:
         prepared = await self._prepare(scope, receive, send, EventBatch)
