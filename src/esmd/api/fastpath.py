@@ -20,6 +20,7 @@ from __future__ import annotations
 import inspect
 import random
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
@@ -39,6 +40,7 @@ from trapsapi.models import AgentPolicy, CheckinRequest, CheckinResponse, EventB
 
 _JSON_HEADERS = [(b"content-type", b"application/json")]
 EXEMPT = frozenset({routes.HEALTHZ, routes.READYZ, routes.METRICS})
+HOT_PATHS = frozenset({routes.AGENT_CHECKIN, routes.AGENT_EVENTS})
 WAIT_PREFIX = routes.AGENT_CHECKIN.rsplit("/", 1)[0] + "/wait"
 
 
@@ -89,6 +91,39 @@ def base_url(scope: Scope) -> str:
 def retry_after_s(base: int) -> int:
     """``base`` to twice ``base`` seconds: refused clients do not all come back at once."""
     return base + random.randint(0, base)  # jitter, not crypto
+
+
+class EsmApp(FastAPI):
+    """FastAPI, except that the two hot routes go straight to esmd's outermost middleware
+    (``GuardMiddleware``, then :class:`AgentFastPath`), past FastAPI's own outer layers
+    (server-error page, OpenTelemetry hook, body-size hook), which do nothing for them: the
+    guard already answers every failure, and the body limit is the guard's. Everything else,
+    and whatever the fast path hands on, takes the usual way through the same middleware
+    instances, so the in-flight limit and the metrics stay one per process."""
+
+    _front: ASGIApp | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] in HOT_PATHS:
+            front = self._front or self._find_front()
+            if front is not None:
+                scope["app"] = self
+                await front(scope, receive, send)
+                return
+        await super().__call__(scope, receive, send)
+
+    def _find_front(self) -> ASGIApp | None:
+        """The first middleware of esmd's own in the stack that FastAPI built."""
+        if self.middleware_stack is None:
+            self.middleware_stack = self.build_middleware_stack()
+        layer: Any = self.middleware_stack
+        while layer is not None:
+            if type(layer).__module__.startswith("esmd."):
+                front: ASGIApp = layer
+                self._front = front
+                return front
+            layer = getattr(layer, "app", None)
+        return None
 
 
 class AgentFastPath:

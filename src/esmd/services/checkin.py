@@ -19,6 +19,7 @@ from collections.abc import Iterator, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
+from pydantic_core import to_json
 from sqlalchemy import Connection
 
 from esmd.db.driver import Driver, Statement
@@ -265,16 +266,15 @@ def _status(
     window: timedelta,
 ) -> tuple[Any, ...]:
     """The parameters of :data:`_UPDATE_STATUS` for this check-in."""
-    footprint = request.footprint.model_dump(mode="json") if request.footprint else None
     stamp = driver.timestamp(now)
     return (
         request.hostname,
         request.os,
         request.os_version,
         request.agent_version,
-        driver.json(list(request.ips)),
-        driver.json([m.model_dump(mode="json") for m in request.modules]),
-        driver.json(footprint),
+        to_json(request.ips).decode(),  # what ``driver.json`` of their JSON form gives,
+        to_json(request.modules).decode(),  # from pydantic's serialiser: a few times faster
+        to_json(request.footprint).decode(),
         request.policy_version,
         request.outbox_depth,
         request.events_dropped,
