@@ -9,6 +9,7 @@ very next check-in, also one served by a second process on the same PostgreSQL d
 from __future__ import annotations
 
 import asyncio
+import random
 import threading
 import uuid
 from datetime import timedelta
@@ -61,6 +62,43 @@ def test_concurrent_checkins_over_http_are_all_stored_once(esm: Esm) -> None:
     rows = esm.sql("SELECT agent_id, outbox_depth, events_dropped, hostname FROM agents").all()
     stored = {row.agent_id: (row.outbox_depth, row.events_dropped, row.hostname) for row in rows}
     assert stored == {a.agent_id: (rounds - 1, n, f"host-{n:02d}") for n, a in enumerate(agents)}
+
+
+def test_the_same_agents_checking_in_from_many_threads_never_fail(esm: Esm) -> None:
+    """Overlapping groups that touch the same agents in different orders (two writers on
+    PostgreSQL) must neither deadlock nor lose a check-in."""
+    agents = [esm.enroll(f"shared-{n}") for n in range(8)]
+    clients = [
+        [AgentClient([esm.url], a.agent_id, a.secret) for a in agents]  # type: ignore[attr-defined]
+        for _ in range(6)
+    ]
+    failures: list[BaseException] = []
+    served = [0] * len(clients)  # per thread: no shared counter to race on
+
+    def run(seed: int) -> None:
+        order = random.Random(seed)
+        try:
+            for _ in range(4):
+                mine = list(clients[seed])
+                order.shuffle(mine)
+                for client in mine:
+                    client.checkin(checkin_body(outbox_depth=seed))
+                    served[seed] += 1
+        except BaseException as failure:  # reported by the main thread
+            failures.append(failure)
+
+    threads = [threading.Thread(target=run, args=(seed,)) for seed in range(len(clients))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    for mine in clients:
+        for client in mine:
+            client.close()
+    assert not failures and served == [4 * len(agents)] * len(clients)
+    depths = esm.sql("SELECT outbox_depth FROM agents WHERE last_checkin_at IS NOT NULL").all()
+    assert len(depths) == len(agents)
+    assert {row[0] for row in depths} <= set(range(len(clients)))
 
 
 def test_one_group_gives_each_call_its_own_outcome(esm: Esm) -> None:

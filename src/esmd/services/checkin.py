@@ -209,7 +209,9 @@ def _checkin_round(
     rows = _read_agents(driver, [agent_id for _, agent_id, _ in group])
     served: list[tuple[int, str, AgentPolicy]] = []
     params: list[tuple[Any, ...]] = []
-    for index, agent_id, secret in group:
+    stamp = driver.timestamp(now)
+    # In agent order: concurrent groups (PostgreSQL) then lock their rows in the same order.
+    for index, agent_id, secret in sorted(group, key=lambda call: call[1]):
         request = calls[index][1]
         try:
             agent = identity_of(agent_id, secret, rows.get(agent_id))
@@ -220,14 +222,14 @@ def _checkin_round(
             driver.execute(_FINISH_ROTATION, (agent_id,))
         instance, conflict = _instance(agent, request, now, window)
         if conflict:  # the flag is committed with the group, for admins to see
-            marked = (driver.timestamp(now), driver.json([ISSUE_CONFLICT]), agent_id)
+            marked = (stamp, driver.json([ISSUE_CONFLICT]), agent_id)
             driver.execute(_MARK_CONFLICT, marked)
             outcomes[index] = Conflict(CONFLICT_DETAIL)
             continue
         target = Target(request.hostname, request.os, agent.labels, agent.group)
         policy = policies.get(connection, agent.current_policy_version, target)
         served.append((index, agent_id, policy))
-        params.append(_status(driver, agent, request, instance, policy, now, window))
+        params.append(_status(driver, agent, request, instance, policy, now, stamp, window))
     pending = _update_status(driver, params)
     for (index, agent_id, policy), has_actions in zip(served, pending, strict=True):
         outcomes[index] = CheckinResponse(
@@ -263,10 +265,10 @@ def _status(
     instance: list[Any],
     policy: AgentPolicy,
     now: datetime,
+    stamp: Any,
     window: timedelta,
 ) -> tuple[Any, ...]:
-    """The parameters of :data:`_UPDATE_STATUS` for this check-in."""
-    stamp = driver.timestamp(now)
+    """The parameters of :data:`_UPDATE_STATUS` for this check-in (``stamp``: ``now`` bound)."""
     return (
         request.hostname,
         request.os,

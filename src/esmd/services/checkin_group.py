@@ -1,6 +1,6 @@
 """Group commit of check-ins: the ones that arrive together share one transaction.
 
-Each check-in request is queued and awaits its own outcome; one writer per process takes
+Each check-in request is queued and awaits its own outcome; a writer of the process takes
 everything queued so far (up to ``max_group``) and runs it through
 :func:`esmd.services.checkin.checkin_many`, so N concurrent check-ins cost one BEGIN, one
 read of the N agents, one ``executemany`` and one COMMIT instead of N of each. Replies are
@@ -36,7 +36,10 @@ class CheckinGroups:
         self.window = window
         self.max_group = max_group
         self._queue: list[tuple[Call, asyncio.Future[_Outcome]]] = []
-        self._writer: asyncio.Task[None] | None = None
+        self._writers: set[asyncio.Task[None]] = set()
+        self.max_writers = 1 if db.is_sqlite else 2
+        """SQLite has one writer anyway; on PostgreSQL a second group overlaps the first's
+        round trips (rows are locked in agent order, so two groups cannot deadlock)."""
         self.groups = 0
         """Transactions written (the mean group size is check-ins / groups)."""
 
@@ -46,23 +49,22 @@ class CheckinGroups:
         """The reply once this check-in is committed; raises its refusal (401, 409, 422)."""
         future: asyncio.Future[_Outcome] = asyncio.get_running_loop().create_future()
         self._queue.append(((credential, request, servers), future))
-        if self._writer is None:
-            # Started after the requests already read in this loop pass have queued too.
-            self._writer = asyncio.create_task(self._write())
+        if len(self._writers) < self.max_writers:
+            # It starts after the requests already read in this loop pass have queued too.
+            writer = asyncio.create_task(self._write())
+            self._writers.add(writer)
+            writer.add_done_callback(self._writers.discard)
         outcome = await future
         if isinstance(outcome, ServiceError):
             raise outcome
         return outcome
 
     async def _write(self) -> None:
-        try:
-            while self._queue:
-                group = self._queue[: self.max_group]
-                del self._queue[: self.max_group]
-                await self._commit(group)
-                await asyncio.sleep(0)  # let the replies go and the next requests queue
-        finally:
-            self._writer = None
+        while self._queue:
+            group = self._queue[: self.max_group]
+            del self._queue[: self.max_group]
+            await self._commit(group)
+            await asyncio.sleep(0)  # let the replies go and the next requests queue
 
     async def _commit(self, group: list[tuple[Call, asyncio.Future[_Outcome]]]) -> None:
         calls = [call for call, _ in group]
