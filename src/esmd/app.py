@@ -13,7 +13,7 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
 from esmd import __version__
-from esmd.api.fastpath import AgentFastPath
+from esmd.api.fastpath import AgentFastPath, EsmApp
 from esmd.api.middleware import GuardMiddleware
 from esmd.api.routes import (
     actions,
@@ -80,7 +80,7 @@ def create_app(settings: Settings) -> FastAPI:
         finally:
             db.dispose()
 
-    app = FastAPI(
+    app = EsmApp(
         title="Traps Endpoint Security Manager",
         version=__version__,
         summary="Agent protocol and admin API of esmd.",

@@ -2,8 +2,9 @@
 
 A check-in or an event upload with a well-formed bearer credential and a JSON body that
 validates is handled here: exact-path dispatch, ``model_validate_json`` on the same models,
-the same service functions (``services.checkin.checkin``, ``services.ingest.ingest``, looked
-up at call time), the reply written as bytes (the policy part cached per policy object).
+the same service functions (check-ins through the group commit of
+``services.checkin_group``, ``services.ingest.ingest`` looked up at call time), the reply
+written as bytes (the policy part cached per policy object).
 Everything unusual (no or odd credential, a body that does not validate, another path) is
 handed to FastAPI with the body replayed, so error replies stay exactly those of the
 declared routes, which also keep documenting the protocol in OpenAPI.
@@ -19,6 +20,7 @@ from __future__ import annotations
 import inspect
 import random
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
@@ -30,14 +32,15 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from esmd.api.routes import agent_protocol
 from esmd.config import Settings
 from esmd.metrics import Metrics
-from esmd.services import checkin as checkin_service
 from esmd.services import ingest as ingest_service
+from esmd.services.checkin_group import CheckinGroups
 from esmd.services.registry import Registry
 from trapsapi import routes
 from trapsapi.models import AgentPolicy, CheckinRequest, CheckinResponse, EventBatch
 
 _JSON_HEADERS = [(b"content-type", b"application/json")]
 EXEMPT = frozenset({routes.HEALTHZ, routes.READYZ, routes.METRICS})
+HOT_PATHS = frozenset({routes.AGENT_CHECKIN, routes.AGENT_EVENTS})
 WAIT_PREFIX = routes.AGENT_CHECKIN.rsplit("/", 1)[0] + "/wait"
 
 
@@ -90,6 +93,39 @@ def retry_after_s(base: int) -> int:
     return base + random.randint(0, base)  # jitter, not crypto
 
 
+class EsmApp(FastAPI):
+    """FastAPI, except that the two hot routes go straight to esmd's outermost middleware
+    (``GuardMiddleware``, then :class:`AgentFastPath`), past FastAPI's own outer layers
+    (server-error page, OpenTelemetry hook, body-size hook), which do nothing for them: the
+    guard already answers every failure, and the body limit is the guard's. Everything else,
+    and whatever the fast path hands on, takes the usual way through the same middleware
+    instances, so the in-flight limit and the metrics stay one per process."""
+
+    _front: ASGIApp | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] in HOT_PATHS:
+            front = self._front or self._find_front()
+            if front is not None:
+                scope["app"] = self
+                await front(scope, receive, send)
+                return
+        await super().__call__(scope, receive, send)
+
+    def _find_front(self) -> ASGIApp | None:
+        """The first middleware of esmd's own in the stack that FastAPI built."""
+        if self.middleware_stack is None:
+            self.middleware_stack = self.build_middleware_stack()
+        layer: Any = self.middleware_stack
+        while layer is not None:
+            if type(layer).__module__.startswith("esmd."):
+                front: ASGIApp = layer
+                self._front = front
+                return front
+            layer = getattr(layer, "app", None)
+        return None
+
+
 class AgentFastPath:
     """The fast path and the in-flight limit (see the module docstring)."""
 
@@ -109,6 +145,8 @@ class AgentFastPath:
         self.in_flight = 0
         self.max_in_flight = settings.max_in_flight
         self.policy_bytes = PolicyBytes()
+        self.groups: CheckinGroups | None = None
+        self._servers_seen: dict[str, tuple[list[str], list[str]]] = {}
         self.alive = settings.agent_alive_window
         self.handlers: dict[str, Callable[[Scope, Receive, Send], Awaitable[None]]] = {
             routes.AGENT_CHECKIN: self._checkin,
@@ -163,16 +201,9 @@ class AgentFastPath:
             return
         credential, request = prepared
         assert isinstance(request, CheckinRequest)
-        servers = self.registry.servers_for(base_url(scope))
+        servers = self._servers(scope)
         try:
-            reply = await self.fastapi.state.db.run(
-                checkin_service.checkin,
-                self.fastapi.state.policies,
-                credential,
-                request,
-                servers,
-                self.alive,
-            )
+            reply = await self._checkin_groups().checkin(credential, request, servers)
         except Exception as exc:
             await self._error(scope, receive, send, exc)
             return
@@ -180,6 +211,27 @@ class AgentFastPath:
         self.registry.saw_agent(reply.agent_id)
         self.fastapi.state.notifier.saw_version(reply.policy.version)
         await _send_json(send, 200, checkin_json(reply, self.policy_bytes))
+
+    def _servers(self, scope: Scope) -> list[str]:
+        """``registry.servers_for`` the request's base URL, kept until the live list changes
+        (the registry replaces it on each beat; settings' attributes are slow to read)."""
+        url = base_url(scope)
+        live = self.registry.live
+        hit = self._servers_seen.get(url)
+        if hit is not None and hit[0] is live:
+            return hit[1]
+        if len(self._servers_seen) >= 64:  # the Host header is the client's: stay bounded
+            self._servers_seen.clear()
+        servers = self.registry.servers_for(url)
+        self._servers_seen[url] = (live, servers)
+        return servers
+
+    def _checkin_groups(self) -> CheckinGroups:
+        """The group-commit writer of the app's database (made on first use, after startup)."""
+        state = self.fastapi.state
+        if self.groups is None or self.groups.db is not state.db:
+            self.groups = CheckinGroups(state.db, state.policies, self.alive)
+        return self.groups
 
     async def _events(self, scope: Scope, receive: Receive, send: Send) -> None:
         prepared = await self._prepare(scope, receive, send, EventBatch)

@@ -1,22 +1,30 @@
-"""The check-in hot path: one transaction, fixed SQL on the driver, the policy from the cache.
+"""The check-in hot path: group commit, fixed SQL on the driver, the policy from the cache.
 
-Authenticate (a primary-key lookup that also reads the policy version, the agent's labels
-and group, its instance and a pending credential rotation), update the agent's status (the
-UPDATE also returns whether actions are pending: no extra statement when there are none),
-answer with the cached policy of that version for the agent's targets and its pending
-actions. The SQL runs on the driver (``esmd.db.driver``): a Core ``execute`` would cost more
-than the statement itself. This function is the one place the check-in logic lives (the
-FastAPI route and the ASGI fast path both call it).
+Check-ins that arrive together are handled in one transaction (``checkin_many``, fed by
+``esmd.services.checkin_group``): one statement reads the calling agents (secret hashes,
+policy version, labels and group, instance, a pending credential rotation), one
+``executemany`` updates their status (the UPDATE also returns whether actions are pending:
+no extra statement when there are none), one commit. Each reply carries the cached policy
+of that version for the agent's targets and its pending actions, and is sent only after the
+commit. The SQL runs on the driver (``esmd.db.driver``): a Core ``execute`` would cost more
+than the statement itself. The secret is checked against the row read in the same
+transaction on every call (a SHA-256, ~1 µs), so a revocation or rotation committed before
+a check-in's group began applies to it, in every process. This module is the one place the
+check-in logic lives (the FastAPI route and the ASGI fast path both end here).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
+from pydantic_core import to_json
+from sqlalchemy import Connection
+
 from esmd.db.driver import Driver, Statement
 from esmd.db.engine import Database
-from esmd.errors import Conflict
+from esmd.errors import Conflict, ServiceError, Unauthorized
 from esmd.services.action_delivery import deliver
 from esmd.services.agents import (
     AUTH_COLUMNS,
@@ -29,15 +37,20 @@ from esmd.services.policy_resolve import Target
 from esmd.services.storable import check_storable
 from esmd.timeutil import utcnow
 from trapsapi.enums import Mode
-from trapsapi.models import CheckinRequest, CheckinResponse
+from trapsapi.models import AgentPolicy, CheckinRequest, CheckinResponse
 
 ISSUE_CONFLICT = "identity used by two live agents (a cloned machine?)"
-DEFAULT_WINDOW = timedelta(hours=1)
-_AUTHENTICATE = Statement(
-    f"SELECT {', '.join(AUTH_COLUMNS[:-1])},"
-    f" (SELECT version FROM policy_state WHERE id = {POLICY_ROW})"
-    " FROM agents WHERE agent_id = ?"
+CONFLICT_DETAIL = (
+    "another live agent uses this identity (a cloned machine?): "
+    "enroll this one again with a new token"
 )
+DEFAULT_WINDOW = timedelta(hours=1)
+_READ_AGENTS = (
+    f"SELECT agent_id, {', '.join(AUTH_COLUMNS[:-1])},"
+    f" (SELECT version FROM policy_state WHERE id = {POLICY_ROW})"
+    " FROM agents WHERE agent_id "
+)
+_READ_AGENTS_PG = _READ_AGENTS + "= ANY(%s)"
 _TIMES = {"instance_changed_at", "identity_conflict_at"}
 _STATUS_COLUMNS = (
     "hostname",
@@ -73,22 +86,8 @@ _FINISH_ROTATION = Statement(
     "UPDATE agents SET secret_hash = next_secret_hash, next_secret_hash = NULL WHERE agent_id = ?"
 )
 # psycopg binds a str as "unknown", which PostgreSQL casts to the json columns by itself.
-
-
-def authenticate(driver: Driver, credential: str) -> AgentIdentity:
-    """:func:`esmd.services.agents.authenticate` on the driver (same checks, same rules)."""
-    agent_id, secret = parse_agent_credential(credential)
-    values = driver.one(_AUTHENTICATE, (agent_id,))
-    row: dict[str, Any] | None = None
-    if values is not None:
-        row = dict(zip(AUTH_COLUMNS, values, strict=True))
-        for name in _TIMES:
-            row[name] = driver.read_timestamp(row[name])
-        row["labels"] = driver.read_json(row["labels"])
-    agent = identity_of(agent_id, secret, row)
-    if agent.rotated:
-        driver.execute(_FINISH_ROTATION, (agent_id,))
-    return agent
+Call = tuple[str, CheckinRequest, list[str]]
+"""One check-in: (credential, request, the server list for the reply)."""
 
 
 def _instance(
@@ -136,62 +135,177 @@ def checkin(
     servers: list[str],
     window: timedelta = DEFAULT_WINDOW,
 ) -> CheckinResponse:
-    """``window``: how long a replaced agent instance counts as possibly still alive (the
-    heartbeat interval plus its grace)."""
-    check_storable(request)
+    """One check-in in a transaction of its own (see :func:`checkin_many`)."""
+    [outcome] = checkin_many(db, policies, [(credential, request, servers)], window)
+    if isinstance(outcome, Exception):
+        raise outcome
+    return outcome
+
+
+def checkin_many(
+    db: Database,
+    policies: PolicyCache,
+    calls: Sequence[Call],
+    window: timedelta = DEFAULT_WINDOW,
+) -> list[CheckinResponse | ServiceError]:
+    """Check-ins ``(credential, request, servers)`` in one transaction (group commit).
+
+    Each call gets its reply or its refusal (401, 409, 422): a refused call writes nothing
+    before it is refused, except the clone flag, which is meant to stay. The agents are read
+    with one statement and updated with one ``executemany``; an agent that calls twice in
+    one group is handled in a second round, so it sees its first call's effects. Anything
+    else failing rolls the whole group back and raises. ``window``: how long a replaced
+    agent instance counts as possibly still alive (the heartbeat interval plus its grace).
+    """
     now = utcnow()
-    footprint = request.footprint.model_dump(mode="json") if request.footprint else None
-    actions: list[dict[str, Any]] = []
-    with db.write() as connection:
-        driver = Driver(connection)
-        if driver.postgres:
-            # A check-in is a heartbeat: the next one repeats it, so it need not wait for the
-            # WAL flush (a crash can lose at most the last ~0.6 s of them; nothing else).
-            driver.raw.execute("SET LOCAL synchronous_commit TO OFF")
-        agent = authenticate(driver, credential)
+    outcomes: list[CheckinResponse | ServiceError | None] = [None] * len(calls)
+    valid: list[tuple[int, str, str]] = []
+    for index, (credential, request, _) in enumerate(calls):
+        try:
+            check_storable(request)
+            agent_id, secret = parse_agent_credential(credential)
+        except ServiceError as refusal:
+            outcomes[index] = refusal
+            continue
+        valid.append((index, agent_id, secret))
+    if valid:
+        with db.write() as connection:
+            driver = Driver(connection)
+            if driver.postgres:
+                # A check-in is a heartbeat: the next one repeats it, so it need not wait for
+                # the WAL flush (a crash can lose at most the last ~0.6 s of them).
+                driver.raw.execute("SET LOCAL synchronous_commit TO OFF")
+            for group in _rounds(valid):  # in the same transaction, one after the other
+                _checkin_round(connection, driver, policies, calls, group, outcomes, now, window)
+    done = [outcome for outcome in outcomes if outcome is not None]
+    assert len(done) == len(calls), "a check-in of the group got no outcome"
+    return done
+
+
+def _rounds(valid: list[tuple[int, str, str]]) -> Iterator[list[tuple[int, str, str]]]:
+    """``valid`` in order, split so that no agent appears twice in one round."""
+    while valid:
+        seen: set[str] = set()
+        group: list[tuple[int, str, str]] = []
+        later: list[tuple[int, str, str]] = []
+        for call in valid:
+            (later if call[1] in seen else group).append(call)
+            seen.add(call[1])
+        yield group
+        valid = later
+
+
+def _checkin_round(
+    connection: Connection,
+    driver: Driver,
+    policies: PolicyCache,
+    calls: Sequence[Call],
+    group: list[tuple[int, str, str]],
+    outcomes: list[CheckinResponse | ServiceError | None],
+    now: datetime,
+    window: timedelta,
+) -> None:
+    """Check in ``group`` (distinct agents), setting their ``outcomes``."""
+    rows = _read_agents(driver, [agent_id for _, agent_id, _ in group])
+    served: list[tuple[int, str, AgentPolicy]] = []
+    params: list[tuple[Any, ...]] = []
+    stamp = driver.timestamp(now)
+    # In agent order: concurrent groups (PostgreSQL) then lock their rows in the same order.
+    for index, agent_id, secret in sorted(group, key=lambda call: call[1]):
+        request = calls[index][1]
+        try:
+            agent = identity_of(agent_id, secret, rows.get(agent_id))
+        except Unauthorized as refusal:
+            outcomes[index] = refusal
+            continue
+        if agent.rotated:
+            driver.execute(_FINISH_ROTATION, (agent_id,))
         instance, conflict = _instance(agent, request, now, window)
-        if conflict:
-            params = (driver.timestamp(now), driver.json([ISSUE_CONFLICT]), agent.agent_id)
-            driver.execute(_MARK_CONFLICT, params)
-        else:
-            target = Target(request.hostname, request.os, agent.labels, agent.group)
-            policy = policies.get(connection, agent.current_policy_version, target)
-            issues = issues_of(request, instance[3], now, window)
-            pending = driver.one(
-                _UPDATE_STATUS,
-                (
-                    request.hostname,
-                    request.os,
-                    request.os_version,
-                    request.agent_version,
-                    driver.json(list(request.ips)),
-                    driver.json([m.model_dump(mode="json") for m in request.modules]),
-                    driver.json(footprint),
-                    request.policy_version,
-                    request.outbox_depth,
-                    request.events_dropped,
-                    driver.timestamp(now),
-                    instance[0],
-                    instance[1],
-                    driver.timestamp(instance[2]) if instance[2] else None,
-                    driver.timestamp(instance[3]) if instance[3] else None,
-                    driver.timestamp(now) if request.stopping else None,
-                    driver.json(issues),
-                    policy.version,
-                    agent.agent_id,
-                ),
-            )
-            if pending is not None and pending[0]:
-                actions = deliver(connection, agent.agent_id, now)
-    if conflict:  # after the commit, so the flag stays for admins to see
-        raise Conflict(
-            "another live agent uses this identity (a cloned machine?): "
-            "enroll this one again with a new token"
+        if conflict:  # the flag is committed with the group, for admins to see
+            marked = (stamp, driver.json([ISSUE_CONFLICT]), agent_id)
+            driver.execute(_MARK_CONFLICT, marked)
+            outcomes[index] = Conflict(CONFLICT_DETAIL)
+            continue
+        target = Target(request.hostname, request.os, agent.labels, agent.group)
+        policy = policies.get(connection, agent.current_policy_version, target)
+        served.append((index, agent_id, policy))
+        params.append(_status(driver, agent, request, instance, policy, now, stamp, window))
+    pending = _update_status(driver, params)
+    for (index, agent_id, policy), has_actions in zip(served, pending, strict=True):
+        outcomes[index] = CheckinResponse(
+            agent_id=agent_id,
+            server_time=now,
+            policy=policy,
+            actions=deliver(connection, agent_id, now) if has_actions else [],
+            servers=calls[index][2],
         )
-    return CheckinResponse(
-        agent_id=agent.agent_id,
-        server_time=now,
-        policy=policy,
-        actions=actions,
-        servers=servers,
+
+
+def _read_agents(driver: Driver, agent_ids: list[str]) -> dict[str, dict[str, Any]]:
+    """The authentication rows of ``agent_ids`` (absent: unknown agent), in one statement."""
+    if driver.postgres:
+        cursor = driver.raw.execute(_READ_AGENTS_PG, (agent_ids,))
+    else:
+        marks = ",".join("?" * len(agent_ids))
+        cursor = driver.raw.execute(f"{_READ_AGENTS}IN ({marks})", agent_ids)
+    rows = {}
+    for values in cursor.fetchall():
+        row = dict(zip(AUTH_COLUMNS, values[1:], strict=True))
+        for name in _TIMES:
+            row[name] = driver.read_timestamp(row[name])
+        row["labels"] = driver.read_json(row["labels"])
+        rows[values[0]] = row
+    return rows
+
+
+def _status(
+    driver: Driver,
+    agent: AgentIdentity,
+    request: CheckinRequest,
+    instance: list[Any],
+    policy: AgentPolicy,
+    now: datetime,
+    stamp: Any,
+    window: timedelta,
+) -> tuple[Any, ...]:
+    """The parameters of :data:`_UPDATE_STATUS` for this check-in (``stamp``: ``now`` bound)."""
+    return (
+        request.hostname,
+        request.os,
+        request.os_version,
+        request.agent_version,
+        to_json(request.ips).decode(),  # what ``driver.json`` of their JSON form gives,
+        to_json(request.modules).decode(),  # from pydantic's serialiser: a few times faster
+        to_json(request.footprint).decode(),
+        request.policy_version,
+        request.outbox_depth,
+        request.events_dropped,
+        stamp,
+        instance[0],
+        instance[1],
+        driver.timestamp(instance[2]) if instance[2] else None,
+        driver.timestamp(instance[3]) if instance[3] else None,
+        stamp if request.stopping else None,
+        driver.json(issues_of(request, instance[3], now, window)),
+        policy.version,
+        agent.agent_id,
     )
+
+
+def _update_status(driver: Driver, params: list[tuple[Any, ...]]) -> list[bool]:
+    """Run :data:`_UPDATE_STATUS` for each of ``params``: whether actions are pending (False
+    for an agent deleted meanwhile). PostgreSQL gets them in one pipelined ``executemany``."""
+    if not params:
+        return []
+    if not driver.postgres:
+        rows = [driver.raw.execute(_UPDATE_STATUS.sqlite, p).fetchone() for p in params]
+        return [bool(row and row[0]) for row in rows]
+    pending = []
+    with driver.raw.cursor() as cursor:
+        cursor.executemany(_UPDATE_STATUS.postgresql, params, returning=True)
+        while True:
+            row = cursor.fetchone()
+            pending.append(bool(row and row[0]))
+            if not cursor.nextset():
+                break
+    return pending

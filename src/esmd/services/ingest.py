@@ -3,15 +3,19 @@
 ``ON CONFLICT (agent_id, id) DO NOTHING`` makes a re-sent batch (the agent's at-least-once
 outbox, or two servers receiving the same batch at once) add nothing; ``RETURNING`` tells
 which rows were new. The key includes the agent ID, so no agent can touch another's events.
+On PostgreSQL the batch goes as one ``INSERT … SELECT FROM unnest(<one array per column>)``
+on the driver: one statement, one round trip, whatever the batch size.
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from sqlalchemy import Insert
 from sqlalchemy.dialects import postgresql, sqlite
 
+from esmd.db.driver import Driver
 from esmd.db.engine import Database
 from esmd.db.tables import EVENTS
 from esmd.services.agents import authenticate, finish_rotation
@@ -40,6 +44,41 @@ def insert_statement(dialect: str) -> Insert:
 
 
 _STATEMENTS = {name: insert_statement(name) for name in ("postgresql", "sqlite")}
+# PostgreSQL: the whole batch as one array per column, in one statement and one round trip
+# (a multi-row VALUES through Core costs ~10 times more Python per row than the database).
+_COLUMNS = {
+    "id": "uuid",
+    "agent_id": "text",
+    "hostname": "text",
+    "time": "timestamptz",
+    "received_at": "timestamptz",
+    "module": "text",
+    "severity": "text",
+    "action": "text",
+    "process_path": "text",
+    "sha256": "text",
+    "pid": "int8",
+    "ppid": "int8",
+    "parent_path": "text",
+    "user": "text",
+    "uid": "int8",
+    "cmdline": "text",
+    "details": "json",
+}
+_INSERT_UNNEST = (
+    "INSERT INTO events ("
+    + ", ".join(f'"{name}"' for name in _COLUMNS)
+    + ") SELECT * FROM unnest("
+    + ", ".join(f"%s::{kind}[]" for kind in _COLUMNS.values())
+    + ") ON CONFLICT (agent_id, id) DO NOTHING RETURNING id"
+)
+
+
+def _insert_postgres(driver: Driver, rows: list[dict[str, Any]]) -> int:
+    """Insert ``rows`` (the Core parameters) with :data:`_INSERT_UNNEST`; how many were new."""
+    arrays: list[list[Any]] = [[row[name] for row in rows] for name in _COLUMNS]
+    arrays[-1] = [json.dumps(details) for details in arrays[-1]]  # as the JSON type stores it
+    return len(driver.raw.execute(_INSERT_UNNEST, arrays).fetchall())
 
 
 def ingest(db: Database, credential: str, batch: EventBatch) -> EventAck:
@@ -81,6 +120,8 @@ def ingest(db: Database, credential: str, batch: EventBatch) -> EventAck:
             }
             for event in events
         ]
-        result = connection.execute(_STATEMENTS[connection.dialect.name], rows)
-        inserted = len(result.all())
+        if connection.dialect.name == "postgresql":
+            inserted = _insert_postgres(Driver(connection), rows)
+        else:
+            inserted = len(connection.execute(_STATEMENTS[connection.dialect.name], rows).all())
     return EventAck(acked=[event.id for event in events], inserted=inserted)

@@ -60,8 +60,37 @@ def _check_unicode(value: str, path: str) -> None:
 
 
 def check_storable(model: BaseModel, path: str = "") -> None:
+    # The quick walk builds no field paths; only input it doubts is walked again to name one.
+    if not _storable(model):
+        _check_model(model, path)
+
+
+def _check_model(model: BaseModel, path: str) -> None:
     for name in type(model).model_fields:
         _check(getattr(model, name), f"{path}{name}")
+
+
+def _storable(value: Any) -> bool:
+    """Whether :func:`_check` accepts ``value`` for sure (False: check it properly)."""
+    if isinstance(value, str):
+        return "\x00" not in value
+    if isinstance(value, bool) or value is None:
+        return True
+    if isinstance(value, int):
+        return INT64_MIN <= value <= INT64_MAX
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, BaseModel):
+        for name in type(value).model_fields:
+            if not _storable(getattr(value, name)):
+                return False
+        return True
+    if isinstance(value, list):
+        for item in value:
+            if not _storable(item):
+                return False
+        return True
+    return not isinstance(value, dict)  # free-form JSON: always the full check
 
 
 def _check(value: Any, path: str) -> None:
@@ -76,7 +105,7 @@ def _check(value: Any, path: str) -> None:
     elif isinstance(value, dict):
         check_json(value, path)
     elif isinstance(value, BaseModel):
-        check_storable(value, f"{path}.")
+        _check_model(value, f"{path}.")
     elif isinstance(value, list):
         for index, item in enumerate(value):
             _check(item, f"{path}.{index}")
