@@ -3,7 +3,8 @@ status; one event; triage (status, assignee, comment); counts for dashboards.
 
 ``sort=received`` lists the oldest received first: a follower (``trapsctl events watch``)
 polls with ``received_since`` = the newest ``received_at`` it has seen and ``offset`` = how
-many events it has seen at that instant, so it never misses nor repeats one.
+many events it has seen at that instant, so it never misses nor repeats one. Deep pages use
+the keyset cursor of :mod:`esmd.services.paging`; ``count`` stops at 10,000.
 """
 
 from __future__ import annotations
@@ -17,10 +18,12 @@ from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from esmd.api.deps import DatabaseDep, Reader, SessionDep, Triager
-from esmd.api.params import ADMIN_ERRORS, NOT_FOUND, Limit, Offset
+from esmd.api.params import ADMIN_ERRORS, NOT_FOUND, Cursor, Limit, Offset
 from esmd.db.tables import Event, User
 from esmd.errors import BadRequest, Conflict, NotFound
+from esmd.services import paging
 from esmd.services.audit import audit
+from esmd.services.paging import Keyset, SortKey
 from esmd.services.storable import check_storable
 from esmd.timeutil import parse_since
 from trapsapi import routes
@@ -39,6 +42,24 @@ def _since(text: str) -> datetime:
         return parse_since(text)
     except ValueError as exc:
         raise BadRequest(f"since: {exc}") from None
+
+
+BY_TIME = Keyset(
+    "events.time",
+    (SortKey(col(Event.time), True, datetime), SortKey(col(Event.seq), True, int)),
+)
+BY_RECEIVED = Keyset(
+    "events.received",
+    (SortKey(col(Event.received_at), False, datetime), SortKey(col(Event.seq), False, int)),
+)
+SORTS = {
+    "time": BY_TIME,
+    "received": BY_RECEIVED,
+    "received_desc": Keyset(
+        "events.received_desc",
+        (SortKey(col(Event.received_at), True, datetime), SortKey(col(Event.seq), True, int)),
+    ),
+}
 
 
 @router.get(routes.EVENTS)
@@ -60,45 +81,71 @@ def list_events(
         str | None, Query(max_length=64, description="Received by the ESM at or after this.")
     ] = None,
     sort: Annotated[
-        Literal["time", "received"],
-        Query(description="time: newest first; received: oldest received first (to follow)."),
+        Literal["time", "received", "received_desc"],
+        Query(
+            description="time: newest first; received: oldest received first (to follow); "
+            "received_desc: newest received first."
+        ),
     ] = "time",
     sha256: Annotated[
         str | None, Query(max_length=64, description="Only events about this file (SHA-256).")
     ] = None,
+    cursor: Cursor = None,
 ) -> Page[EventPublic]:
-    """Newest first (``sort=time``), or in the order the ESM received them."""
-    statement = select(Event)
+    """Newest first (``sort=time``), or in the order the ESM received them; page with
+    ``cursor`` (fast at any depth) or ``offset``."""
+    paging.start(cursor, offset)
+    filters = {
+        "agent_id": agent_id,
+        "severity": severity,
+        "module": module,
+        "since": since,
+        "status": status,
+        "assignee": assignee,
+        "hostname": hostname,
+        "received_since": received_since,
+        "sha256": sha256,
+    }
+    conditions: list[Any] = []
     if agent_id:
-        statement = statement.where(col(Event.agent_id) == agent_id)
+        conditions.append(col(Event.agent_id) == agent_id)
     if severity is not None:
         floor = SEVERITY_ORDER[severity]
         wanted = [s.value for s in Severity if SEVERITY_ORDER[s] >= floor]
-        statement = statement.where(col(Event.severity).in_(wanted))
+        conditions.append(col(Event.severity).in_(wanted))
     if module:
-        statement = statement.where(col(Event.module) == module)
+        conditions.append(col(Event.module) == module)
     if since:
-        statement = statement.where(col(Event.time) >= _since(since))
+        conditions.append(col(Event.time) >= _since(since))
     if status is not None:
-        statement = statement.where(col(Event.status) == status.value)
+        conditions.append(col(Event.status) == status.value)
     if assignee:
-        statement = statement.where(col(Event.assignee) == assignee)
+        conditions.append(col(Event.assignee) == assignee)
     if hostname:
-        statement = statement.where(
+        conditions.append(
             func.lower(col(Event.hostname)).contains(hostname.lower(), autoescape=True)
         )
     if sha256:
-        statement = statement.where(col(Event.sha256) == sha256.lower())
+        conditions.append(col(Event.sha256) == sha256.lower())
     if received_since:
-        statement = statement.where(col(Event.received_at) >= _since(received_since))
-    count = session.exec(select(func.count()).select_from(statement.subquery())).one()
-    order = (
-        (col(Event.received_at), col(Event.seq))
-        if sort == "received"
-        else (col(Event.time).desc(), col(Event.seq).desc())
+        conditions.append(col(Event.received_at) >= _since(received_since))
+    keyset = SORTS[sort]
+    count, count_capped = paging.capped(
+        session.connection()
+        .execute(paging.capped_count_statement(select(col(Event.seq)).where(*conditions)))
+        .scalar_one()
     )
-    rows = session.exec(statement.order_by(*order).offset(offset).limit(limit)).all()
-    return Page[EventPublic](data=[EventPublic.model_validate(r) for r in rows], count=count)
+    statement = select(Event).where(*conditions)
+    if cursor:
+        statement = statement.where(keyset.after(keyset.decode(cursor, filters)))
+    rows = session.exec(statement.order_by(*keyset.order_by()).offset(offset).limit(limit + 1))
+    page = paging.window(rows.all(), limit, keyset, filters)
+    return Page[EventPublic](
+        data=[EventPublic.model_validate(r) for r in page.rows],
+        count=count,
+        count_capped=count_capped,
+        next_cursor=page.next_cursor,
+    )
 
 
 def _bucket_expression(dialect: str, bucket: TimeBucket) -> Any:
