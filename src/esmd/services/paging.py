@@ -113,7 +113,7 @@ def start(cursor: str | None, offset: int) -> None:
 def capped_count_statement(statement: Select[Any], cap: int | None = None) -> Select[Any]:
     """``SELECT count(*)`` of at most ``cap + 1`` matching rows: never a full scan."""
     cap = COUNT_CAP if cap is None else cap
-    one = statement.with_only_columns(literal_column("1"), maintain_column_froms=True)
+    one: Select[Any] = statement.with_only_columns(literal_column("1"), maintain_column_froms=True)
     limited: Select[Any] = one.order_by(None).limit(cap + 1)
     return select(func.count()).select_from(limited.subquery())
 
