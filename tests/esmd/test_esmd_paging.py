@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from esmd_harness import Esm, checkin_body, new_event
 
+from esmd.api.routes import events as event_routes
 from esmd.services import paging
 from trapsapi.admin_client import AdminClient
 
@@ -121,6 +122,9 @@ def test_counts_stop_at_the_cap(esm: Esm, monkeypatch: pytest.MonkeyPatch) -> No
     last = esm.admin.list_events(limit=3, offset=9)
     assert len(last["data"]) == 3 and last["next_cursor"] is None
     assert len(list(AdminClient.rows(esm.admin.list_events, limit=5))) == 12
+    monkeypatch.setattr(event_routes, "HOSTNAME_COUNT_CAP", 2)  # no index: it stops sooner
+    by_host = esm.admin.list_events(limit=3, hostname="WEB")
+    assert (by_host["count"], by_host["count_capped"], len(by_host["data"])) == (2, True, 3)
 
 
 def test_agents_audit_and_actions_walk_with_the_cursor(esm: Esm) -> None:

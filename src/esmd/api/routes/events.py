@@ -10,11 +10,13 @@ the keyset cursor of :mod:`esmd.services.paging`; ``count`` stops at 10,000.
 from __future__ import annotations
 
 import uuid
+from collections import Counter
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
 from sqlalchemy import func
+from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
 from esmd.api.deps import DatabaseDep, Reader, SessionDep, Triager
@@ -52,6 +54,7 @@ BY_RECEIVED = Keyset(
     "events.received",
     (SortKey(col(Event.received_at), False, datetime), SortKey(col(Event.seq), False, int)),
 )
+HOSTNAME_COUNT_CAP = 1000
 SORTS = {
     "time": BY_TIME,
     "received": BY_RECEIVED,
@@ -130,11 +133,11 @@ def list_events(
     if received_since:
         conditions.append(col(Event.received_at) >= _since(received_since))
     keyset = SORTS[sort]
-    count, count_capped = paging.capped(
-        session.connection()
-        .execute(paging.capped_count_statement(select(col(Event.seq)).where(*conditions)))
-        .scalar_one()
-    )
+    # No index serves a substring: its count reads events until enough match, so it stops
+    # sooner (the page itself reads newest first and stops at ``limit`` matches).
+    cap = HOSTNAME_COUNT_CAP if hostname else None
+    counted = paging.capped_count_statement(select(col(Event.seq)).where(*conditions), cap)
+    count, count_capped = paging.capped(session.connection().execute(counted).scalar_one(), cap)
     statement = select(Event).where(*conditions)
     if cursor:
         statement = statement.where(keyset.after(keyset.decode(cursor, filters)))
@@ -174,24 +177,29 @@ def event_counts(
     if agent_id:
         conditions.append(col(Event.agent_id) == agent_id)
 
-    def grouped(column: Any) -> dict[str, int]:
-        rows = session.exec(select(column, func.count()).where(*conditions).group_by(column)).all()
-        return {str(key): int(n) for key, n in rows}
-
     bind = session.get_bind()
     expression = _bucket_expression(bind.dialect.name, bucket).label("bucket")
+    keys = (col(Event.module), col(Event.severity), col(Event.status), expression)
+    # One pass over the window, grouped by all four at once (a few thousand groups), instead
+    # of four scans: the 24 h window of a 10-million-event table is ~330,000 rows.
+    grouped = sa_select(*keys, func.count()).where(*conditions).group_by(*keys)
+    rows = session.connection().execute(grouped).all()
+    by: list[Counter[str]] = [Counter(), Counter(), Counter(), Counter()]
+    for *values, n in rows:
+        for counter, value in zip(by, values, strict=True):
+            counter[str(value)] += int(n)
+    by_module, by_severity, by_status, by_bucket = (dict(c) for c in by)
     by_time = [
         TimeCount(start=datetime.fromisoformat(key).replace(tzinfo=UTC), count=n)
-        for key, n in sorted(grouped(expression).items())
+        for key, n in sorted(by_bucket.items())
     ]
-    by_module = grouped(col(Event.module))
     return EventCounts(
         total=sum(by_module.values()),
         since=start,
         bucket=bucket,
         by_module=by_module,
-        by_severity=grouped(col(Event.severity)),
-        by_status=grouped(col(Event.status)),
+        by_severity=by_severity,
+        by_status=by_status,
         by_time=by_time,
     )
 
