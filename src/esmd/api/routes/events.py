@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
-from sqlalchemy import func
+from sqlalchemy import func, literal
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
@@ -112,10 +112,13 @@ def list_events(
     conditions: list[Any] = []
     if agent_id:
         conditions.append(col(Event.agent_id) == agent_id)
+    by_severity: Any = None
+    wanted: list[str] = []
     if severity is not None:
         floor = SEVERITY_ORDER[severity]
         wanted = [s.value for s in Severity if SEVERITY_ORDER[s] >= floor]
-        conditions.append(col(Event.severity).in_(wanted))
+        by_severity = col(Event.severity).in_(wanted)
+        conditions.append(by_severity)
     if module:
         conditions.append(col(Event.module) == module)
     if since:
@@ -138,6 +141,8 @@ def list_events(
     cap = HOSTNAME_COUNT_CAP if hostname else None
     counted = paging.capped_count_statement(select(col(Event.seq)).where(*conditions), cap)
     count, count_capped = paging.capped(session.connection().execute(counted).scalar_one(), cap)
+    if by_severity is not None and count_capped and session.get_bind().dialect.name == "sqlite":
+        conditions = [_unindexed(wanted) if c is by_severity else c for c in conditions]
     statement = select(Event).where(*conditions)
     if cursor:
         statement = statement.where(keyset.after(keyset.decode(cursor, filters)))
@@ -149,6 +154,15 @@ def list_events(
         count_capped=count_capped,
         next_cursor=page.next_cursor,
     )
+
+
+def _unindexed(wanted: list[str]) -> Any:
+    """SQLite has no statistics (esmd runs no ANALYZE), so for ``severity IN (...)`` it reads
+    every such event through the severity index and sorts them all: 0.4-0.8 s for a sixth of
+    1M events. When more than the count cap match, they are dense: the same condition on
+    ``severity || ''`` (no index can serve it) makes SQLite walk the sort's index instead and
+    stop at the page. Few matches keep the index (sorting them is cheap)."""
+    return (col(Event.severity) + literal("")).in_(wanted)
 
 
 def _bucket_expression(dialect: str, bucket: TimeBucket) -> Any:
