@@ -55,7 +55,18 @@ T = TypeVar("T")
 
 class Page(Public, Generic[T]):
     data: list[T]
-    count: int = Field(description="Rows matching the filters (before limit).")
+    count: int = Field(
+        description="Rows matching the filters (before limit), counted up to 10,000; "
+        "beyond that 10,000 and count_capped is true."
+    )
+    count_capped: bool = Field(
+        default=False, description="More rows match than count says (the count stopped)."
+    )
+    next_cursor: str | None = Field(
+        default=None,
+        description="Give it as cursor= (with the same filters) for the next page; "
+        "null on the last page.",
+    )
 
 
 class ErrorBody(BaseModel):

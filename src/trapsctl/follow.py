@@ -26,16 +26,15 @@ class EventFollower:
         self.skip = 0  # events seen at ``cursor``
 
     def _page(self, **extra: Any) -> Row:
-        reply: Row = self.client.list_events(**self.filters, sort="received", **extra)
+        reply: Row = self.client.list_events(**{**self.filters, "sort": "received", **extra})
         return reply
 
     def start(self, tail: int) -> list[Row]:
-        """The last ``tail`` events (oldest first); the cursor then points after every event."""
-        total = int(self._page(limit=1).get("count", 0))
-        if total == 0:
-            return []
-        wanted = max(tail, 1)
-        rows: list[Row] = self._page(offset=max(total - wanted, 0), limit=wanted)["data"]
+        """The last ``tail`` events (oldest first); the cursor then points after every event.
+        (Newest received first, reversed: the server's count stops at 10,000, so an offset
+        from the end is not known.)"""
+        newest: list[Row] = self._page(sort="received_desc", limit=max(tail, 1))["data"]
+        rows = newest[::-1]
         if not rows:
             return []
         self.cursor = str(rows[-1]["received_at"])

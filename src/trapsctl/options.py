@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Any
 
 import typer
@@ -44,6 +45,26 @@ LimitOption = Annotated[
         "--limit", metavar="N", min=1, max=1000, help="Return at most this many rows (1-1000)."
     ),
 ]
+
+AllOption = Annotated[
+    bool,
+    typer.Option(
+        "--all", help="Every matching row, fetched page by page (--limit sets the page size)."
+    ),
+]
+ALL_PAGE = 1000
+
+
+def list_page(call: Callable[..., dict[str, Any]], every: bool, **filters: Any) -> dict[str, Any]:
+    """One page of ``call`` (a list method of the AdminClient), or with ``every`` all of
+    them, walked with the server's cursor, as one page."""
+    if not every:
+        return call(**filters)
+    from trapsapi.admin_client import AdminClient
+
+    filters["limit"] = filters.get("limit") or ALL_PAGE
+    rows = list(AdminClient.rows(call, **filters))
+    return {"data": rows, "count": len(rows)}
 
 
 def _set_quiet(value: bool) -> None:

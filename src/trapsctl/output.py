@@ -355,8 +355,9 @@ def emit_list(
         return
     write_table(rows, columns, stream)
     total = page.get("count")
-    if isinstance(total, int) and total > len(rows):
-        sys.stderr.write(f"Showing {len(rows)} of {total} {noun}; use --limit to see more.\n")
+    if isinstance(total, int) and (total > len(rows) or page.get("count_capped")):
+        of = f"more than {total:,}" if page.get("count_capped") else f"{total}"
+        sys.stderr.write(f"Showing {len(rows)} of {of} {noun}; use --limit or --all to see more.\n")
 
 
 def emit_object(

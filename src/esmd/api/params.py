@@ -10,6 +10,13 @@ from trapsapi.models import ErrorBody
 
 Limit = Annotated[int, Query(ge=1, le=1000, description="Rows per page (1..1000).")]
 Offset = Annotated[int, Query(ge=0, le=1_000_000_000, description="Rows to skip.")]
+Cursor = Annotated[
+    str | None,
+    Query(
+        max_length=512,
+        description="next_cursor of the previous page (same filters): fast at any depth.",
+    ),
+]
 
 _ERROR = {"model": ErrorBody}
 ERRORS: dict[int | str, dict[str, Any]] = {

@@ -161,7 +161,7 @@ class Event(SQLModel, table=True):
     hostname: str = Field(max_length=255)
     time: datetime = _time(index=True)
     received_at: datetime = _time()
-    module: str = Field(max_length=255, index=True)
+    module: str = Field(max_length=255)  # indexed with time (tables_filters)
     severity: str = Field(max_length=16, index=True)
     action: str = Field(max_length=16)
     process_path: str = Field(max_length=8192)
@@ -176,9 +176,7 @@ class Event(SQLModel, table=True):
     # Triage (revision 0002); the ingest leaves them at their defaults.
     status: str = Field(
         default="new",
-        sa_column=Column(
-            String(16), nullable=False, default="new", server_default="new", index=True
-        ),
+        sa_column=Column(String(16), nullable=False, default="new", server_default="new"),
     )
     assignee: str | None = Field(default=None, max_length=128)
     comment: str = Field(

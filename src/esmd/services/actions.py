@@ -23,12 +23,14 @@ from esmd.db.engine import Database
 from esmd.db.tables import AGENTS
 from esmd.db.tables_actions import ACTION_AGENTS, ACTION_BLOBS, ACTIONS
 from esmd.errors import BadRequest, Conflict, NotFound
+from esmd.services import paging
 from esmd.services.accounts import AdminIdentity
 from esmd.services.action_targets import resolve
 from esmd.services.audit import audit
+from esmd.services.paging import Keyset, SortKey
 from esmd.services.storable import check_storable
 from esmd.services.wake import notify_agents
-from esmd.timeutil import as_utc, utcnow
+from esmd.timeutil import as_utc, parse_since, utcnow
 from trapsapi.enums_actions import FINAL_STATES, ActionState, ActionType
 from trapsapi.models import Page
 from trapsapi.models_actions import (
@@ -42,6 +44,10 @@ from trapsapi.models_actions import (
 log = logging.getLogger(__name__)
 OPEN = (ActionState.PENDING.value, ActionState.DELIVERED.value)
 SWEEP_INTERVAL_S = 60.0
+NEWEST = Keyset(
+    "actions.created_at",
+    (SortKey(ACTIONS.c.created_at, True, datetime), SortKey(ACTIONS.c.id)),
+)
 
 
 def validate_params(kind: ActionType, params: dict[str, Any]) -> dict[str, Any]:
@@ -153,34 +159,42 @@ def list_actions(
     kind: ActionType | None,
     agent_id: str | None,
     created_by: str | None,
-    since: datetime | None,
+    since: str | None,
     limit: int,
     offset: int,
+    cursor: str | None = None,
 ) -> Page[ActionPublic]:
-    """Newest first."""
+    """Newest first; page with ``cursor`` (fast at any depth) or ``offset``. ``since`` is the
+    text the admin gave (1h, 7d, ISO-8601): the cursor is bound to it, not to its instant."""
+    paging.start(cursor, offset)
+    filters = {"type": kind, "agent_id": agent_id, "created_by": created_by, "since": since}
+    try:
+        start = parse_since(since) if since else None
+    except ValueError as exc:
+        raise BadRequest(f"since: {exc}") from None
     statement = select(ACTIONS)
     if kind is not None:
         statement = statement.where(ACTIONS.c.type == kind.value)
     if created_by is not None:
         statement = statement.where(ACTIONS.c.created_by == created_by)
-    if since is not None:
-        statement = statement.where(ACTIONS.c.created_at >= since)
+    if start is not None:
+        statement = statement.where(ACTIONS.c.created_at >= start)
     if agent_id is not None:
         mine = select(ACTION_AGENTS.c.action_id).where(ACTION_AGENTS.c.agent_id == agent_id)
         statement = statement.where(ACTIONS.c.id.in_(mine))
     now = utcnow()
+    counted = paging.capped_count_statement(statement)
+    if cursor:
+        statement = statement.where(NEWEST.after(NEWEST.decode(cursor, filters)))
+    statement = statement.order_by(*NEWEST.order_by()).offset(offset).limit(limit + 1)
     with db.read() as connection:
-        count = connection.execute(
-            select(func.count()).select_from(statement.subquery())
-        ).scalar_one()
-        rows = connection.execute(
-            statement.order_by(ACTIONS.c.created_at.desc(), ACTIONS.c.id)
-            .offset(offset)
-            .limit(limit)
-        ).all()
-        progress = _progress(connection, [r.id for r in rows], now)
-    data = [ActionPublic.model_validate(_public(r, progress[r.id])) for r in rows]
-    return Page[ActionPublic](data=data, count=count)
+        count, count_capped = paging.capped(connection.execute(counted).scalar_one())
+        page = paging.window(connection.execute(statement).all(), limit, NEWEST, filters)
+        progress = _progress(connection, [r.id for r in page.rows], now)
+    data = [ActionPublic.model_validate(_public(r, progress[r.id])) for r in page.rows]
+    return Page[ActionPublic](
+        data=data, count=count, count_capped=count_capped, next_cursor=page.next_cursor
+    )
 
 
 def _action_row(connection: Connection, action_id: str) -> Any:

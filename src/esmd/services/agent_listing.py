@@ -18,7 +18,13 @@ from esmd.services.agents import agent_fields
 
 
 def page_json(
-    rows: Sequence[Mapping[Any, Any]], count: int, settings: Settings, now: datetime
+    rows: Sequence[Mapping[Any, Any]],
+    count: tuple[int, bool],
+    next_cursor: str | None,
+    settings: Settings,
+    now: datetime,
 ) -> bytes:
+    """``count`` is (count, capped) as :func:`esmd.services.paging.capped` returns it."""
     data = [agent_fields(row, settings, now) for row in rows]
-    return json.dumps({"data": data, "count": count}, separators=(",", ":")).encode()
+    body = {"data": data, "count": count[0], "count_capped": count[1], "next_cursor": next_cursor}
+    return json.dumps(body, separators=(",", ":")).encode()

@@ -12,7 +12,7 @@ from trapsapi.enums import Health
 from trapsapi.enums_actions import ActionType
 from trapsapi.errors import NotFound
 from trapsctl.durations import parse_duration, parse_since
-from trapsctl.options import LimitOption, OutputOption, noun_app
+from trapsctl.options import AllOption, LimitOption, OutputOption, list_page, noun_app
 from trapsctl.output import Column, OutputFormat, emit_list, emit_object, short_hash, timestamp
 from trapsctl.session import connect, output_format
 
@@ -196,10 +196,13 @@ def list_actions(
     ] = None,
     limit: LimitOption = None,
     output: OutputOption = None,
+    all_rows: AllOption = False,
 ) -> None:
     """List actions, newest first, with their progress."""
     with connect(ctx) as client:
-        page = client.list_actions(
+        page = list_page(
+            client.list_actions,
+            all_rows,
             type=kind.value if kind else None,
             agent_id=agent,
             since=parse_since(since) if since else None,

@@ -10,7 +10,15 @@ import typer
 from trapsapi.enums import Health
 from trapsapi.errors import ExitCode, UsageError
 from trapsctl.commands import complete
-from trapsctl.options import LimitOption, NoHeadersOption, OutputOption, QuietOption, noun_app
+from trapsctl.options import (
+    AllOption,
+    LimitOption,
+    NoHeadersOption,
+    OutputOption,
+    QuietOption,
+    list_page,
+    noun_app,
+)
 from trapsctl.output import (
     Column,
     RowStream,
@@ -112,13 +120,14 @@ def list_agents(
         float,
         typer.Option("--interval", metavar="SECONDS", min=0.5, max=3600, help="--watch period."),
     ] = 5.0,
+    all_rows: AllOption = False,
 ) -> None:
     """List agents with their health and protection status."""
     filters = {"health": health.value if health else None, "hostname": hostname, "limit": limit}
     fmt = output_format(ctx, output)
     with connect(ctx) as client:
         if not watch:
-            page = client.list_agents(**filters)
+            page = list_page(client.list_agents, all_rows, **filters)
         else:
             from trapsctl.follow import changed_agents, every
 

@@ -7,7 +7,15 @@ from typing import Annotated, Any
 import typer
 
 from trapsctl.durations import parse_since
-from trapsctl.options import LimitOption, NoHeadersOption, OutputOption, QuietOption, noun_app
+from trapsctl.options import (
+    AllOption,
+    LimitOption,
+    NoHeadersOption,
+    OutputOption,
+    QuietOption,
+    list_page,
+    noun_app,
+)
 from trapsctl.output import Column, emit_list, printable, timestamp
 from trapsctl.session import connect, output_format
 
@@ -56,8 +64,10 @@ def list_audit(
     output: OutputOption = None,
     quiet: QuietOption = False,
     no_headers: NoHeadersOption = False,
+    all_rows: AllOption = False,
 ) -> None:
     """List audit records, newest first."""
+    filters = {"actor": actor, "action": action, "since": since, "limit": limit}
     with connect(ctx) as client:
-        page = client.list_audit(actor=actor, action=action, since=since, limit=limit)
+        page = list_page(client.list_audit, all_rows, **filters)
     emit_list(page, AUDIT_COLUMNS, output_format(ctx, output), "audit records")

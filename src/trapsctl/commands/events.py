@@ -11,7 +11,15 @@ import typer
 from trapsapi.enums import Severity, TriageStatus
 from trapsctl.commands import complete
 from trapsctl.durations import parse_since
-from trapsctl.options import LimitOption, NoHeadersOption, OutputOption, QuietOption, noun_app
+from trapsctl.options import (
+    AllOption,
+    LimitOption,
+    NoHeadersOption,
+    OutputOption,
+    QuietOption,
+    list_page,
+    noun_app,
+)
 from trapsctl.output import (
     Column,
     OutputFormat,
@@ -130,6 +138,7 @@ def list_events(
     ] = None,
     quiet: QuietOption = False,
     no_headers: NoHeadersOption = False,
+    all_rows: AllOption = False,
 ) -> None:
     """List security events, newest first."""
     filters: dict[str, Any] = {
@@ -142,7 +151,7 @@ def list_events(
     extra = {"status": status.value if status else None, "hostname": hostname, "assignee": assignee}
     filters.update({key: value for key, value in extra.items() if value is not None})
     with connect(ctx) as client:
-        page = client.list_events(**filters)
+        page = list_page(client.list_events, all_rows, **filters)
     emit_list(page, EVENT_COLUMNS, output_format(ctx, output), "events", id_key=ID_KEY)
 
 

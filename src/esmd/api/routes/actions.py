@@ -16,12 +16,10 @@ from esmd.api.deps import (
     SettingsDep,
     require,
 )
-from esmd.api.params import ADMIN_ERRORS, ERRORS, NOT_FOUND, Limit, Offset
+from esmd.api.params import ADMIN_ERRORS, ERRORS, NOT_FOUND, Cursor, Limit, Offset
 from esmd.authz import Permission
-from esmd.errors import BadRequest
 from esmd.services import action_delivery, actions, forensics
 from esmd.services.accounts import AdminIdentity
-from esmd.timeutil import parse_since
 from trapsapi import routes
 from trapsapi.enums_actions import ActionType
 from trapsapi.models import Page
@@ -69,20 +67,18 @@ def list_actions(
     since: Annotated[str | None, Query(max_length=64, description="1h, 7d or ISO-8601")] = None,
     limit: Limit = 100,
     offset: Offset = 0,
+    cursor: Cursor = None,
 ) -> Page[ActionPublic]:
-    """Newest first, with per-state progress counts."""
-    try:
-        start = parse_since(since) if since else None
-    except ValueError as exc:
-        raise BadRequest(f"since: {exc}") from None
+    """Newest first, with per-state progress counts; page with ``cursor`` or ``offset``."""
     return actions.list_actions(
         db,
         kind=type,
         agent_id=agent_id,
         created_by=created_by,
-        since=start,
+        since=since,
         limit=limit,
         offset=offset,
+        cursor=cursor,
     )
 
 

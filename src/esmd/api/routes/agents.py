@@ -9,12 +9,13 @@ from sqlalchemy import func
 from sqlalchemy import select as sa_select
 
 from esmd.api.deps import AgentWriter, DatabaseDep, Reader, SessionDep, SettingsDep
-from esmd.api.params import ADMIN_ERRORS, NOT_FOUND, Limit, Offset
+from esmd.api.params import ADMIN_ERRORS, NOT_FOUND, Cursor, Limit, Offset
 from esmd.db.tables import AGENTS, Agent
 from esmd.errors import NotFound
-from esmd.services import lifecycle
+from esmd.services import lifecycle, paging
 from esmd.services.agent_listing import page_json
 from esmd.services.agents import agent_public, connected_since, health_filter
+from esmd.services.paging import Keyset, SortKey
 from esmd.timeutil import utcnow
 from trapsapi import routes
 from trapsapi.enums import Health
@@ -23,6 +24,7 @@ from trapsapi.models_lifecycle import AgentForgotten
 
 router = APIRouter(tags=["agents"], responses=ADMIN_ERRORS)
 HIDDEN_COLUMNS = {"secret_hash", "enrollment_token_id"}
+BY_HOSTNAME = Keyset("agents.hostname", (SortKey(AGENTS.c.hostname), SortKey(AGENTS.c.agent_id)))
 
 
 @router.get(routes.AGENTS, response_model=Page[AgentPublic])
@@ -36,8 +38,11 @@ def list_agents(
     ] = None,
     limit: Limit = 100,
     offset: Offset = 0,
+    cursor: Cursor = None,
 ) -> Response:
     """By hostname. Core rows to JSON directly (see esmd.services.agent_listing)."""
+    paging.start(cursor, offset)
+    filters = {"health": health, "hostname": hostname}
     now = utcnow()
     conditions: list[Any] = []
     if health is not None:
@@ -45,22 +50,16 @@ def list_agents(
     if hostname:
         conditions.append(func.lower(AGENTS.c.hostname).contains(hostname.lower(), autoescape=True))
     columns = [c for c in AGENTS.c if c.name not in HIDDEN_COLUMNS]
+    counted = paging.capped_count_statement(sa_select(AGENTS.c.agent_id).where(*conditions))
+    statement = sa_select(*columns).where(*conditions)
+    if cursor:
+        statement = statement.where(BY_HOSTNAME.after(BY_HOSTNAME.decode(cursor, filters)))
+    statement = statement.order_by(*BY_HOSTNAME.order_by()).offset(offset).limit(limit + 1)
     with db.read() as connection:
-        count = connection.execute(
-            sa_select(func.count()).select_from(AGENTS).where(*conditions)
-        ).scalar_one()
-        rows = (
-            connection.execute(
-                sa_select(*columns)
-                .where(*conditions)
-                .order_by(AGENTS.c.hostname, AGENTS.c.agent_id)
-                .offset(offset)
-                .limit(limit)
-            )
-            .mappings()
-            .all()
-        )
-    body = page_json(rows, count, settings, now)
+        count = paging.capped(connection.execute(counted).scalar_one())
+        rows = connection.execute(statement).mappings().all()
+    page = paging.window(rows, limit, BY_HOSTNAME, filters)
+    body = page_json(page.rows, count, page.next_cursor, settings, now)
     return Response(content=body, media_type="application/json")
 
 

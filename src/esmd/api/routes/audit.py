@@ -2,21 +2,23 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
-from sqlalchemy import func
 from sqlmodel import col, select
 
 from esmd.api.deps import AuditReader, SessionDep
-from esmd.api.params import ADMIN_ERRORS, Limit, Offset
+from esmd.api.params import ADMIN_ERRORS, Cursor, Limit, Offset
 from esmd.db.tables import AuditEntry
 from esmd.errors import BadRequest
+from esmd.services import paging
+from esmd.services.paging import Keyset, SortKey
 from esmd.timeutil import parse_since
 from trapsapi import routes
 from trapsapi.models import AuditRecord, Page
 
 router = APIRouter(tags=["audit"], responses=ADMIN_ERRORS)
+NEWEST = Keyset("audit.id", (SortKey(col(AuditEntry.id), True, int),))
 
 
 @router.get(routes.AUDIT)
@@ -34,23 +36,34 @@ def list_audit(
     ] = None,
     limit: Limit = 100,
     offset: Offset = 0,
+    cursor: Cursor = None,
 ) -> Page[AuditRecord]:
-    """Newest first."""
-    statement = select(AuditEntry)
+    """Newest first; page with ``cursor`` (fast at any depth) or ``offset``."""
+    paging.start(cursor, offset)
+    filters = {"actor": actor, "action": action, "since": since}
+    conditions: list[Any] = []
     if actor:
-        statement = statement.where(col(AuditEntry.actor) == actor)
+        conditions.append(col(AuditEntry.actor) == actor)
     if action:
         if action.endswith("."):
-            statement = statement.where(col(AuditEntry.action).startswith(action, autoescape=True))
+            conditions.append(col(AuditEntry.action).startswith(action, autoescape=True))
         else:
-            statement = statement.where(col(AuditEntry.action) == action)
+            conditions.append(col(AuditEntry.action) == action)
     if since:
         try:
-            statement = statement.where(col(AuditEntry.at) >= parse_since(since))
+            conditions.append(col(AuditEntry.at) >= parse_since(since))
         except ValueError as exc:
             raise BadRequest(f"since: {exc}") from None
-    count = session.exec(select(func.count()).select_from(statement.subquery())).one()
-    rows = session.exec(
-        statement.order_by(col(AuditEntry.id).desc()).offset(offset).limit(limit)
-    ).all()
-    return Page[AuditRecord](data=[AuditRecord.model_validate(r) for r in rows], count=count)
+    counted = paging.capped_count_statement(select(col(AuditEntry.id)).where(*conditions))
+    count, count_capped = paging.capped(session.connection().execute(counted).scalar_one())
+    statement = select(AuditEntry).where(*conditions)
+    if cursor:
+        statement = statement.where(NEWEST.after(NEWEST.decode(cursor, filters)))
+    rows = session.exec(statement.order_by(*NEWEST.order_by()).offset(offset).limit(limit + 1))
+    page = paging.window(rows.all(), limit, NEWEST, filters)
+    return Page[AuditRecord](
+        data=[AuditRecord.model_validate(r) for r in page.rows],
+        count=count,
+        count_capped=count_capped,
+        next_cursor=page.next_cursor,
+    )

@@ -3,25 +3,29 @@ status; one event; triage (status, assignee, comment); counts for dashboards.
 
 ``sort=received`` lists the oldest received first: a follower (``trapsctl events watch``)
 polls with ``received_since`` = the newest ``received_at`` it has seen and ``offset`` = how
-many events it has seen at that instant, so it never misses nor repeats one.
+many events it has seen at that instant, so it never misses nor repeats one. Deep pages use
+the keyset cursor of :mod:`esmd.services.paging`; ``count`` stops at 10,000.
 """
 
 from __future__ import annotations
 
 import uuid
+from collections import Counter
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
-from sqlalchemy import func
+from sqlalchemy import func, literal
+from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
 from esmd.api.deps import DatabaseDep, Reader, SessionDep, Triager
-from esmd.api.params import ADMIN_ERRORS, NOT_FOUND, Limit, Offset
+from esmd.api.params import ADMIN_ERRORS, NOT_FOUND, Cursor, Limit, Offset
 from esmd.db.tables import Event, User
 from esmd.errors import BadRequest, Conflict, NotFound
-from esmd.services import forensics
+from esmd.services import forensics, paging
 from esmd.services.audit import audit
+from esmd.services.paging import Keyset, SortKey
 from esmd.services.storable import check_storable
 from esmd.timeutil import parse_since
 from trapsapi import routes
@@ -43,6 +47,25 @@ def _since(text: str) -> datetime:
         raise BadRequest(f"since: {exc}") from None
 
 
+BY_TIME = Keyset(
+    "events.time",
+    (SortKey(col(Event.time), True, datetime), SortKey(col(Event.seq), True, int)),
+)
+BY_RECEIVED = Keyset(
+    "events.received",
+    (SortKey(col(Event.received_at), False, datetime), SortKey(col(Event.seq), False, int)),
+)
+HOSTNAME_COUNT_CAP = 1000
+SORTS = {
+    "time": BY_TIME,
+    "received": BY_RECEIVED,
+    "received_desc": Keyset(
+        "events.received_desc",
+        (SortKey(col(Event.received_at), True, datetime), SortKey(col(Event.seq), True, int)),
+    ),
+}
+
+
 @router.get(routes.EVENTS)
 def list_events(
     session: SessionDep,
@@ -62,45 +85,85 @@ def list_events(
         str | None, Query(max_length=64, description="Received by the ESM at or after this.")
     ] = None,
     sort: Annotated[
-        Literal["time", "received"],
-        Query(description="time: newest first; received: oldest received first (to follow)."),
+        Literal["time", "received", "received_desc"],
+        Query(
+            description="time: newest first; received: oldest received first (to follow); "
+            "received_desc: newest received first."
+        ),
     ] = "time",
     sha256: Annotated[
         str | None, Query(max_length=64, description="Only events about this file (SHA-256).")
     ] = None,
+    cursor: Cursor = None,
 ) -> Page[EventPublic]:
-    """Newest first (``sort=time``), or in the order the ESM received them."""
-    statement = select(Event)
+    """Newest first (``sort=time``), or in the order the ESM received them; page with
+    ``cursor`` (fast at any depth) or ``offset``."""
+    paging.start(cursor, offset)
+    filters = {
+        "agent_id": agent_id,
+        "severity": severity,
+        "module": module,
+        "since": since,
+        "status": status,
+        "assignee": assignee,
+        "hostname": hostname,
+        "received_since": received_since,
+        "sha256": sha256,
+    }
+    conditions: list[Any] = []
     if agent_id:
-        statement = statement.where(col(Event.agent_id) == agent_id)
+        conditions.append(col(Event.agent_id) == agent_id)
+    by_severity: Any = None
+    wanted: list[str] = []
     if severity is not None:
         floor = SEVERITY_ORDER[severity]
         wanted = [s.value for s in Severity if SEVERITY_ORDER[s] >= floor]
-        statement = statement.where(col(Event.severity).in_(wanted))
+        by_severity = col(Event.severity).in_(wanted)
+        conditions.append(by_severity)
     if module:
-        statement = statement.where(col(Event.module) == module)
+        conditions.append(col(Event.module) == module)
     if since:
-        statement = statement.where(col(Event.time) >= _since(since))
+        conditions.append(col(Event.time) >= _since(since))
     if status is not None:
-        statement = statement.where(col(Event.status) == status.value)
+        conditions.append(col(Event.status) == status.value)
     if assignee:
-        statement = statement.where(col(Event.assignee) == assignee)
+        conditions.append(col(Event.assignee) == assignee)
     if hostname:
-        statement = statement.where(
+        conditions.append(
             func.lower(col(Event.hostname)).contains(hostname.lower(), autoescape=True)
         )
     if sha256:
-        statement = statement.where(col(Event.sha256) == sha256.lower())
+        conditions.append(col(Event.sha256) == sha256.lower())
     if received_since:
-        statement = statement.where(col(Event.received_at) >= _since(received_since))
-    count = session.exec(select(func.count()).select_from(statement.subquery())).one()
-    order = (
-        (col(Event.received_at), col(Event.seq))
-        if sort == "received"
-        else (col(Event.time).desc(), col(Event.seq).desc())
+        conditions.append(col(Event.received_at) >= _since(received_since))
+    keyset = SORTS[sort]
+    # No index serves a substring: its count reads events until enough match, so it stops
+    # sooner (the page itself reads newest first and stops at ``limit`` matches).
+    cap = HOSTNAME_COUNT_CAP if hostname else None
+    counted = paging.capped_count_statement(select(col(Event.seq)).where(*conditions), cap)
+    count, count_capped = paging.capped(session.connection().execute(counted).scalar_one(), cap)
+    if by_severity is not None and count_capped and session.get_bind().dialect.name == "sqlite":
+        conditions = [_unindexed(wanted) if c is by_severity else c for c in conditions]
+    statement = select(Event).where(*conditions)
+    if cursor:
+        statement = statement.where(keyset.after(keyset.decode(cursor, filters)))
+    rows = session.exec(statement.order_by(*keyset.order_by()).offset(offset).limit(limit + 1))
+    page = paging.window(rows.all(), limit, keyset, filters)
+    return Page[EventPublic](
+        data=[EventPublic.model_validate(r) for r in page.rows],
+        count=count,
+        count_capped=count_capped,
+        next_cursor=page.next_cursor,
     )
-    rows = session.exec(statement.order_by(*order).offset(offset).limit(limit)).all()
-    return Page[EventPublic](data=[EventPublic.model_validate(r) for r in rows], count=count)
+
+
+def _unindexed(wanted: list[str]) -> Any:
+    """SQLite has no statistics (esmd runs no ANALYZE), so for ``severity IN (...)`` it reads
+    every such event through the severity index and sorts them all: 0.4-0.8 s for a sixth of
+    1M events. When more than the count cap match, they are dense: the same condition on
+    ``severity || ''`` (no index can serve it) makes SQLite walk the sort's index instead and
+    stop at the page. Few matches keep the index (sorting them is cheap)."""
+    return (col(Event.severity) + literal("")).in_(wanted)
 
 
 def _bucket_expression(dialect: str, bucket: TimeBucket) -> Any:
@@ -129,24 +192,29 @@ def event_counts(
     if agent_id:
         conditions.append(col(Event.agent_id) == agent_id)
 
-    def grouped(column: Any) -> dict[str, int]:
-        rows = session.exec(select(column, func.count()).where(*conditions).group_by(column)).all()
-        return {str(key): int(n) for key, n in rows}
-
     bind = session.get_bind()
     expression = _bucket_expression(bind.dialect.name, bucket).label("bucket")
+    keys = (col(Event.module), col(Event.severity), col(Event.status), expression)
+    # One pass over the window, grouped by all four at once (a few thousand groups), instead
+    # of four scans: the 24 h window of a 10-million-event table is ~330,000 rows.
+    grouped = sa_select(*keys, func.count()).where(*conditions).group_by(*keys)
+    rows = session.connection().execute(grouped).all()
+    by: list[Counter[str]] = [Counter(), Counter(), Counter(), Counter()]
+    for *values, n in rows:
+        for counter, value in zip(by, values, strict=True):
+            counter[str(value)] += int(n)
+    by_module, by_severity, by_status, by_bucket = (dict(c) for c in by)
     by_time = [
         TimeCount(start=datetime.fromisoformat(key).replace(tzinfo=UTC), count=n)
-        for key, n in sorted(grouped(expression).items())
+        for key, n in sorted(by_bucket.items())
     ]
-    by_module = grouped(col(Event.module))
     return EventCounts(
         total=sum(by_module.values()),
         since=start,
         bucket=bucket,
         by_module=by_module,
-        by_severity=grouped(col(Event.severity)),
-        by_status=grouped(col(Event.status)),
+        by_severity=by_severity,
+        by_status=by_status,
         by_time=by_time,
     )
 
