@@ -92,3 +92,24 @@ async def test_only_pages_are_fetched_from_a_large_fleet(
     record_property("40 cursor moves (s)", round(keys, 3))
     print(f"first pages {first:.2f}s; next page {next_page:.2f}s; 40 keys {keys:.2f}s")
     assert first < 20 and next_page < 10 and keys < 10  # loose: the machine is shared
+
+
+async def test_a_capped_count_still_pages_to_the_end(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The ESM stops counting at a cap (``count_capped``); the view pages on until a page
+    comes back empty-handed, not only up to the capped count."""
+    import tui_fixtures
+
+    monkeypatch.setattr(tui_fixtures, "COUNT_CAP", 600)
+    template = event(0, 0, "high")
+    events = [{**template, "id": f"ev-{n:05d}", "time": at(n / 60)} for n in range(1_200)]
+    app = fixture_app(FakeClient(events=events))
+    async with app.run_test(size=(160, 48)) as pilot:
+        await settle(pilot)
+        await pilot.press("2")
+        await settle(pilot)
+        events_table = table(app, "events")
+        assert events_table.row_count == PAGE_LIMIT
+        for _ in range(3):
+            await pilot.press("ctrl+end")
+            await settle(pilot)
+        assert events_table.row_count == 1_200

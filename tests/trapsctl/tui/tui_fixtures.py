@@ -17,6 +17,8 @@ from trapsctl.tui.app import DashboardApp, make_dashboard
 NOW = datetime(2026, 11, 29, 10, 0, 0, tzinfo=UTC)
 SERVER = "https://esm.example.org:8443"
 
+COUNT_CAP = 10_000
+
 
 def at(minutes_ago: float) -> str:
     return (NOW - timedelta(minutes=minutes_ago)).isoformat()
@@ -267,7 +269,10 @@ class FakeClient:
                 rows = [r for r in rows if r.get(key) == filters[key]]
         limit = filters.get("limit") or 100
         offset = filters.get("offset") or 0
-        return {"data": rows[offset : offset + limit], "count": len(rows)}
+        # As the ESM: the count stops at 10,000 and says so.
+        count = min(len(rows), COUNT_CAP)
+        page = rows[offset : offset + limit]
+        return {"data": page, "count": count, "count_capped": len(rows) > COUNT_CAP}
 
     def list_agents(self, **filters: Any) -> Any:
         return self._answer("list_agents", self.agents, filters)

@@ -187,6 +187,8 @@ class TableView(Vertical):
             data = list(reply.get("data") or [])
             rows, skipped = self._usable(data)
             count = int(reply.get("count", offset + len(data)))
+            if reply.get("count_capped") and data:  # "more than count": page on until empty
+                count = max(count, offset + len(data) + 1)
         except Exception as exc:  # a bad reply must not take the dashboard down
             if not worker.is_cancelled:
                 error = (
