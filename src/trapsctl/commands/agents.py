@@ -9,7 +9,7 @@ import typer
 
 from trapsapi.enums import Health
 from trapsapi.errors import ExitCode, UsageError
-from trapsctl.commands import complete
+from trapsctl.commands import actions, agent_policy, complete
 from trapsctl.options import LimitOption, NoHeadersOption, OutputOption, QuietOption, noun_app
 from trapsctl.output import (
     Column,
@@ -193,3 +193,10 @@ def delete(
         Column("EVENTS DELETED", "events_deleted"),
     ]
     emit_object(result, columns, output_format(ctx, output))
+
+
+# More verbs of the noun, defined beside what they share: targeting and explain
+# (agent_policy), isolation (an action: actions).
+agent_policy.register(app)
+app.command("isolate")(actions.isolate)
+app.command("unisolate")(actions.unisolate)
