@@ -38,6 +38,7 @@ COMMANDS: dict[str, str] = {
     "events": "trapsctl.commands.events:app",
     "hashes": "trapsctl.commands.hashes:app",
     "tokens": "trapsctl.commands.tokens:app",
+    "api-tokens": "trapsctl.commands.api_tokens:app",
     "servers": "trapsctl.commands.servers:app",
     "policies": "trapsctl.commands.policies:app",
     "actions": "trapsctl.commands.actions:app",

@@ -1,0 +1,138 @@
+"""The verbs scripts need beyond the basics: api-tokens (create, list, revoke), events ack
+(pipes of IDs), against a real esmd; their table and JSON output against golden files."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+import pytest
+from ctl_helpers import assert_golden, run_cli
+from test_ctl_live import as_admin, cli_json, enrolled_agent, security_event
+
+from trapsapi.admin_client import AdminClient
+
+__all__ = ["as_admin"]  # the fixture, re-exported for this module's tests
+
+API_TOKENS = {
+    "data": [
+        {
+            "id": "3f9c2a1e",
+            "name": "nightly export",
+            "username": "reporter",
+            "created_at": "2026-11-29T08:00:00Z",
+            "created_by": "admin",
+            "expires_at": None,
+            "revoked": False,
+            "last_used_at": "2026-11-29T09:30:00Z",
+            "token": None,
+        },
+        {
+            "id": "77aa01bc",
+            "name": "old ci",
+            "username": "ci",
+            "created_at": "2026-10-01T08:00:00Z",
+            "created_by": "admin",
+            "expires_at": "2026-11-01T08:00:00Z",
+            "revoked": True,
+            "last_used_at": None,
+            "token": None,
+        },
+    ],
+    "count": 2,
+}
+
+
+class FixedReplies:
+    """Stands in for AdminClient in the golden tests: fixed replies, calls recorded."""
+
+    calls: list[tuple[str, Any]] = []
+
+    def __init__(self, server: str, token: str | None = None, *args: Any) -> None:
+        self.server = server
+
+    def list_api_tokens(self, **filters: Any) -> Any:
+        FixedReplies.calls.append(("list_api_tokens", filters))
+        return json.loads(json.dumps(API_TOKENS))
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.fixture
+def fixed_replies(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, Any]]:
+    import trapsapi.admin_client
+
+    FixedReplies.calls = []
+    monkeypatch.setattr(trapsapi.admin_client, "AdminClient", FixedReplies)
+    monkeypatch.setenv("TRAPSCTL_SERVER", "https://esm.example.org:2125")
+    monkeypatch.setenv("TRAPSCTL_TOKEN", "tps_admin_TOKEN")
+    return FixedReplies.calls
+
+
+def test_api_tokens_list_golden_table_json_csv(fixed_replies: list[tuple[str, Any]]) -> None:
+    table = run_cli("api-tokens", "list")
+    assert table.exit_code == 0, table.output
+    assert_golden("api_tokens_list.txt", table.stdout)
+    data = run_cli("api-tokens", "list", "-o", "json", "--limit", "5")
+    assert_golden("api_tokens_list.json", data.stdout)
+    assert json.loads(data.stdout) == API_TOKENS["data"]
+    assert fixed_replies[-1] == ("list_api_tokens", {"limit": 5})
+    assert_golden("api_tokens_list.csv", run_cli("api-tokens", "list", "-o", "csv").stdout)
+    assert run_cli("api-tokens", "list", "-q").stdout == "3f9c2a1e\n77aa01bc\n"
+
+
+def test_api_tokens_create_use_revoke(as_admin: AdminClient) -> None:
+    as_admin.create_user("reporter", "a long password one", "viewer")
+    created = run_cli("api-tokens", "create", "nightly export", "--user", "reporter")
+    assert created.exit_code == 0, created.output
+    assert "shown only now" in created.stderr and "TRAPSCTL_TOKEN" in created.stderr
+    made = cli_json("api-tokens", "create", "second", "--user", "reporter", "--expires-in", "30d")
+    assert made["token"] and made["expires_at"] and made["username"] == "reporter"
+    listed = cli_json("api-tokens", "list")
+    assert [t["name"] for t in listed] == ["second", "nightly export"]
+    assert all(t["token"] is None for t in listed)  # the secret is never shown again
+
+    as_script = {"TRAPSCTL_TOKEN": made["token"]}
+    whoami = run_cli("whoami", "-o", "json", env=as_script)
+    assert json.loads(whoami.stdout)["username"] == "reporter"
+    denied = run_cli("api-tokens", "list", env=as_script)  # a viewer: superusers only
+    assert denied.exit_code == 4 and denied.stdout == ""
+    revoked = run_cli("api-tokens", "revoke", made["id"])
+    assert (revoked.exit_code, revoked.stdout) == (0, "")
+    refused = run_cli("whoami", env=as_script)
+    assert refused.exit_code == 4 and refused.stderr.count("\n") == 1
+    assert "check TRAPSCTL_TOKEN" in refused.stderr and made["token"] not in refused.stderr
+    states = {t["name"]: t["revoked"] for t in cli_json("api-tokens", "list")}
+    assert states == {"second": True, "nightly export": False}
+
+    assert run_cli("api-tokens", "revoke", "no-such-token").exit_code == 5
+    bad = run_cli("api-tokens", "create", "x", "--user", "reporter", "--expires-in", "10s")
+    assert bad.exit_code == 2 and "between 60 s and 3650 d" in bad.stderr
+    assert run_cli("api-tokens", "create", "x").exit_code == 2  # --user is required
+    nobody = run_cli("api-tokens", "create", "x", "--user", "nobody")
+    assert nobody.exit_code in (1, 5) and nobody.stderr.startswith("error: ")
+    assert len(cli_json("api-tokens", "list")) == 2  # the failures created nothing
+
+
+def test_events_ack_takes_ids_from_a_pipe(as_admin: AdminClient) -> None:
+    agent = enrolled_agent(as_admin)
+    events = [security_event("high"), security_event("critical"), security_event("low")]
+    agent.upload_events(events)
+    ids = run_cli("events", "list", "--severity", "high", "-q").stdout.split()
+    assert sorted(ids) == sorted(e["id"] for e in events[:2])
+    acked = cli_json("events", "ack", *ids, "-m", "on it")
+    assert [(e["status"], e["assignee"], e["comment"]) for e in acked] == [
+        ("in_progress", "admin", "on it")
+    ] * 2
+    assert sorted(run_cli("events", "list", "--status", "in_progress", "-q").stdout.split()) == (
+        sorted(ids)
+    )
+    table = run_cli("events", "ack", events[2]["id"], "--assignee", "")
+    assert table.exit_code == 0, table.output
+    assert table.stdout.splitlines()[0].split() == ["EVENT", "ID", "STATUS", "ASSIGNEE", "COMMENT"]
+    assert run_cli("events", "ack", events[2]["id"], "-q").stdout == f"{events[2]['id']}\n"
+    missing = run_cli("events", "ack", str(uuid.uuid4()))
+    assert missing.exit_code == 5 and missing.stderr.startswith("error: no event")
+    assert run_cli("events", "ack").exit_code == 2  # no ID
