@@ -136,3 +136,72 @@ def test_events_ack_takes_ids_from_a_pipe(as_admin: AdminClient) -> None:
     missing = run_cli("events", "ack", str(uuid.uuid4()))
     assert missing.exit_code == 5 and missing.stderr.startswith("error: no event")
     assert run_cli("events", "ack").exit_code == 2  # no ID
+
+
+def _on_a_terminal(args: list[str], env: dict[str, str]) -> tuple[int, str, str]:
+    """Run trapsctl with stdout on a pseudo-terminal (as a person sees it), stderr piped."""
+    import os
+    import pty
+    import subprocess
+
+    from test_ctl_live import TRAPSCTL
+
+    primary, secondary = pty.openpty()
+    try:
+        process = subprocess.run(
+            [TRAPSCTL, *args],
+            stdout=secondary,
+            stderr=subprocess.PIPE,
+            env=env,
+            text=True,
+            timeout=30,
+        )
+        os.close(secondary)
+        secondary = -1
+        chunks = []
+        while True:
+            try:
+                chunk = os.read(primary, 65536)
+            except OSError:  # EIO: the terminal's other end is closed and drained
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+    finally:
+        os.close(primary)
+        if secondary >= 0:
+            os.close(secondary)
+    return process.returncode, b"".join(chunks).decode(), process.stderr
+
+
+def test_colour_only_on_a_terminal_without_no_color(as_admin: AdminClient) -> None:
+    import os
+    import subprocess
+
+    from test_ctl_live import TRAPSCTL
+
+    enrolled_agent(as_admin, "web-01")
+    env = {k: v for k, v in os.environ.items() if k != "NO_COLOR"}
+    env.update(TERM="xterm-256color", COLUMNS="160")
+    code, coloured, errors = _on_a_terminal(["agents", "list"], env)
+    assert (code, errors) == (0, "")
+    assert "\x1b[" in coloured and "web-01" in coloured  # health and status in colour
+    code, plain, _ = _on_a_terminal(["agents", "list"], {**env, "NO_COLOR": "1"})
+    assert code == 0 and "web-01" in plain and "\x1b" not in plain
+    code, dumb, _ = _on_a_terminal(["agents", "list"], {**env, "TERM": "dumb"})
+    assert code == 0 and "web-01" in dumb and "\x1b" not in dumb
+    piped = subprocess.run(
+        [TRAPSCTL, "agents", "list"], env=env, capture_output=True, text=True, timeout=30
+    )
+    assert piped.returncode == 0 and "web-01" in piped.stdout and "\x1b" not in piped.stdout
+    # Diagnostics never reach stdout: a page shorter than the total says so on stderr.
+    enrolled_agent(as_admin, "web-02")
+    limited = subprocess.run(
+        [TRAPSCTL, "agents", "list", "--limit", "1"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert limited.stdout.count("web-0") == 1
+    assert limited.stderr == "Showing 1 of 2 agents; use --limit to see more.\n"
