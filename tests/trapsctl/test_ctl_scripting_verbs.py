@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -205,3 +206,31 @@ def test_colour_only_on_a_terminal_without_no_color(as_admin: AdminClient) -> No
     )
     assert limited.stdout.count("web-0") == 1
     assert limited.stderr == "Showing 1 of 2 agents; use --limit to see more.\n"
+
+
+def test_no_option_or_argument_takes_a_secret_on_the_command_line() -> None:
+    """Passwords and tokens come from a prompt, stdin or the environment, never from argv."""
+    import typer
+    import typer._click as click
+    from typer.core import TyperGroup
+
+    from trapsctl.cli import app
+
+    def walk(command: Any, path: str) -> Iterator[tuple[str, Any]]:
+        yield path, command
+        if isinstance(command, TyperGroup):
+            context = click.Context(command)
+            for name in command.list_commands(context):
+                yield from walk(command.get_command(context, name), f"{path} {name}")
+
+    secret_words = ("password", "token", "secret")
+    checked = 0
+    for path, command in walk(typer.main.get_command(app), "trapsctl"):
+        for param in command.params:
+            names = " ".join([param.name or "", *getattr(param, "opts", [])]).lower()
+            if (param.name or "").endswith("_id"):
+                continue  # the ID of a token is no secret
+            if any(word in names for word in secret_words):
+                checked += 1
+                assert getattr(param, "is_flag", False), f"{path}: {names} takes a value"
+    assert checked >= 2  # login and users create have --password-stdin
