@@ -234,3 +234,24 @@ def test_no_option_or_argument_takes_a_secret_on_the_command_line() -> None:
                 checked += 1
                 assert getattr(param, "is_flag", False), f"{path}: {names} takes a value"
     assert checked >= 2  # login and users create have --password-stdin
+
+
+def test_every_list_verb_takes_quiet_and_no_headers(as_admin: AdminClient) -> None:
+    agent = enrolled_agent(as_admin, "web-01")
+    as_admin.import_hashes("intel", [{"sha256": "ab" * 32}])
+    action = cli_json("agents", "isolate", agent.agent_id)
+    server_id = cli_json("servers", "list")[0]["id"]
+    expected = {
+        ("servers", "list"): [server_id],
+        ("policies", "list"): ["default"],
+        ("policies", "history"): [str(h["version"]) for h in cli_json("policies", "history")],
+        ("actions", "list"): [action["id"]],
+        ("quarantine", "list"): [],
+        ("hashes", "feeds"): ["intel"],
+    }
+    for args, ids in expected.items():
+        quiet = run_cli(*args, "-q")
+        assert (quiet.exit_code, quiet.stdout.split()) == (0, ids), args
+        table = [line.split()[0] for line in run_cli(*args).stdout.splitlines()]
+        bare = [line.split()[0] for line in run_cli(*args, "--no-headers").stdout.splitlines()]
+        assert bare == table[1:], args  # the same rows (as narrow as the data), no header

@@ -11,8 +11,9 @@ import typer
 from trapsapi.enums import Health
 from trapsapi.enums_actions import ActionType
 from trapsapi.errors import NotFound
+from trapsctl.commands.complete import agent_ids
 from trapsctl.durations import parse_duration, parse_since
-from trapsctl.options import LimitOption, OutputOption, noun_app
+from trapsctl.options import LimitOption, NoHeadersOption, OutputOption, QuietOption, noun_app
 from trapsctl.output import Column, OutputFormat, emit_list, emit_object, short_hash, timestamp
 from trapsctl.session import connect, output_format
 
@@ -189,13 +190,18 @@ def list_actions(
         ActionType | None, typer.Option("--type", case_sensitive=False, help="Only this type.")
     ] = None,
     agent: Annotated[
-        str | None, typer.Option("--agent", metavar="ID", help="Only for this agent.")
+        str | None,
+        typer.Option(
+            "--agent", metavar="ID", help="Only for this agent.", autocompletion=agent_ids
+        ),
     ] = None,
     since: Annotated[
         str | None, typer.Option("--since", metavar="WHEN", help="Created since (1h, 7d, ISO).")
     ] = None,
     limit: LimitOption = None,
     output: OutputOption = None,
+    quiet: QuietOption = False,
+    no_headers: NoHeadersOption = False,
 ) -> None:
     """List actions, newest first, with their progress."""
     with connect(ctx) as client:
@@ -261,10 +267,13 @@ def unisolate(
 def quarantine_list(
     ctx: typer.Context,
     agent: Annotated[
-        str | None, typer.Option("--agent", metavar="ID", help="Only this agent.")
+        str | None,
+        typer.Option("--agent", metavar="ID", help="Only this agent.", autocompletion=agent_ids),
     ] = None,
     limit: LimitOption = None,
     output: OutputOption = None,
+    quiet: QuietOption = False,
+    no_headers: NoHeadersOption = False,
 ) -> None:
     """Files in agents' quarantine (from quarantine and restore action results)."""
     with connect(ctx) as client:

@@ -10,7 +10,7 @@ import typer
 
 from trapsapi.errors import ApiError, UsageError
 from trapsctl import policyfile
-from trapsctl.options import LimitOption, OutputOption, noun_app
+from trapsctl.options import LimitOption, NoHeadersOption, OutputOption, QuietOption, noun_app
 from trapsctl.output import Column, OutputFormat, emit_list, emit_object, printable, timestamp
 from trapsctl.session import connect, output_format
 
@@ -86,7 +86,12 @@ def _apply(client: Any, path: str, dry_run: bool, diff: bool = False) -> dict[st
 
 
 @app.command("list")
-def list_policies(ctx: typer.Context, output: OutputOption = None) -> None:
+def list_policies(
+    ctx: typer.Context,
+    output: OutputOption = None,
+    quiet: QuietOption = False,
+    no_headers: NoHeadersOption = False,
+) -> None:
     """List policies: name, priority, targets, last change."""
     with connect(ctx) as client:
         page = client.list_policies()
@@ -186,6 +191,8 @@ def history(
     ] = None,
     limit: LimitOption = None,
     output: OutputOption = None,
+    quiet: QuietOption = False,
+    no_headers: NoHeadersOption = False,
 ) -> None:
     """Policy versions, newest first: who changed what, when (JSON has full snapshots)."""
     with connect(ctx) as client:
