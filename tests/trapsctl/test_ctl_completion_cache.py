@@ -86,3 +86,33 @@ def test_a_silent_esm_gives_no_candidates_within_the_timeout(
     elapsed = time.monotonic() - start
     assert (tab.returncode, tab.stdout, tab.stderr) == (0, "", "")
     assert complete.COMPLETION_TIMEOUT_S <= elapsed < complete.COMPLETION_TIMEOUT_S + 4
+
+
+def test_every_agent_id_argument_completes_from_the_esm(
+    as_admin: AdminClient, tmp_path: Path
+) -> None:
+    import os
+    import sys
+
+    agent = enrolled_agent(as_admin, "web-07")
+    script = Path(__file__).resolve().parents[2] / "completions" / "trapsctl.bash"
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    for words in (
+        "agents show",
+        "agents explain",
+        "agents label",
+        "agents isolate",
+        "agents delete",
+        "actions list --agent",
+        "quarantine list --agent",
+        "events list --agent",
+    ):
+        cword = len(words.split()) + 1
+        bash = (
+            f"source {script}; COMP_WORDS=(trapsctl {words} '{agent.agent_id[:3]}'); "
+            f'COMP_CWORD={cword}; _trapsctl_completion trapsctl; printf "%s\\n" "${{COMPREPLY[@]}}"'
+        )
+        tab = subprocess.run(
+            ["bash", "--norc", "-c", bash], env=env, capture_output=True, text=True, timeout=30
+        )
+        assert tab.stdout.split() == [agent.agent_id], (words, tab.stdout, tab.stderr)

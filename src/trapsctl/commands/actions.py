@@ -233,7 +233,9 @@ def cancel(ctx: typer.Context, action_id: ActionArgument, output: OutputOption =
     _emit(action, output_format(ctx, output))
 
 
-AgentArgument = Annotated[str, typer.Argument(metavar="ID", help="The agent's ID.")]
+AgentArgument = Annotated[
+    str, typer.Argument(metavar="ID", help="The agent's ID.", autocompletion=agent_ids)
+]
 
 
 def isolate(

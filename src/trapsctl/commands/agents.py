@@ -154,7 +154,10 @@ def show(
     )
 
 
-AgentIdArgument = Annotated[str, typer.Argument(metavar="AGENT_ID", help="The agent's ID.")]
+AgentIdArgument = Annotated[
+    str,
+    typer.Argument(metavar="AGENT_ID", help="The agent's ID.", autocompletion=complete.agent_ids),
+]
 YesOption = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
 
 
