@@ -255,3 +255,27 @@ def test_every_list_verb_takes_quiet_and_no_headers(as_admin: AdminClient) -> No
         table = [line.split()[0] for line in run_cli(*args).stdout.splitlines()]
         bare = [line.split()[0] for line in run_cli(*args, "--no-headers").stdout.splitlines()]
         assert bare == table[1:], args  # the same rows (as narrow as the data), no header
+
+
+def test_verbose_names_the_failed_request_and_quiet_stays_one_line(as_admin: AdminClient) -> None:
+    as_admin.create_user("vic", "a long password one", "viewer")
+    viewer = AdminClient(as_admin.server)
+    viewer.login("vic", "a long password one")
+    as_viewer = {"TRAPSCTL_TOKEN": viewer.token or ""}
+    plain = run_cli("api-tokens", "list", env=as_viewer)
+    assert plain.exit_code == 4 and plain.stderr.count("\n") == 1
+    assert plain.stderr.startswith("error: ") and plain.stdout == ""
+    loud = run_cli("-v", "api-tokens", "list", env=as_viewer)
+    assert loud.exit_code == 4 and loud.stdout == ""
+    detail = (
+        f"detail: GET /api/v1/api-tokens at {as_admin.server}: HTTP 403; token from TRAPSCTL_TOKEN"
+    )
+    assert detail in loud.stderr
+    assert "Traceback" in loud.stderr and loud.stderr.endswith(plain.stderr)
+    assert (viewer.token or "-") not in loud.stderr
+    down = run_cli("-v", "agents", "list", env={"TRAPSCTL_SERVER": "http://127.0.0.1:9"})
+    assert (
+        down.exit_code == 3
+        and "detail: GET /api/v1/agents at http://127.0.0.1:9: no answer" in (down.stderr)
+    )
+    viewer.close()
