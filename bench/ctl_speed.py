@@ -3,7 +3,8 @@
 
 A real esmd (SQLite, served by ``esmd serve``) gets 1,000 agents inserted straight into its
 database; then the installed ``trapsctl`` console script runs against it with TRAPSCTL_SERVER /
-TRAPSCTL_TOKEN (the scripted path), twice to warm the page cache, then ``--runs`` times. The
+TRAPSCTL_TOKEN (the scripted path), twice to warm the page cache and write the .pyc files (even
+when the caller's environment says PYTHONDONTWRITEBYTECODE), then ``--runs`` times. The
 figure is the median wall time of a whole process run, start-up included; the best run and
 the server's own share (the same request from an already-running Python) are shown with it.
 
@@ -108,6 +109,10 @@ def measure_ctl_speed(work: Path, agents: int = 1000, runs: int = 11) -> dict[st
         admin.login("admin", password)
         env = dict(os.environ, TRAPSCTL_SERVER=url, TRAPSCTL_TOKEN=admin.token or "")
         env.pop("TRAPSCTL_OUTPUT", None)
+        # Warm means compiled: with PYTHONDONTWRITEBYTECODE (set in some shells and CI) every
+        # module of an editable install is compiled again on every run (~30 ms), which no
+        # installed trapsctl does.
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
         command = [TRAPSCTL, "agents", "list", "-o", "json", "--limit", str(agents)]
         listed = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
         if len(json.loads(listed.stdout)) != agents:

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Write docs/cli-reference.md from trapsctl's command tree (``make cli-reference``).
 
-Walks the command tree behind the Typer app (Typer's own Click classes): every command and
+Walks the command tree behind the Typer app (Typer's own Click classes, the root's commands
+loaded from ``trapsctl.cli.COMMANDS``): every command and
 group, its help, arguments and options as ``--help`` shows them (choices, defaults,
 environment variables). Hidden commands are left out.
 ``--check`` exits 1 when the committed file differs (tests/trapsctl/test_ctl_reference.py).
@@ -16,6 +17,7 @@ from typing import Any
 
 import typer
 import typer._click as click
+from typer.core import TyperGroup
 
 ROOT = Path(__file__).resolve().parents[1]
 OUTPUT = ROOT / "docs" / "cli-reference.md"
@@ -31,6 +33,15 @@ def _option_row(param: Any, context: Any) -> str:
     names, help_text = param.get_help_record(context)
     cells = [f"`{names}`", " ".join(help_text.split())]
     return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
+
+
+def subcommands(command: Any) -> list[tuple[str, Any]]:
+    """A group's commands in --help order; the root loads its lazily registered ones."""
+    if not isinstance(command, TyperGroup):
+        return []
+    context = click.Context(command)
+    names = command.list_commands(context)
+    return [(name, command.get_command(context, name)) for name in names]
 
 
 def _section(name: str, command: Any, depth: int) -> list[str]:
@@ -56,7 +67,7 @@ def _section(name: str, command: Any, depth: int) -> list[str]:
         lines += ["| option | meaning |", "|---|---|"]
         lines += [_option_row(o, context) for o in options]
         lines.append("")
-    for sub_name, sub in getattr(command, "commands", {}).items():
+    for sub_name, sub in subcommands(command):
         lines += _section(f"{name} {sub_name}", sub, depth + 1)
     return lines
 

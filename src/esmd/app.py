@@ -139,6 +139,7 @@ def _one_line_errors_in_openapi(app: FastAPI) -> None:
                         "application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}
                     }
         components = schema.setdefault("components", {})
+        _add_body_schemas(components.setdefault("schemas", {}))
         components.get("schemas", {}).pop("HTTPValidationError", None)
         components.get("schemas", {}).pop("ValidationError", None)
         components.setdefault("securitySchemes", {})["AgentCredential"] = {
@@ -150,3 +151,15 @@ def _one_line_errors_in_openapi(app: FastAPI) -> None:
         return schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _add_body_schemas(schemas: dict[str, Any]) -> None:
+    """Request bodies a route validates itself (for clearer errors) and documents with
+    ``openapi_extra`` referencing ``#/components/schemas/<Model>``: their schemas."""
+    from trapsapi.models_policies import PolicyFile
+
+    for model in (PolicyFile,):
+        found = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        for name, definition in found.pop("$defs", {}).items():
+            schemas.setdefault(name, definition)
+        schemas.setdefault(model.__name__, found)

@@ -237,6 +237,11 @@ class AdminClient:
         reply: Obj = self._call("POST", routes.POLICIES, policy_file, params=params)
         return reply
 
+    def diff_policies(self, policy_file: Obj) -> Obj:
+        """What applying ``policy_file`` would change (needs only read permission)."""
+        reply: Obj = self._call("POST", routes.POLICY_DIFF, policy_file)
+        return reply
+
     def delete_policy(self, name: str) -> None:
         self._call("DELETE", f"{routes.POLICIES}/{quote(name, safe='')}")
 

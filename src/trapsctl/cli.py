@@ -8,6 +8,7 @@ the traceback (plain, without local variables, so no secret is printed).
 
 from __future__ import annotations
 
+import importlib
 import sys
 from typing import Annotated, Any
 
@@ -16,29 +17,53 @@ from typer.core import TyperGroup
 
 from trapsapi.errors import ExitCode, TrapsError
 from trapsctl import __version__, coercion
-from trapsctl.commands import (
-    actions,
-    agent_policy,
-    agents,
-    auth,
-    completion,
-    contexts,
-    dashboard,
-    events,
-    hashes,
-    policies,
-    servers,
-    tokens,
-)
-from trapsctl.options import (
-    CONTEXT_SETTINGS,
-    MARKUP_MODE,
-    NoHeadersOption,
-    OutputOption,
-    QuietOption,
-)
+from trapsctl.options import CONTEXT_SETTINGS, MARKUP_MODE, NoHeadersOption, QuietOption
 from trapsctl.output import OutputFormat, reset_render
-from trapsctl.session import GlobalOptions, global_options, output_format
+from trapsctl.session import GlobalOptions, global_options
+
+# The command tree: name -> "module:attribute", where the attribute is a Typer (a noun and its
+# verbs) or a function (one command). A run imports only the module of the command it runs
+# (``trapsctl agents list`` loads commands.agents and what it imports, not the other fifteen);
+# ``--help`` and TAB on the first word load them all. Names starting with "__" are hidden.
+# A new command is one line here.
+COMMANDS: dict[str, str] = {
+    "login": "trapsctl.commands.auth:login",
+    "logout": "trapsctl.commands.auth:logout",
+    "whoami": "trapsctl.commands.auth:whoami",
+    "dashboard": "trapsctl.commands.dashboard:dashboard",
+    "completion": "trapsctl.commands.completion:completion",
+    "version": "trapsctl.commands.version:version",
+    "contexts": "trapsctl.commands.contexts:app",
+    "agents": "trapsctl.commands.agents:app",
+    "events": "trapsctl.commands.events:app",
+    "hashes": "trapsctl.commands.hashes:app",
+    "tokens": "trapsctl.commands.tokens:app",
+    "api-tokens": "trapsctl.commands.api_tokens:app",
+    "servers": "trapsctl.commands.servers:app",
+    "policies": "trapsctl.commands.policies:app",
+    "actions": "trapsctl.commands.actions:app",
+    "quarantine": "trapsctl.commands.actions:quarantine_app",
+    "users": "trapsctl.commands.users:app",
+    "audit": "trapsctl.commands.audit:app",
+    "forensics": "trapsctl.commands.forensics:app",
+    "__complete-agents": "trapsctl.commands.complete:complete_agents",
+}
+
+
+def load_command(name: str) -> Any:
+    """The Click command (or group) of ``COMMANDS[name]``, built from its module on demand."""
+    module_name, _, attribute = COMMANDS[name].partition(":")
+    target = getattr(importlib.import_module(module_name), attribute)
+    command: Any
+    if isinstance(target, typer.Typer):
+        command = typer.main.get_group(target)
+    else:
+        single = typer.Typer(add_completion=False, rich_markup_mode=MARKUP_MODE)
+        single.command(name, hidden=name.startswith("__"))(target)
+        command = typer.main.get_command(single)
+    command.name = name
+    return command
+
 
 EPILOG = """\
 Exit codes:
@@ -66,7 +91,18 @@ def _report(message: str) -> None:
 
 
 class ErrorFunnelGroup(TyperGroup):
-    """The root group: turns every exception of a command into a message and an exit code."""
+    """The root group: loads commands from :data:`COMMANDS` when they are asked for, and
+    turns every exception of a command into a message and an exit code."""
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        return [*COMMANDS, *(name for name in super().list_commands(ctx) if name not in COMMANDS)]
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        command = super().get_command(ctx, cmd_name)
+        if command is None and cmd_name in COMMANDS:
+            command = load_command(cmd_name)
+            self.add_command(command, cmd_name)
+        return command
 
     def main(self, *args: Any, **kwargs: Any) -> Any:
         coercion.install()  # parameters without pydantic: see trapsctl.coercion
@@ -169,43 +205,9 @@ def root(
     ctx.obj = GlobalOptions(server=server, context=context, output=output, verbose=verbose)
 
 
-def version(ctx: typer.Context, output: OutputOption = None) -> None:
-    """Print the version of trapsctl and of the API it speaks; the ESM's too when logged in."""
-    from trapsctl.commands.version import show_version
-
-    show_version(ctx, output_format(ctx, output))
-
-
-app.command("login")(auth.login)
-app.command("logout")(auth.logout)
-app.command("whoami")(auth.whoami)
-app.add_typer(contexts.app, name="contexts")
-app.add_typer(agents.app, name="agents")
-app.add_typer(events.app, name="events")
-app.add_typer(hashes.app, name="hashes")
-app.add_typer(tokens.app, name="tokens")
-app.add_typer(servers.app, name="servers")
-app.command("dashboard")(dashboard.dashboard)
-app.command("completion")(completion.completion)
-app.command("version")(version)
-agent_policy.register(agents.app)
-app.add_typer(policies.app, name="policies")
-app.add_typer(actions.app, name="actions")
-app.add_typer(actions.quarantine_app, name="quarantine")
-agents.app.command("isolate")(actions.isolate)
-agents.app.command("unisolate")(actions.unisolate)
-
-
 def main() -> None:
     """Console-script entry point."""
     app(prog_name="trapsctl")
 
 
-__all__ = ["app", "global_options", "main"]
-
-from trapsctl.commands import audit, complete, forensics, users  # noqa: E402  (appended)
-
-app.add_typer(users.app, name="users")
-app.add_typer(audit.app, name="audit")
-app.add_typer(forensics.app, name="forensics")
-app.command("__complete-agents", hidden=True)(complete.complete_agents)
+__all__ = ["COMMANDS", "app", "global_options", "main"]

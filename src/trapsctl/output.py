@@ -4,8 +4,8 @@ JSON is the server's objects unchanged: a list command prints the ``data`` array
 a single-object command the object; YAML is the same data. CSV has one line per row with the
 table's columns under their field names (raw values, for spreadsheets and ``cut``). Tables are
 for people: key columns only, timestamps in UTC, long hashes shortened, no box drawing (so they
-survive pipes, ``grep`` and ``cut``), and colour only on a terminal without ``NO_COLOR``. rich
-is imported only to draw a table, PyYAML only to write YAML.
+survive pipes, ``grep`` and ``cut``), and colour and bold only on a terminal, without
+``NO_COLOR`` or ``TERM=dumb``. rich is imported only to draw a table, PyYAML only to write YAML.
 
 ``-q/--quiet`` prints only the IDs, one a line (``trapsctl agents list -q | xargs …``);
 ``--no-headers`` leaves out the header line of tables and CSV. Both are read from
@@ -18,6 +18,7 @@ sequences; control characters are shown escaped (``\\x1b``) so they cannot drive
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -220,14 +221,19 @@ def write_ids(rows: Sequence[Row], id_key: str, stream: IO[str] | None = None) -
 def _console(stream: IO[str], width: int | None) -> Console:
     from rich.console import Console
 
-    is_terminal = stream.isatty()
+    # TERM=dumb (an editor's shell buffer) is written to like a pipe: rich would squeeze the
+    # table into 80 columns whatever width it is given.
+    is_terminal = stream.isatty() and os.environ.get("TERM") != "dumb"
     if width is None and not is_terminal:
         width = 100_000  # piped: never wrap or cut a row
+    # NO_COLOR (set and not empty): no escape sequence at all, bold headers included (rich
+    # alone would drop the colours but keep the bold).
+    plain = bool(os.environ.get("NO_COLOR")) or not is_terminal
     return Console(
         file=stream,
         width=width,
         force_terminal=is_terminal,
-        no_color=None,  # rich honours NO_COLOR itself
+        color_system=None if plain else "auto",
         highlight=False,
         markup=False,
         emoji=False,

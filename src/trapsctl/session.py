@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 
-from trapsapi.errors import AuthError
+from trapsapi.errors import ApiError, AuthError
 from trapsctl.output import OutputFormat
 
 if TYPE_CHECKING:
@@ -49,7 +50,8 @@ def resolve(ctx: typer.Context) -> Credential:
 def connect(
     ctx: typer.Context, credential: Credential | None = None, timeout: float | None = None
 ) -> Iterator[AdminClient]:
-    """An AdminClient for the resolved server and token; a 401 says how to log in again.
+    """An AdminClient for the resolved server and token; a 401 says how to log in again, and
+    with ``-v`` a failed request is named (method, path, server, status, token source).
 
     ``timeout`` caps TRAPSCTL_TIMEOUT (shell completion must not hang a shell)."""
     from trapsapi.admin_client import AdminClient
@@ -60,11 +62,24 @@ def connect(
     context_ca = credential.context.ca_file if credential.context else None
     ca_file = str(settings.ca_file) if settings.ca_file else context_ca
     seconds = min(settings.timeout, timeout) if timeout else settings.timeout
-    client = AdminClient(credential.server, credential.token, seconds, ca_file)
+    requests: list[str] = []
+
+    class Client(AdminClient):
+        def _call(self, method: str, path: str, *args: Any, **kwargs: Any) -> Any:
+            requests.append(f"{method} {path}")  # for -v: which request failed
+            return super()._call(method, path, *args, **kwargs)
+
+    client = Client(credential.server, credential.token, seconds, ca_file)
     try:
         yield client
-    except AuthError as exc:
-        if exc.status == 401:
+    except ApiError as exc:
+        if global_options(ctx).verbose and requests:
+            status = f"HTTP {exc.status}" if exc.status else "no answer"
+            sys.stderr.write(
+                f"detail: {requests[-1]} at {credential.server}: {status}; "
+                f"token from {credential.source}, timeout {seconds:g} s\n"
+            )
+        if isinstance(exc, AuthError) and exc.status == 401:
             hint = (
                 "check TRAPSCTL_TOKEN"
                 if credential.source == "TRAPSCTL_TOKEN"

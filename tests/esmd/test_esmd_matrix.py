@@ -430,9 +430,11 @@ NOT_AUDITED = {
     ("POST", routes.AGENT_CHECKIN),
     ("POST", routes.AGENT_EVENTS),
     ("POST", routes.AGENT_VERDICTS),
+    ("POST", routes.POLICY_DIFF),
 }
 """The agent hot paths: their effect is the agent's own status, events and (informational)
-analysis reports, not an admin change."""
+analysis reports, not an admin change; and the policy diff, a POST (the body is a policy file)
+that changes nothing (tests/esmd/test_esmd_policies.py checks that)."""
 
 
 def test_every_state_changing_route_writes_exactly_one_audit_record(esm: Esm) -> None:

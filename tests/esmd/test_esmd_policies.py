@@ -146,11 +146,12 @@ def test_versions_history_and_one_audit_record_per_change(esm: Esm) -> None:
     assert version() == start + 4
 
     history = esm.admin.policy_history()["data"]
-    assert [h["version"] for h in history] == [start + 4, start + 2, start + 1, start]
+    assert [h["version"] for h in history] == [start + 4, start + 3, start + 2, start + 1, start]
     latest = history[0]
     assert (latest["action"], latest["policy"], latest["actor"]) == ("delete", "a", "admin")
     assert sorted(p["name"] for p in latest["snapshot"]) == ["b", "c", "default"]
-    assert history[1]["changes"] == {"a": "unchanged", "b": "updated", "c": "unchanged"}
+    assert (history[1]["action"], history[1]["policy"]) == ("hash.set", "")
+    assert history[2]["changes"] == {"a": "unchanged", "b": "updated", "c": "unchanged"}
     assert history[-1]["action"] == "init"
     only_b = esm.admin.policy_history(policy="b")["data"]
     assert [h["version"] for h in only_b] == [start + 2, start + 1]
@@ -163,6 +164,43 @@ def test_versions_history_and_one_audit_record_per_change(esm: Esm) -> None:
     assert actions == ["policy.apply"] * 3 + ["policy.delete"]
     with pytest.raises(NotFound):
         esm.admin.delete_policy("a")
+
+
+def test_every_version_agents_receive_has_a_history_row_verdict_changes_too(esm: Esm) -> None:
+    """Admin overrides and feed imports bump the version agents pull: each bump is recorded."""
+    version = lambda: esm.sql("SELECT version FROM policy_state").scalar_one()  # noqa: E731
+    start = version()
+    sha, other = "b" * 64, "c" * 64
+    esm.admin.set_verdict(sha, "malware")
+    esm.admin.set_verdict(sha, "malware", comment="same verdict")  # no change: no version
+    esm.admin.set_verdict(sha, "benign")
+    esm.admin.unset_verdict(sha)
+    esm.admin.import_hashes("intel", [{"sha256": other}])
+    esm.admin.import_hashes("intel", [{"sha256": other}])  # unchanged: no version
+    esm.admin.delete_feed("intel")
+    assert version() == start + 5
+
+    history = esm.admin.policy_history()["data"]
+    oldest = history[-1]["version"]
+    assert [h["version"] for h in history] == list(range(version(), oldest - 1, -1))  # no gaps
+    newest = [(h["action"], h["policy"], h["changes"]) for h in reversed(history[:5])]
+    assert newest == [
+        ("hash.set", "", {"sha256": sha, "verdict": "malware", "previous": None}),
+        ("hash.set", "", {"sha256": sha, "verdict": "benign", "previous": "malware"}),
+        ("hash.unset", "", {"sha256": sha, "previous": "benign"}),
+        (
+            "hash.import",
+            "",
+            {"feed": "intel", "received": 1, "inserted": 1, "updated": 0, "unchanged": 0,
+             "removed": 0},
+        ),
+        ("hash.feed.delete", "", {"feed": "intel", "removed": 1}),
+    ]  # fmt: skip
+    assert {h["actor"] for h in history[:5]} == {"admin"}
+    assert [p["name"] for p in history[0]["snapshot"]] == ["default"]
+    assert esm.admin.policy_history(policy="default")["data"][0]["action"] == "init"
+    agent = esm.enroll("web-history")
+    assert agent.checkin(checkin_body(hostname="web-history"))["policy"]["version"] == version()
 
 
 def test_checkin_drift_and_degraded_health(esm: Esm) -> None:
@@ -290,7 +328,17 @@ def test_viewers_read_and_explain_but_only_policy_writers_change(esm: Esm) -> No
             client.set_agent_labels(agent.agent_id, ["x"])
         with pytest.raises(ApiError, match="policies:write"):
             client.delete_policy("default")
+    tables = ("policies", "policy_history", "audit_log")
+    counts = lambda: [esm.sql(f"SELECT COUNT(*) FROM {t}").scalar_one() for t in tables]  # noqa: E731
+    before = counts()
+    for client in (viewer, analyst):  # a diff needs only read permission, and writes nothing
+        diff = client.diff_policies(body)
+        assert (diff["dry_run"], diff["changes"][0]["action"]) == (True, "created")
+        with pytest.raises(ApiError, match="policies:write"):
+            client.apply_policies(body, dry_run=True)  # apply's dry run is for appliers
+    assert counts() == before
     assert writer.apply_policies(body)["changes"][0]["action"] == "created"
+    assert viewer.diff_policies(body)["changes"][0]["action"] == "unchanged"
     assert writer.set_agent_group(agent.agent_id, "dc2")["group"] == "dc2"
     audit = esm.sql(
         "SELECT actor, action FROM audit_log WHERE action LIKE 'policy.%' OR "
@@ -300,3 +348,47 @@ def test_viewers_read_and_explain_but_only_policy_writers_change(esm: Esm) -> No
         (writer.whoami()["username"], "policy.apply"),
         (writer.whoami()["username"], "agent.set_group"),
     ]
+
+
+def _refs(node: Any) -> list[str]:
+    if isinstance(node, dict):
+        found = [node["$ref"]] if isinstance(node.get("$ref"), str) else []
+        return found + [r for value in node.values() for r in _refs(value)]
+    if isinstance(node, list):
+        return [r for value in node for r in _refs(value)]
+    return []
+
+
+def test_the_policy_file_body_is_documented_in_openapi(esm: Esm) -> None:
+    spec = esm.raw("GET", "/openapi.json").json
+    schemas = spec["components"]["schemas"]
+    for path in (routes.POLICIES, routes.POLICY_DIFF):
+        body = spec["paths"][path]["post"]["requestBody"]["content"]["application/json"]
+        assert body["schema"]["$ref"] == "#/components/schemas/PolicyFile", path
+        example = body["example"]
+        # The documented example is a valid policy file: the diff accepts it as it stands.
+        diff = esm.user("viewer").diff_policies(example)
+        assert [c["name"] for c in diff["changes"]] == ["web-servers"]
+    policy_file = schemas["PolicyFile"]
+    assert policy_file["required"] == ["policies"]
+    assert policy_file["properties"]["policies"]["items"]["$ref"].endswith("/PolicySpec")
+    assert "targets" in schemas["PolicySpec"]["required"]
+    prefix = "#/components/schemas/"
+    dangling = {r for r in _refs(spec) if r.removeprefix(prefix) not in schemas}
+    assert dangling == set()
+
+
+def test_only_the_history_bumps_the_version_agents_pull() -> None:
+    """Every bump has its history row: nothing but record_version calls bump_version."""
+    from pathlib import Path
+
+    import esmd
+
+    allowed = {"services/policy.py", "services/policy_history.py"}
+    root = Path(esmd.__file__).parent
+    callers = {
+        str(path.relative_to(root))
+        for path in root.rglob("*.py")
+        if "bump_version(" in path.read_text(encoding="utf-8")
+    }
+    assert callers == allowed

@@ -222,6 +222,31 @@ def test_contexts_list_and_use(config: ConsoleConfig) -> None:
     assert run_cli("contexts", "use", "nope").exit_code == 2
 
 
+def test_contexts_current_and_delete(
+    config: ConsoleConfig, memory_keyring: MemoryKeyring, token_file: InsecureTokenFile
+) -> None:
+    save_config(config)
+    store_token(PROD, "tok-prod", token_file)
+    store_token(LAB, "tok-lab", token_file)
+    current = run_cli("contexts", "current")
+    assert (current.exit_code, current.stdout) == (0, "prod\n")
+    shown = run_cli("contexts", "current", "-o", "json")
+    assert '"server": "https://esm.example.org:2125"' in shown.stdout
+    assert "tok-prod" not in shown.stdout
+    deleted = run_cli("contexts", "delete", "prod")
+    assert (deleted.exit_code, deleted.stdout) == (0, "")
+    assert deleted.stderr == "Context prod deleted.\n"
+    after = load_config()
+    assert (list(after.contexts), after.current_context) == (["lab"], None)
+    assert memory_keyring.secrets == {}  # the keyring token of prod is gone
+    assert token_file.load(LAB.credential_key) == "tok-lab"  # lab's (file) token stays
+    none = run_cli("contexts", "current")
+    assert none.exit_code == 5 and none.stderr.startswith("error: no current context")
+    unknown = run_cli("contexts", "delete", "prod")
+    assert unknown.exit_code == 2 and "unknown context 'prod'" in unknown.stderr
+    assert list(load_config().contexts) == ["lab"]
+
+
 def test_an_unreadable_keyring_is_reported_not_hidden(
     config: ConsoleConfig,
     memory_keyring: MemoryKeyring,

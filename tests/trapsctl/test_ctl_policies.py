@@ -174,3 +174,21 @@ def test_shipped_policy_files_are_valid_and_default_is_what_init_creates() -> No
     assert default["policies"] == [DEFAULT_POLICY]
     for path in sorted((REPO / "policies").rglob("*.yaml")):
         parse_policy_file(load_file(str(path)))
+
+
+def test_a_viewer_may_diff_but_not_apply(
+    admin: AdminClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    admin.create_user("vera", "viewer password 1", "viewer")
+    viewer = AdminClient(admin.server)
+    viewer.login("vera", "viewer password 1")
+    monkeypatch.setenv("TRAPSCTL_SERVER", admin.server)
+    monkeypatch.setenv("TRAPSCTL_TOKEN", viewer.token or "")
+    path = _write(tmp_path, FILE)
+    diff = run_cli("policies", "diff", "-f", path, "--exit-code")
+    assert diff.exit_code == 1 and "+++ file/servers" in diff.stdout
+    refused = run_cli("policies", "apply", "-f", path)
+    assert refused.exit_code == 4 and "policies:write" in refused.stderr
+    assert refused.stdout == ""
+    assert [p["name"] for p in admin.list_policies()["data"]] == ["default"]
+    viewer.close()

@@ -16,12 +16,16 @@ TRAPSCTL = str(Path(sys.executable).parent / "trapsctl")
 NEVER_IN_SCRIPTED_COMMANDS = {"textual", "pydantic", "pydantic_core", "sqlalchemy", "fastapi"}
 
 
-def _modules_loaded(code: str, env: dict[str, str] | None = None) -> set[str]:
+def _full_modules_loaded(code: str, env: dict[str, str] | None = None) -> set[str]:
     probe = f"{code}\nimport json, sys\nprint(json.dumps(sorted(sys.modules)))"
     out = subprocess.run(
         [sys.executable, "-c", probe], capture_output=True, text=True, env=env, check=True
     ).stdout
-    return {name.split(".")[0] for name in json.loads(out.splitlines()[-1])}
+    return set(json.loads(out.splitlines()[-1]))
+
+
+def _modules_loaded(code: str, env: dict[str, str] | None = None) -> set[str]:
+    return {name.split(".")[0] for name in _full_modules_loaded(code, env)}
 
 
 def test_importing_the_cli_loads_no_tui_no_rich_and_no_http_stack() -> None:
@@ -38,6 +42,31 @@ def test_a_json_listing_loads_neither_rich_nor_pydantic_nor_keyring() -> None:
     env = dict(os.environ, TRAPSCTL_SERVER="http://127.0.0.1:9", TRAPSCTL_TOKEN="t")
     loaded = _modules_loaded(run, env)
     assert not loaded & (NEVER_IN_SCRIPTED_COMMANDS | {"rich", "keyring"})
+
+
+def test_a_command_imports_only_its_own_command_modules() -> None:
+    """The root loads commands from trapsctl.cli.COMMANDS on demand (lazy command groups)."""
+    run = (
+        "from trapsctl.cli import app\n"
+        "try:\n    app(['agents', 'list', '-o', 'json'], prog_name='trapsctl')\n"
+        "except SystemExit as exit:\n    assert exit.code == 3, exit.code"
+    )
+    env = dict(os.environ, TRAPSCTL_SERVER="http://127.0.0.1:9", TRAPSCTL_TOKEN="t")
+    commands = {m for m in _full_modules_loaded(run, env) if m.startswith("trapsctl.commands.")}
+    # agents, and the modules its verbs come from (targeting/explain, isolation, completion)
+    expected = {"agents", "agent_policy", "actions", "complete"}
+    assert commands == {f"trapsctl.commands.{name}" for name in expected}
+    assert not _full_modules_loaded("import trapsctl.cli") & {"trapsctl.commands.agents"}
+
+
+def test_help_still_lists_every_command_of_the_table() -> None:
+    from trapsctl.cli import COMMANDS
+
+    help_text = subprocess.run(
+        [TRAPSCTL, "--help"], capture_output=True, text=True, check=True
+    ).stdout
+    for name in COMMANDS:
+        assert (f"  {name} " in help_text) is not name.startswith("__"), name
 
 
 def test_the_stdlib_parameter_conversion_is_in_place() -> None:

@@ -20,8 +20,9 @@ from esmd.db.tables import AGENTS
 from esmd.db.tables_policies import POLICIES, POLICY_HISTORY
 from esmd.errors import BadRequest, NotFound
 from esmd.services.audit import audit
-from esmd.services.policy import PolicyCache, bump_version, current_version
+from esmd.services.policy import PolicyCache, current_version
 from esmd.services.policy_defaults import BUILTIN, DEFAULT_POLICY
+from esmd.services.policy_history import policy_rows, record_version, spec_of
 from esmd.services.policy_resolve import Target, explain_settings
 from esmd.timeutil import utcnow
 from trapsapi.models_policies import (
@@ -39,7 +40,6 @@ from trapsapi.models_policies import (
 )
 
 PBKDF2_ITERATIONS = 200_000
-SPEC_FIELDS = ("name", "description", "priority", "enabled", "targets", "rules")
 
 
 def hash_password(
@@ -83,21 +83,13 @@ def canonical(spec: PolicySpec, stored: dict[str, Any] | None = None) -> dict[st
     }
 
 
-def _spec_of(row: Any) -> dict[str, Any]:
-    return {name: getattr(row, name) for name in SPEC_FIELDS}
-
-
-def _rows(connection: Connection) -> list[Any]:
-    return list(connection.execute(select(POLICIES).order_by(POLICIES.c.name)).all())
-
-
 def record_of(row: Any) -> PolicyRecord:
     return PolicyRecord.model_validate(row, from_attributes=True)
 
 
 def list_policies(db: Database) -> list[PolicyRecord]:
     with db.read() as connection:
-        return [record_of(r) for r in _rows(connection)]
+        return [record_of(r) for r in policy_rows(connection)]
 
 
 def get_policy(db: Database, name: str) -> PolicyRecord:
@@ -111,28 +103,13 @@ def get_policy(db: Database, name: str) -> PolicyRecord:
 def _history(
     session: Session, actor: str, action: str, policy: str, changes: dict[str, Any]
 ) -> int:
-    connection = session.connection()
-    bump_version(connection)
-    version = current_version(connection)
-    snapshot = [_spec_of(r) for r in _rows(connection)]
-    connection.execute(
-        insert(POLICY_HISTORY).values(
-            version=version,
-            at=utcnow(),
-            actor=actor,
-            action=action,
-            policy=policy[:255],
-            changes=changes,
-            snapshot=snapshot,
-        )
-    )
-    return version
+    return record_version(session.connection(), actor, action, policy, changes)
 
 
 def _plan(connection: Connection, parsed: PolicyFile) -> list[PolicyChange]:
     names = [p.name for p in parsed.policies]
     rows = connection.execute(select(POLICIES).where(POLICIES.c.name.in_(names))).all()
-    stored = {r.name: _spec_of(r) for r in rows}
+    stored = {r.name: spec_of(r) for r in rows}
     plan = []
     for spec in parsed.policies:
         before = stored.get(spec.name)
@@ -206,7 +183,7 @@ def delete_policy(db: Database, name: str, actor: str, source_ip: str | None) ->
             actor,
             "policy.delete",
             name,
-            {"version": version, "before": _spec_of(row)},
+            {"version": version, "before": spec_of(row)},
             source_ip=source_ip,
         )
         return version

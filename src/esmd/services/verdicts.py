@@ -14,7 +14,7 @@ from sqlalchemy import Connection, and_, bindparam, delete, func, insert, select
 from esmd.db.engine import Database
 from esmd.db.tables import EVENTS, HASH_INTEL, HASH_VERDICTS
 from esmd.services.audit import audit_row
-from esmd.services.policy import bump_version
+from esmd.services.policy_history import record_version
 from esmd.timeutil import utcnow
 from trapsapi.enums import Verdict
 from trapsapi.models_hashes import (
@@ -148,8 +148,6 @@ def import_feed(
                 ).scalar_one()
             )
             removed = connection.execute(delete(HASH_INTEL).where(stale)).rowcount or 0
-        if enforced_change:
-            bump_version(connection)
         result = HashImportResult(
             feed=request.feed,
             received=len(request.entries),
@@ -159,14 +157,10 @@ def import_feed(
             removed=removed,
             server_time=now,
         )
-        audit_row(
-            connection,
-            actor,
-            "hash.import",
-            source,
-            result.model_dump(mode="json", exclude={"server_time", "feed"}),
-            source_ip=source_ip,
-        )
+        counts = result.model_dump(mode="json", exclude={"server_time", "feed"})
+        if enforced_change:
+            record_version(connection, actor, "hash.import", "", {"feed": request.feed, **counts})
+        audit_row(connection, actor, "hash.import", source, counts, source_ip=source_ip)
     return result
 
 
@@ -208,7 +202,8 @@ def delete_feed(db: Database, feed: str, actor: str, source_ip: str | None) -> i
         count = removed.rowcount or 0
         if count:
             if enforced:
-                bump_version(connection)
+                changes = {"feed": feed, "removed": count}
+                record_version(connection, actor, "hash.feed.delete", "", changes)
             audit_row(
                 connection,
                 actor,

@@ -11,8 +11,17 @@ import typer
 from trapsapi.enums import Health
 from trapsapi.enums_actions import ActionType
 from trapsapi.errors import NotFound
+from trapsctl.commands.complete import agent_ids
 from trapsctl.durations import parse_duration, parse_since
-from trapsctl.options import AllOption, LimitOption, OutputOption, list_page, noun_app
+from trapsctl.options import (
+    AllOption,
+    LimitOption,
+    NoHeadersOption,
+    OutputOption,
+    QuietOption,
+    list_page,
+    noun_app,
+)
 from trapsctl.output import Column, OutputFormat, emit_list, emit_object, short_hash, timestamp
 from trapsctl.session import connect, output_format
 
@@ -189,7 +198,10 @@ def list_actions(
         ActionType | None, typer.Option("--type", case_sensitive=False, help="Only this type.")
     ] = None,
     agent: Annotated[
-        str | None, typer.Option("--agent", metavar="ID", help="Only for this agent.")
+        str | None,
+        typer.Option(
+            "--agent", metavar="ID", help="Only for this agent.", autocompletion=agent_ids
+        ),
     ] = None,
     since: Annotated[
         str | None, typer.Option("--since", metavar="WHEN", help="Created since (1h, 7d, ISO).")
@@ -197,6 +209,8 @@ def list_actions(
     limit: LimitOption = None,
     output: OutputOption = None,
     all_rows: AllOption = False,
+    quiet: QuietOption = False,
+    no_headers: NoHeadersOption = False,
 ) -> None:
     """List actions, newest first, with their progress."""
     with connect(ctx) as client:
@@ -230,7 +244,9 @@ def cancel(ctx: typer.Context, action_id: ActionArgument, output: OutputOption =
     _emit(action, output_format(ctx, output))
 
 
-AgentArgument = Annotated[str, typer.Argument(metavar="ID", help="The agent's ID.")]
+AgentArgument = Annotated[
+    str, typer.Argument(metavar="ID", help="The agent's ID.", autocompletion=agent_ids)
+]
 
 
 def isolate(
@@ -264,10 +280,13 @@ def unisolate(
 def quarantine_list(
     ctx: typer.Context,
     agent: Annotated[
-        str | None, typer.Option("--agent", metavar="ID", help="Only this agent.")
+        str | None,
+        typer.Option("--agent", metavar="ID", help="Only this agent.", autocompletion=agent_ids),
     ] = None,
     limit: LimitOption = None,
     output: OutputOption = None,
+    quiet: QuietOption = False,
+    no_headers: NoHeadersOption = False,
 ) -> None:
     """Files in agents' quarantine (from quarantine and restore action results)."""
     with connect(ctx) as client:

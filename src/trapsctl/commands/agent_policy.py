@@ -8,11 +8,17 @@ from typing import Annotated, Any
 import typer
 
 from trapsapi.errors import UsageError
+from trapsctl.commands import complete
 from trapsctl.options import OutputOption
 from trapsctl.output import Column, emit_object, joined, printable
 from trapsctl.session import connect, output_format
 
-AgentArgument = Annotated[str, typer.Argument(metavar="ID", help="The agent's ID (agents list).")]
+AgentArgument = Annotated[
+    str,
+    typer.Argument(
+        metavar="ID", help="The agent's ID (agents list).", autocompletion=complete.agent_ids
+    ),
+]
 
 TARGETING_FIELDS = [
     Column("AGENT ID", "agent_id"),

@@ -9,7 +9,7 @@ import typer
 
 from trapsapi.enums import Health
 from trapsapi.errors import ExitCode, UsageError
-from trapsctl.commands import complete
+from trapsctl.commands import actions, agent_policy, complete
 from trapsctl.options import (
     AllOption,
     LimitOption,
@@ -163,7 +163,10 @@ def show(
     )
 
 
-AgentIdArgument = Annotated[str, typer.Argument(metavar="AGENT_ID", help="The agent's ID.")]
+AgentIdArgument = Annotated[
+    str,
+    typer.Argument(metavar="AGENT_ID", help="The agent's ID.", autocompletion=complete.agent_ids),
+]
 YesOption = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
 
 
@@ -202,3 +205,10 @@ def delete(
         Column("EVENTS DELETED", "events_deleted"),
     ]
     emit_object(result, columns, output_format(ctx, output))
+
+
+# More verbs of the noun, defined beside what they share: targeting and explain
+# (agent_policy), isolation (an action: actions).
+agent_policy.register(app)
+app.command("isolate")(actions.isolate)
+app.command("unisolate")(actions.unisolate)

@@ -22,7 +22,7 @@ def dashboard(
         ),
     ] = 5.0,
 ) -> None:
-    """Open the dashboard: agents, live security events and hash verdicts (keys: ?)."""
+    """Open the dashboard: agents, events, hashes, policies, actions, servers (keys: ?)."""
     with connect(ctx) as client:
         from trapsctl.tui.app import make_dashboard  # the one lazy edge into Textual
 

@@ -31,7 +31,7 @@ from trapsctl.output import (
 )
 from trapsctl.session import connect, output_format
 
-app = noun_app("Security events: list, show, triage, watch.")
+app = noun_app("Security events: list, show, ack, triage, watch.")
 
 EVENT_COLUMNS = [
     Column("TIME", "time", timestamp),
@@ -243,6 +243,41 @@ def triage(
         emit_object(event, triaged, fmt, id_key=ID_KEY)
     else:
         emit_object(event, EVENT_FIELDS, fmt, id_key=ID_KEY)
+
+
+@app.command("ack")
+def ack(
+    ctx: typer.Context,
+    event_ids: Annotated[
+        list[str],
+        typer.Argument(
+            metavar="ID...",
+            help="Event IDs (e.g. from events list -q | xargs trapsctl events ack).",
+        ),
+    ],
+    assignee: Annotated[
+        str | None,
+        typer.Option("--assignee", metavar="USER", help="Assign them to USER (default: you)."),
+    ] = None,
+    comment: Annotated[
+        str | None, typer.Option("--comment", "-m", metavar="TEXT", help="The analyst's note.")
+    ] = None,
+    output: OutputOption = None,
+    quiet: QuietOption = False,
+) -> None:
+    """Acknowledge events: mark them in progress and assign them (to you by default).
+
+    One change per event, in the order given; the first error stops (earlier ones stay)."""
+    acked = []
+    with connect(ctx) as client:
+        owner = assignee if assignee is not None else client.whoami().get("username")
+        for event_id in event_ids:
+            acked.append(
+                client.triage_event(event_id, status="in_progress", assignee=owner, comment=comment)
+            )
+    fmt = output_format(ctx, output)
+    columns = [EVENT_FIELDS[0], *EVENT_FIELDS[-3:]]
+    emit_list({"data": acked}, columns, fmt, "events", id_key=ID_KEY)
 
 
 @app.command("watch")

@@ -172,7 +172,12 @@ def import_feed(
 
 
 @app.command("feeds")
-def list_feeds(ctx: typer.Context, output: OutputOption = None) -> None:
+def list_feeds(
+    ctx: typer.Context,
+    output: OutputOption = None,
+    quiet: QuietOption = False,
+    no_headers: NoHeadersOption = False,
+) -> None:
     """List imported feeds with their entry counts."""
     with connect(ctx) as client:
         feeds = client.list_feeds()

@@ -10,7 +10,7 @@ import typer
 
 from trapsapi.errors import ApiError, UsageError
 from trapsctl import policyfile
-from trapsctl.options import LimitOption, OutputOption, noun_app
+from trapsctl.options import LimitOption, NoHeadersOption, OutputOption, QuietOption, noun_app
 from trapsctl.output import Column, OutputFormat, emit_list, emit_object, printable, timestamp
 from trapsctl.session import connect, output_format
 
@@ -70,11 +70,14 @@ HISTORY_COLUMNS = [
 ]
 
 
-def _apply(client: Any, path: str, dry_run: bool) -> dict[str, Any]:
-    """Send the file; a 422 is the file's fault: one line naming the file and the field."""
+def _apply(client: Any, path: str, dry_run: bool, diff: bool = False) -> dict[str, Any]:
+    """Send the file (to the read-only diff route when ``diff``); a 422 is the file's fault:
+    one line naming the file and the field."""
     body = policyfile.load_file(path)
     try:
-        result: dict[str, Any] = client.apply_policies(body, dry_run=dry_run)
+        result: dict[str, Any] = (
+            client.diff_policies(body) if diff else client.apply_policies(body, dry_run=dry_run)
+        )
     except ApiError as exc:
         if exc.status == 422:
             raise UsageError(f"{path}: {exc.message}") from None
@@ -83,7 +86,12 @@ def _apply(client: Any, path: str, dry_run: bool) -> dict[str, Any]:
 
 
 @app.command("list")
-def list_policies(ctx: typer.Context, output: OutputOption = None) -> None:
+def list_policies(
+    ctx: typer.Context,
+    output: OutputOption = None,
+    quiet: QuietOption = False,
+    no_headers: NoHeadersOption = False,
+) -> None:
     """List policies: name, priority, targets, last change."""
     with connect(ctx) as client:
         page = client.list_policies()
@@ -151,9 +159,10 @@ def diff(
     ] = False,
     output: OutputOption = None,
 ) -> None:
-    """What applying FILE would change on the server: a unified diff (or the JSON changes)."""
+    """What applying FILE would change on the server: a unified diff (or the JSON changes).
+    Any admin may diff (read permission); applying needs policies:write."""
     with connect(ctx) as client:
-        result = _apply(client, file, dry_run=True)
+        result = _apply(client, file, dry_run=True, diff=True)
     changes = [c for c in result["changes"] if c["action"] != "unchanged"]
     if output_format(ctx, output) is OutputFormat.JSON:
         sys.stdout.write(json.dumps(result["changes"], indent=2, ensure_ascii=False) + "\n")
@@ -182,6 +191,8 @@ def history(
     ] = None,
     limit: LimitOption = None,
     output: OutputOption = None,
+    quiet: QuietOption = False,
+    no_headers: NoHeadersOption = False,
 ) -> None:
     """Policy versions, newest first: who changed what, when (JSON has full snapshots)."""
     with connect(ctx) as client:

@@ -6,7 +6,7 @@ from typing import Any
 
 import typer
 
-from trapsctl.options import OutputOption, noun_app
+from trapsctl.options import NoHeadersOption, OutputOption, QuietOption, noun_app
 from trapsctl.output import Column, emit_list, timestamp
 from trapsctl.session import connect, output_format
 
@@ -30,8 +30,13 @@ SERVER_COLUMNS = [
 
 
 @app.command("list")
-def list_servers(ctx: typer.Context, output: OutputOption = None) -> None:
+def list_servers(
+    ctx: typer.Context,
+    output: OutputOption = None,
+    quiet: QuietOption = False,
+    no_headers: NoHeadersOption = False,
+) -> None:
     """List every esmd process registered in the database, alive or gone."""
     with connect(ctx) as client:
         page = client.list_servers()
-    emit_list(page, SERVER_COLUMNS, output_format(ctx, output), "servers")
+    emit_list(page, SERVER_COLUMNS, output_format(ctx, output), "servers", id_key="id")

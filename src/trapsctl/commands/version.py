@@ -10,8 +10,9 @@ import typer
 from trapsapi import API_VERSION
 from trapsapi.errors import AuthError, TrapsError
 from trapsctl import __version__
+from trapsctl.options import OutputOption
 from trapsctl.output import Column, OutputFormat, emit_object
-from trapsctl.session import connect, resolve
+from trapsctl.session import connect, output_format, resolve
 
 VERSION_FIELDS = [
     Column("TRAPSCTL", "trapsctl"),
@@ -44,3 +45,8 @@ def show_version(ctx: typer.Context, fmt: OutputFormat) -> None:
         sys.stdout.write(line + "\n")
     else:
         emit_object(shown, VERSION_FIELDS, fmt)
+
+
+def version(ctx: typer.Context, output: OutputOption = None) -> None:
+    """Print the version of trapsctl and of the API it speaks; the ESM's too when logged in."""
+    show_version(ctx, output_format(ctx, output))

@@ -13,7 +13,7 @@ from esmd.api.params import ADMIN_ERRORS, NOT_FOUND, Limit, Offset
 from esmd.db.tables import HashVerdict
 from esmd.errors import BadRequest, NotFound
 from esmd.services.audit import audit
-from esmd.services.policy import bump_version
+from esmd.services.policy_history import record_version
 from esmd.services.storable import check_storable
 from esmd.timeutil import utcnow
 from trapsapi import routes
@@ -83,7 +83,8 @@ def set_verdict(
         row.updated_by = admin.username
         session.add(row)
         if previous != row.verdict:
-            bump_version(session.connection())
+            changes = {"sha256": sha256, "verdict": row.verdict, "previous": previous}
+            record_version(session.connection(), admin.username, "hash.set", "", changes)
         audit(
             session,
             admin.username,
@@ -107,7 +108,8 @@ def unset_verdict(sha256: Sha256Path, db: DatabaseDep, admin: HashWriter) -> Non
         if row is None:
             raise NotFound(f"no verdict for {sha256}")
         session.delete(row)
-        bump_version(session.connection())
+        changes = {"sha256": sha256, "previous": row.verdict}
+        record_version(session.connection(), admin.username, "hash.unset", "", changes)
         audit(
             session,
             admin.username,

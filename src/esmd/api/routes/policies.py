@@ -36,6 +36,37 @@ POLICY_FILE_BODY = Body(
     description='A policy file as JSON: {"policies": [{name, priority, targets, rules}, ...]} '
     "(see docs/policies.md).",
 )
+POLICY_FILE_EXAMPLE = {
+    "policies": [
+        {
+            "name": "web-servers",
+            "description": "Web front ends: block unknown binaries in /tmp, alert on shells.",
+            "priority": 10,
+            "targets": {
+                "include": {"labels": ["web"], "hostnames": ["web-*"]},
+                "exclude": {"hostnames": ["web-canary-*"]},
+            },
+            "rules": {
+                "malware": {"mode": "prevention", "user_alert": True},
+                "restrictions": {"mode": "prevention"},
+                "child_process": {"mode": "notification"},
+            },
+        }
+    ]
+}
+POLICY_FILE_OPENAPI: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                # The body is validated by parse_policy_file (one clear line naming the
+                # field), so FastAPI sees Any: the schema is documented here instead.
+                "schema": {"$ref": "#/components/schemas/PolicyFile", "title": "PolicyFile"},
+                "example": POLICY_FILE_EXAMPLE,
+            }
+        },
+    }
+}
 
 
 @router.get(routes.POLICIES)
@@ -45,7 +76,7 @@ def list_policies(db: DatabaseDep, _admin: Reader) -> Page[PolicyRecord]:
     return Page[PolicyRecord](data=rows, count=len(rows))
 
 
-@router.post(routes.POLICIES)
+@router.post(routes.POLICIES, openapi_extra=POLICY_FILE_OPENAPI)
 def apply_policies(
     body: Annotated[Any, POLICY_FILE_BODY],
     db: DatabaseDep,
@@ -56,6 +87,15 @@ def apply_policies(
 ) -> PolicyApplyResult:
     """Create or update each policy by name, all or nothing; a change makes a new version."""
     return service.apply_policies(db, body, admin.username, admin.source_ip, dry_run=dry_run)
+
+
+@router.post(routes.POLICY_DIFF, openapi_extra=POLICY_FILE_OPENAPI)
+def diff_policies(
+    body: Annotated[Any, POLICY_FILE_BODY], db: DatabaseDep, _admin: Reader
+) -> PolicyApplyResult:
+    """What applying the file would change, policy by policy; writes nothing, so every admin
+    may ask (``apply?dry_run=true`` is the same answer for those who may apply)."""
+    return service.apply_policies(db, body, _admin.username, None, dry_run=True)
 
 
 @router.get(routes.POLICY_HISTORY)
