@@ -71,6 +71,49 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICKS  # utime + stime
 
 
+def thread_ticks(pid: int) -> dict[int, int]:
+    """CPU ticks (utime + stime) of each thread of ``pid``, by native thread id."""
+    ticks = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            fields = (task / "stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            continue  # the thread ended meanwhile
+        ticks[int(task.name)] = int(fields[11]) + int(fields[12])
+    return ticks
+
+
+def agent_status(state: Path) -> dict[str, Any]:
+    """`trapsd status` of the running agent ({} if it does not answer)."""
+    from trapsd.control import call
+
+    try:
+        status: dict[str, Any] = call(state, {"cmd": "status"}, 5.0)["status"]
+    except Exception:  # not answering: the figures go without names and counts
+        return {}
+    return status
+
+
+def host_events(status: dict[str, Any]) -> tuple[int, int]:
+    """(exec-permission events judged, process events seen) so far by the agent."""
+    sensor = status.get("sensor_stats") or {}
+    behaviour = status.get("behaviour_stats") or {}
+    return int(sensor.get("events", 0)), int(behaviour.get("events", 0))
+
+
+def per_thread_percent(
+    before: dict[int, int], after: dict[int, int], names: dict[int, str], seconds: float
+) -> dict[str, float]:
+    """% of a core per thread name over the window (threads that used nothing left out)."""
+    out: dict[str, float] = {}
+    for tid, value in after.items():
+        used = value - before.get(tid, 0)
+        if used:
+            name = names.get(tid, f"tid {tid}")
+            out[name] = out.get(name, 0.0) + 100.0 * used / TICKS / seconds
+    return dict(sorted(out.items(), key=lambda item: -item[1]))
+
+
 def host_busy_percent(seconds: float) -> float:
     """How busy the whole host was (all cores), for the reader of an idle figure."""
 
@@ -121,9 +164,7 @@ def measure_exec_and_events(work: Path, idle_seconds: float) -> dict[str, Any]:
             # Idle first: what the agent does with nothing to do (later work would still be
             # finishing: forensics bundles, analysis of new files).
             time.sleep(5)
-            cpu0, started = cpu_seconds(pid), time.monotonic()
-            busy = host_busy_percent(idle_seconds)
-            idle_cpu = 100.0 * (cpu_seconds(pid) - cpu0) / (time.monotonic() - started)
+            idle = measure_idle(pid, state, idle_seconds)
             cold_with = _copies(scratch / "with", 150)
             exec_seconds(warm, 2)  # the agent learns /bin/true's verdict and marks it
             time.sleep(1.5)
@@ -139,10 +180,32 @@ def measure_exec_and_events(work: Path, idle_seconds: float) -> dict[str, Any]:
         "exec_warm_agent_ms": 1000 * statistics.median(agent_warm),
         "exec_cold_base_ms": 1000 * statistics.median(base_cold),
         "exec_cold_agent_ms": 1000 * statistics.median(agent_cold),
-        "idle_cpu_percent": idle_cpu,
-        "idle_seconds": idle_seconds,
-        "host_busy_percent": busy,
+        **idle,
         **visible,
+    }
+
+
+def measure_idle(pid: int, state: Path, seconds: float) -> dict[str, Any]:
+    """The agent's CPU over ``seconds`` of doing nothing, in total and by thread.
+
+    Other work on the host is not nothing to the agent: it judges every exec and follows
+    every fork, so the figure comes with the number of those it handled meanwhile.
+    """
+    execs0, procs0 = host_events(agent_status(state))
+    cpu0, ticks0, started = cpu_seconds(pid), thread_ticks(pid), time.monotonic()
+    busy = host_busy_percent(seconds)
+    elapsed = time.monotonic() - started
+    cpu1, ticks1 = cpu_seconds(pid), thread_ticks(pid)
+    status = agent_status(state)
+    execs1, procs1 = host_events(status)
+    names = {int(k): str(v) for k, v in (status.get("threads") or {}).items()}
+    return {
+        "idle_cpu_percent": 100.0 * (cpu1 - cpu0) / elapsed,
+        "idle_seconds": elapsed,
+        "host_busy_percent": busy,
+        "idle_exec_events": execs1 - execs0,
+        "idle_process_events": procs1 - procs0,
+        "idle_threads": per_thread_percent(ticks0, ticks1, names, elapsed),
     }
 
 
@@ -242,8 +305,17 @@ def measure(work: Path, idle_seconds: float) -> dict[str, Any]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--idle-seconds", type=float, default=120.0)
+    parser.add_argument(
+        "--idle-only", action="store_true", help="only the idle CPU (total and by thread)"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="traps-agent-bench-") as tmp:
+        if args.idle_only:
+            with running_agent(Path(tmp)) as (_, pid, _, state):
+                time.sleep(5)
+                idle = measure_idle(pid, state, args.idle_seconds)
+            sys.stdout.write(json.dumps(idle, indent=2) + "\n")
+            return 0
         figures = measure(Path(tmp), args.idle_seconds)
     sys.stdout.write(json.dumps(figures, indent=2) + "\n")
     sys.stdout.write("\n".join(report_lines(figures)) + "\n")

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from trapsapi.errors import TrapsError
+from trapsd.wakeup import WakePipe
 
 SOCKET_FILE = "control.sock"
 MAX_LINE = 64 * 1024
@@ -59,6 +60,7 @@ class ControlServer:
         self.group = group
         self._sock: socket.socket | None = None
         self._stopping = threading.Event()
+        self._wake = WakePipe()
         self._thread = threading.Thread(target=self._serve, name="control", daemon=True)
 
     def start(self) -> None:
@@ -88,10 +90,13 @@ class ControlServer:
 
     def stop(self) -> None:
         self._stopping.set()
+        self._wake.wake()
         if self._thread.is_alive():
             self._thread.join(2)
         if self._sock is not None:
             self._sock.close()
+        if not self._thread.is_alive():
+            self._wake.close()
         with contextlib.suppress(OSError):
             self.path.unlink()
 
@@ -99,9 +104,10 @@ class ControlServer:
         assert self._sock is not None
         poller = select.poll()
         poller.register(self._sock, select.POLLIN)
+        poller.register(self._wake, select.POLLIN)
         while not self._stopping.is_set():
-            if not poller.poll(250):
-                continue
+            if all(fd == self._wake.fileno() for fd, _ in poller.poll()):
+                continue  # woken to stop
             try:
                 conn, _ = self._sock.accept()
             except OSError:

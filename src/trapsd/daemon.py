@@ -71,6 +71,7 @@ QUEUE_MAX = 10_000
 RECENT_EVENTS = 200  # `trapsd events` shows these (the outbox empties once uploaded)
 WRITE_BATCH = 500
 _STOP = object()
+_STOP_BYTES = frozenset((0, signal.SIGTERM, signal.SIGINT))
 
 
 def _mode(config: ModuleConfig) -> str:
@@ -87,6 +88,8 @@ class Agent(ActionHost):
         self.state_dir = settings.state_dir
         self.judge = judge
         self.stopping = threading.Event()
+        self._stop_r, self._stop_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        os.set_blocking(self._stop_r, True)  # the main thread sleeps on it
         self.started_at = _now()
         # Per process: the server tells two live copies of one identity apart by it.
         self.instance_id = uuid.uuid4().hex
@@ -152,7 +155,7 @@ class Agent(ActionHost):
             self.outbox,
             self._checkin_request,
             self._on_reply,
-            self.write_status,
+            self._after_checkin,
         )
         self.comms.set_heartbeat(self.policy.heartbeat_interval_s)
         self.waker = self._waker(self.comms) if self.settings.wake_channel else None
@@ -205,20 +208,33 @@ class Agent(ActionHost):
 
     def run(self) -> None:
         """Start, then block until SIGTERM/SIGINT (or :meth:`request_stop`), then stop."""
+        # The C-level handler writes to the wake pipe; the main thread blocks on it with no
+        # timeout (a Python handler calling Event.set() could deadlock on the Event's lock).
+        previous_fd = signal.set_wakeup_fd(self._stop_w, warn_on_full_buffer=False)
         for signum in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(signum, lambda *_: self.stopping.set())
+            signal.signal(signum, lambda *_: None)
         try:
             self.start()
-            while not self.stopping.wait(1.0):
-                pass
+            while not self.stopping.is_set():
+                woken_by = os.read(self._stop_r, 64)  # signal numbers, or 0 from request_stop
+                if _STOP_BYTES.intersection(woken_by):
+                    break
+            self.stopping.set()
             log.info("stopping")
         finally:
+            signal.set_wakeup_fd(previous_fd)
             self.shutdown()
             if self.uninstalling:
                 remove_state(self.state_dir)
 
     def request_stop(self) -> None:
+        """From any thread: the main thread wakes up and stops the agent."""
         self.stopping.set()
+        if self._stop_w >= 0:
+            try:
+                os.write(self._stop_w, b"\0")
+            except OSError:  # a stop is pending already (the pipe is full)
+                pass
 
     def _authorised_stop(self, command: str, password: object) -> dict[str, Any]:
         """``trapsd stop|uninstall``: only with the policy's password (when it sets one); a
@@ -240,7 +256,7 @@ class Agent(ActionHost):
         log.warning("%s authorised by password: the agent stops", command)
         self.stop_authorised = True
         self.uninstalling = self.uninstalling or command == "uninstall"
-        self.stopping.set()
+        self.request_stop()
         return {"ok": True, "command": command}
 
     def shutdown(self) -> None:
@@ -281,6 +297,9 @@ class Agent(ActionHost):
         if self._lock_fd >= 0:
             os.close(self._lock_fd)
             self._lock_fd = -1
+        stop_r, stop_w, self._stop_r, self._stop_w = self._stop_r, self._stop_w, -1, -1
+        for fd in (stop_r, stop_w):
+            os.close(fd)
 
     # --- sensor ----------------------------------------------------------------------------
     def emit(self, detection: Detection) -> None:
@@ -289,12 +308,22 @@ class Agent(ActionHost):
         The detection goes into the crash journal first (a memory write), so a SIGKILL
         before the writer has committed it to the outbox loses nothing.
         """
-        journal, slot = self.journal, -1
-        if journal is not None:
-            try:
-                slot = journal.append(detection)
-            except ValueError:  # closed by a concurrent shutdown
-                slot = -1
+        self.emit_journaled(self.journal_detection(detection), detection)
+
+    def journal_detection(self, detection: Detection, replaces: int = -1) -> int:
+        """A memory write only: safe on the fanotify thread before it answers the kernel."""
+        journal = self.journal
+        if journal is None:
+            return -1
+        try:
+            if replaces >= 0:
+                journal.release([replaces])
+            return journal.append(detection)
+        except ValueError:  # closed by a concurrent shutdown
+            return -1
+
+    def emit_journaled(self, slot: int, detection: Detection) -> None:
+        """Hand a journaled detection to the writer (never blocks)."""
         try:
             self.queue.put_nowait((slot, detection))
         except queue.Full:
@@ -304,7 +333,7 @@ class Agent(ActionHost):
         with self._sensor_lock:
             if policy.exec_active and self.sensor is None:
                 try:
-                    self.sensor = create_sensor(self.settings, policy, self.emit, self.judge)
+                    self.sensor = create_sensor(self.settings, policy, self.emit, self.judge, self)
                     self.sensor_error = ""
                 except SensorUnavailable as exc:
                     self.sensor_error = f"no exec sensor available: {exc}"
@@ -409,8 +438,10 @@ class Agent(ActionHost):
     def _write_loop(self) -> None:
         stop = False
         while not stop:
+            expiry = self.limiter.next_expiry()  # no wake-up unless a summary falls due
             try:
-                item = self.queue.get(timeout=1.0)
+                timeout = None if expiry is None else max(0.0, expiry - time.monotonic())
+                item = self.queue.get(timeout=timeout)
             except queue.Empty:
                 item = None
             batch: list[Detection] = []
@@ -508,6 +539,11 @@ class Agent(ActionHost):
 
         return Waker(self.settings, client, lambda: comms.policy_version, lambda _r: comms.wake())
 
+    def _after_checkin(self) -> None:
+        self.write_status()
+        if self.waker is not None:
+            self.waker.kick()
+
     def _checkin_request(self) -> CheckinRequest:
         return {
             "hostname": hostinfo.hostname(),
@@ -587,6 +623,8 @@ class Agent(ActionHost):
             "sensor_stats": sensor.stats() if sensor else {},
             "behaviour_stats": self.behaviour.stats() if self.behaviour else {},
             "console": console_visibility(self.policy.wire),
+            # native thread id -> name: per-thread CPU from /proc/PID/task (bench, support)
+            "threads": {str(t.native_id): t.name for t in threading.enumerate()},
         }
 
     def write_status(self, running: bool = True) -> None:

@@ -39,6 +39,7 @@ class Waker:
         self._policy_version = policy_version
         self._on_wake = on_wake
         self._stopping = threading.Event()
+        self._kick = threading.Event()
         self._client: AgentClient | None = None
         self.wakeups = 0
         self.failures = 0
@@ -47,8 +48,13 @@ class Waker:
     def start(self) -> None:
         self._thread.start()
 
+    def kick(self) -> None:
+        """A check-in happened: the policy version to wait on may be known now."""
+        self._kick.set()
+
     def stop(self, timeout: float = 3.0) -> None:
         self._stopping.set()
+        self._kick.set()
         client = self._client
         if client is not None:
             client.abort()  # ends a held poll at once
@@ -65,8 +71,9 @@ class Waker:
     def _run(self) -> None:
         while not self._stopping.is_set():
             version = self._policy_version()
-            if version is None:  # no check-in yet: nothing to compare with
-                self._stopping.wait(1.0)
+            if version is None:  # no check-in yet: nothing to compare with, sleep until one
+                self._kick.wait()
+                self._kick.clear()
                 continue
             delay = self._poll(version)
             if delay < 0:  # woken for a new policy: let the check-in bring it first
