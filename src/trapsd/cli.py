@@ -183,7 +183,9 @@ def _enroll(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     from trapsd.daemon import Agent
+    from trapsd.memory import single_malloc_arena
 
+    single_malloc_arena()  # before the first thread (the logging one) starts
     settings = _settings(args)
     _daemon_logging(args.verbose, settings.log_level)
     agent = Agent(settings)

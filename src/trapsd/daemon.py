@@ -46,6 +46,7 @@ from trapsd.forensics import Forensics
 from trapsd.hardening import MemfdNoexec
 from trapsd.identity import load_identity
 from trapsd.journal import Journal, journal_path
+from trapsd.memory import release_free_memory
 from trapsd.outbox import Outbox, outbox_path
 from trapsd.policy import (
     MALWARE,
@@ -215,6 +216,7 @@ class Agent(ActionHost):
             signal.signal(signum, lambda *_: None)
         try:
             self.start()
+            release_free_memory()  # what start-up allocated and freed leaves the RSS
             while not self.stopping.is_set():
                 woken_by = os.read(self._stop_r, 64)  # signal numbers, or 0 from request_stop
                 if _STOP_BYTES.intersection(woken_by):
