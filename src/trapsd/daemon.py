@@ -40,6 +40,7 @@ from trapsd.console.access import visibility as console_visibility
 from trapsd.control import ControlServer, socket_path
 from trapsd.defaults import BEHAVIOUR_MODULES, CHILD_PROCESS, MEMFD_NOEXEC, RESTRICTIONS
 from trapsd.events import Detection, build_event
+from trapsd.exec_rules import MALWARE, ModuleConfig, decide
 from trapsd.files import ensure_private_dir, write_json
 from trapsd.footprint import FootprintMeter
 from trapsd.forensics import Forensics
@@ -49,12 +50,9 @@ from trapsd.journal import Journal, journal_path
 from trapsd.memory import release_free_memory
 from trapsd.outbox import Outbox, outbox_path
 from trapsd.policy import (
-    MALWARE,
-    ModuleConfig,
     Policy,
     PolicyError,
     compile_policy,
-    decide,
     default_policy,
     load_policy,
     save_policy,

@@ -32,7 +32,8 @@ from trapsapi.enums import Mode, Verdict
 from trapsapi.errors import TrapsError
 from trapsapi.wire import AgentAnalysis, AgentVerdictQuery, AgentVerdicts
 from trapsd.analysis import Analysis, analyse
-from trapsd.policy import ALLOW, DENY, NOTIFY, Policy
+from trapsd.exec_rules import ALLOW, DENY, NOTIFY
+from trapsd.policy import Policy
 
 log = logging.getLogger(__name__)
 SERVER = "server"

@@ -23,20 +23,18 @@ from trapsd.defaults import (
     RESTRICTIONS,
 )
 from trapsd.events import Detection, _ppid, parent_images
-from trapsd.hardening import MemfdNoexec
-from trapsd.identity import Identity, save_identity
-from trapsd.policy import (
+from trapsd.exec_rules import (
     DENY,
     NOTIFY,
-    PolicyError,
-    compile_policy,
     decide_child,
     decide_exec,
     decide_restriction,
-    default_policy,
     depends_on_path,
     image_name,
 )
+from trapsd.hardening import MemfdNoexec
+from trapsd.identity import Identity, save_identity
+from trapsd.policy import PolicyError, compile_policy, default_policy
 from trapsd.ratelimit import EventLimiter
 from trapsd.sensors.mounts import Mount, network_mounts, select_mounts
 

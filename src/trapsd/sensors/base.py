@@ -13,7 +13,8 @@ from typing import Protocol
 
 from trapsd.config import AgentSettings
 from trapsd.events import Detection
-from trapsd.policy import Policy, decide
+from trapsd.exec_rules import decide
+from trapsd.policy import Policy
 
 Emit = Callable[[Detection], None]
 

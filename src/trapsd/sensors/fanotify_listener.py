@@ -17,15 +17,8 @@ import time
 from typing import TYPE_CHECKING
 
 from trapsd.events import Detection, exec_detection, parent_images
-from trapsd.policy import (
-    ALLOW,
-    DENY,
-    MALWARE,
-    Finding,
-    Policy,
-    decide_exec,
-    depends_on_path,
-)
+from trapsd.exec_rules import ALLOW, DENY, MALWARE, Finding, decide_exec, depends_on_path
+from trapsd.policy import Policy
 from trapsd.sensors.fanotify_api import (
     AT_FDCWD,
     FAN_ALLOW,
