@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import random
 import threading
+import time
 from collections.abc import Callable
 
 from trapsapi.agent_client import AgentClient
@@ -55,12 +56,16 @@ class Waker:
     def stop(self, timeout: float = 3.0) -> None:
         self._stopping.set()
         self._kick.set()
-        client = self._client
-        if client is not None:
-            client.abort()  # ends a held poll at once
-        self._thread.join(timeout)
-        if self._client is not None:
-            self._client.close()
+        # Abort until the thread is gone: a poll may start just after an abort, and an aborted
+        # kept-alive connection is retried once on a fresh one.
+        deadline = time.monotonic() + timeout
+        while self._thread.is_alive() and time.monotonic() < deadline:
+            client = self._client
+            if client is not None:
+                client.abort()  # ends a held poll at once
+            self._thread.join(0.1)
+        if self._client is not None and not self._thread.is_alive():
+            self._client.close()  # (a stuck poll holds its lock: never wait for it)
 
     def restart_client(self) -> None:
         """After an error: the next poll uses a client built from the current server list."""
