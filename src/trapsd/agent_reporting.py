@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from trapsapi.wire import ModuleState
 from trapsd import __version__, policylog
+from trapsd.actions.dispatcher import Dispatcher
 from trapsd.behaviour.engine import BehaviourEngine
 from trapsd.behaviour.health import idle_states
 from trapsd.checkin import Comms
@@ -58,6 +59,7 @@ class AgentReporting:
     stopping: threading.Event
     stop_authorised: bool
     uninstalling: bool
+    actions: Dispatcher | None
 
     if TYPE_CHECKING:  # provided by the other parts of the Agent
 
@@ -178,6 +180,8 @@ class AgentReporting:
             return self.comms.rotate_now(timeout)
         if command in ("quarantine-list", "quarantine-restore"):
             return self.control_quarantine(request)
+        if command == "logs-collect":
+            return self._collect_logs(request)
         from trapsd.inspection import handle  # the local inspection verbs
 
         reply = handle(cast("Agent", self), request)  # only ever mixed into the Agent
@@ -207,3 +211,14 @@ class AgentReporting:
         self.uninstalling = self.uninstalling or command == "uninstall"
         self.request_stop()
         return {"ok": True, "command": command}
+
+    def _collect_logs(self, request: dict[str, Any]) -> dict[str, Any]:
+        """``trapsd logs collect``: the same bundle as the ``retrieve_logs`` action."""
+        from trapsd.log_collection import daemon_reply
+
+        actions, lines = [], []
+        if self.actions is not None:
+            store = self.actions.store
+            actions = [a.public() for a in store.history() + store.unfinished()]
+            lines = list(self.actions.ring.lines)
+        return daemon_reply(self.status(), self.settings, actions, lines, request)

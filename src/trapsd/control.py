@@ -13,6 +13,7 @@ import logging
 import os
 import select
 import socket
+import struct
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -25,6 +26,7 @@ SOCKET_FILE = "control.sock"
 MAX_LINE = 64 * 1024
 MAX_REPLY = 32 * 1024 * 1024  # a forensics bundle can be large; requests stay small
 SUN_PATH_MAX = 107
+_UCRED = struct.Struct("=iII")  # pid, uid, gid
 log = logging.getLogger(__name__)
 Handler = Callable[[dict[str, Any]], dict[str, Any]]
 
@@ -119,6 +121,7 @@ class ControlServer:
             conn.settimeout(5)
             try:
                 request = _read_line(conn)
+                request["peer_uid"] = _peer_uid(conn)  # the kernel's word, not the client's
             except (OSError, ValueError) as exc:
                 reply: dict[str, Any] = {"ok": False, "error": f"bad request: {exc}"}
             else:
@@ -130,6 +133,12 @@ class ControlServer:
             conn.settimeout(5)
             with contextlib.suppress(OSError):
                 conn.sendall(json.dumps(reply).encode() + b"\n")
+
+
+def _peer_uid(conn: socket.socket) -> int:
+    """The uid of the process at the other end (SO_PEERCRED): root-only commands check it."""
+    creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _UCRED.size)
+    return int(_UCRED.unpack(creds)[1])
 
 
 def _read_line(conn: socket.socket, limit: int = MAX_LINE) -> dict[str, Any]:
