@@ -70,10 +70,10 @@ def default_name() -> str:
 
 def collect(settings: AgentSettings, output: Path | None, as_json: bool) -> int:
     """Write the bundle to ``output`` (new file, 0600) and say what was written."""
-    from trapsd.control import DaemonNotRunning, call
-
     if os.geteuid() != 0:
         raise NotRoot(ROOT_ONLY)
+    from trapsd.control import DaemonNotRunning, call
+
     path = output or Path(default_name())
     if path.exists():
         raise UsageError(f"-O {path}: the file exists (nothing written)")

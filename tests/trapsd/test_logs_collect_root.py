@@ -6,17 +6,16 @@ import gzip
 import hashlib
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from agent_helpers import Agents, free_url, trapsd
 
+from trapsd.cli import main
 from trapsd.config import AgentSettings
 from trapsd.identity import Identity, save_identity
 from trapsd.log_collection import daemon_reply
-
-from .agent_helpers import Agents, free_url, trapsd
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="trapsd logs collect is root only")
 SECTIONS = {"collected_at", "status", "settings", "actions", "quarantine", "isolation", "log"}
@@ -61,17 +60,25 @@ def test_from_the_running_daemon_then_from_the_state_dir(agents: Agents, tmp_pat
 def test_refused_to_anyone_but_root(tmp_path: Path) -> None:
     state = tmp_path / "agent"
     save_identity(state, Identity("agent-1", "s", [free_url()]))
-    tmp_path.chmod(0o777)
     out = tmp_path / "bundle.json.gz"
-    command = ["logs", "collect", "-O", str(out), "--state-dir", str(state)]
-    done = subprocess.run(
-        [sys.executable, "-m", "trapsd", *command],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        user=65534,
-    )
-    assert done.returncode == 4 and "root only" in done.stderr and not out.exists()
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # a real process of user nobody runs the command line
+        code = 99
+        try:
+            os.close(read)
+            sys.stderr = os.fdopen(write, "w")  # the one-line error comes back here
+            os.setuid(65534)
+            code = main(["logs", "collect", "-O", str(out), "--state-dir", str(state)])
+        finally:
+            sys.stderr.flush()
+            os._exit(code)
+    os.close(write)
+    with os.fdopen(read) as stderr:
+        message = stderr.read()
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 4 and "root only" in message, message
+    assert not out.exists()
     # and the daemon's side, for a member of the control-socket group
     reply = daemon_reply({}, AgentSettings(state_dir=state), [], [], {"peer_uid": 1000})
     assert reply["ok"] is False and reply["exit_code"] == 4
