@@ -97,6 +97,19 @@ def thread_ticks(pid: int) -> dict[int, int]:
     return ticks
 
 
+def thread_wakeups(pid: int) -> dict[int, int]:
+    """Voluntary context switches of each thread: one per time it slept and was woken."""
+    out = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            for line in (task / "status").read_text().splitlines():
+                if line.startswith("voluntary_ctxt_switches:"):
+                    out[int(task.name)] = int(line.split()[1])
+        except OSError:
+            continue
+    return out
+
+
 def agent_status(state: Path) -> dict[str, Any]:
     """`trapsd status` of the running agent ({} if it does not answer)."""
     from trapsd.control import call
@@ -209,11 +222,13 @@ class IdleWindow:
     def start(self) -> None:
         self.events0 = host_events(agent_status(self.state))
         self.cpu0, self.ticks0 = cpu_seconds(self.pid), thread_ticks(self.pid)
+        self.wakeups0 = thread_wakeups(self.pid)
         self.host0, self.started = _host_ticks(), time.monotonic()
 
     def finish(self) -> dict[str, Any]:
         elapsed = time.monotonic() - self.started
         cpu1, ticks1, host1 = cpu_seconds(self.pid), thread_ticks(self.pid), _host_ticks()
+        wakeups1 = thread_wakeups(self.pid)
         status = agent_status(self.state)
         execs1, procs1 = host_events(status)
         names = {int(k): str(v) for k, v in (status.get("threads") or {}).items()}
@@ -225,6 +240,13 @@ class IdleWindow:
             "idle_exec_events": execs1 - self.events0[0],
             "idle_process_events": procs1 - self.events0[1],
             "idle_threads": per_thread_percent(self.ticks0, ticks1, names, elapsed),
+            "idle_wakeups_per_min": {
+                names.get(tid, f"tid {tid}"): round(
+                    60 * (n - self.wakeups0.get(tid, 0)) / elapsed, 1
+                )
+                for tid, n in sorted(wakeups1.items())
+                if n != self.wakeups0.get(tid, 0)
+            },
         }
 
 
