@@ -149,23 +149,30 @@ class ConnectorSource(Source):
                 ready = poller.poll()  # no timeout: stop() writes the wake pipe
                 if all(fd == self._wake.fileno() for fd, _ in ready):
                     continue
-                try:
-                    data = self._sock.recv(65536)
-                except OSError as exc:
-                    if exc.errno != errno.ENOBUFS:
-                        raise
-                    self.counts["lost"] += 1
-                    self._resync()
-                    continue
-                for event in parse_events(data):
-                    self.counts["events"] += 1
-                    self._apply(event.what, event.pid, event)
+                self._drain()
         finally:
             try:
                 self._sock.send(_subscribe_message(PROC_CN_MCAST_IGNORE))
             except OSError:
                 pass
             self._sock.close()
+
+    def _drain(self) -> None:
+        """Every message queued now (one poll() per burst, not one per event)."""
+        while not self._stopping.is_set():
+            try:
+                data = self._sock.recv(65536, socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                return
+            except OSError as exc:
+                if exc.errno != errno.ENOBUFS:
+                    raise
+                self.counts["lost"] += 1
+                self._resync()
+                continue
+            for event in parse_events(data):
+                self.counts["events"] += 1
+                self._apply(event.what, event.pid, event)
 
     def _resync(self) -> None:
         self.tree.resync()
