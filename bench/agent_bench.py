@@ -20,7 +20,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -38,6 +38,20 @@ IDLE_CPU_GOAL_PERCENT = 0.05
 INSTALL_GOAL_MB = 30.0
 VISIBLE_P95_GOAL_S = 1.0
 TICKS = os.sysconf("SC_CLK_TCK")
+
+
+AGENT_ENV = {"PYTHONOPTIMIZE": "2"}
+"""As packaging/systemd/trapsd.service runs the agent (no docstrings in memory: -1 MB RSS)."""
+
+
+def start_agent(programs: Any, *args: str) -> Any:
+    """``trapsd run …`` as the systemd unit starts it (its environment)."""
+    saved = programs.env
+    programs.env = {**(saved if saved is not None else os.environ), **AGENT_ENV}
+    try:
+        return programs.start("trapsd", "run", *args)
+    finally:
+        programs.env = saved
 
 
 def _copies(directory: Path, count: int) -> list[tuple[Path, str]]:
@@ -71,41 +85,92 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICKS  # utime + stime
 
 
-def host_busy_percent(seconds: float) -> float:
-    """How busy the whole host was (all cores), for the reader of an idle figure."""
+def thread_ticks(pid: int) -> dict[int, int]:
+    """CPU ticks (utime + stime) of each thread of ``pid``, by native thread id."""
+    ticks = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            fields = (task / "stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            continue  # the thread ended meanwhile
+        ticks[int(task.name)] = int(fields[11]) + int(fields[12])
+    return ticks
 
-    def sample() -> tuple[int, int]:
-        values = [int(v) for v in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
-        return sum(values) - values[3] - values[4], sum(values)  # busy, total
 
-    busy0, total0 = sample()
-    time.sleep(seconds)
-    busy1, total1 = sample()
-    return 100.0 * (busy1 - busy0) / max(1, total1 - total0)
+def thread_wakeups(pid: int) -> dict[int, int]:
+    """Voluntary context switches of each thread: one per time it slept and was woken."""
+    out = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            for line in (task / "status").read_text().splitlines():
+                if line.startswith("voluntary_ctxt_switches:"):
+                    out[int(task.name)] = int(line.split()[1])
+        except OSError:
+            continue
+    return out
+
+
+def agent_status(state: Path) -> dict[str, Any]:
+    """`trapsd status` of the running agent ({} if it does not answer)."""
+    from trapsd.control import call
+
+    try:
+        status: dict[str, Any] = call(state, {"cmd": "status"}, 5.0)["status"]
+    except Exception:  # not answering: the figures go without names and counts
+        return {}
+    return status
+
+
+def host_events(status: dict[str, Any]) -> tuple[int, int]:
+    """(exec-permission events judged, process events seen) so far by the agent."""
+    sensor = status.get("sensor_stats") or {}
+    behaviour = status.get("behaviour_stats") or {}
+    return int(sensor.get("events", 0)), int(behaviour.get("events", 0))
+
+
+def per_thread_percent(
+    before: dict[int, int], after: dict[int, int], names: dict[int, str], seconds: float
+) -> dict[str, float]:
+    """% of a core per thread name over the window (threads that used nothing left out)."""
+    out: dict[str, float] = {}
+    for tid, value in after.items():
+        used = value - before.get(tid, 0)
+        if used:
+            name = names.get(tid, f"tid {tid}")
+            out[name] = out.get(name, 0.0) + 100.0 * used / TICKS / seconds
+    return dict(sorted(out.items(), key=lambda item: -item[1]))
+
+
+def _host_ticks() -> tuple[int, int]:
+    """(busy, total) ticks of the whole host: how busy it was during an idle figure."""
+    values = [int(v) for v in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
+    return sum(values) - values[3] - values[4], sum(values)
 
 
 @contextmanager
-def running_agent(work: Path) -> Iterator[tuple[AdminClient, int, str, Path]]:
+def running_agent(
+    work: Path, name: str = "esm-agent-bench"
+) -> Iterator[tuple[AdminClient, int, str, Path]]:
     """A fresh ESM and an enrolled, connected `trapsd run`: (admin, pid, agent id, state)."""
     from run import running_esm
 
-    with running_esm(work, "esm-agent-bench") as (port, admin, programs):
+    with running_esm(work, name) as (port, admin, programs):
         token = admin.create_token(label="agent-bench")["token"]
-        state = work / "agent-bench"
+        state = work / f"agent-{name}"
         enrolled = programs.run(
             "trapsd", "enroll", "--server", f"http://127.0.0.1:{port}",
             "--token-file", "-", "--state-dir", str(state), stdin=token + "\n",
         )  # fmt: skip
         if enrolled.returncode:
             raise SystemExit(f"trapsd enroll: {describe(enrolled)}")
-        agent = programs.start("trapsd", "run", "--state-dir", str(state))
+        agent = start_agent(programs, "--state-dir", str(state))
         programs.wait_for("the agent", lambda: admin.list_agents(health="connected")["data"])
         agent_id = json.loads((state / "identity.json").read_text())["agent_id"]
         yield admin, agent.pid, agent_id, state
 
 
-def measure_exec_and_events(work: Path, idle_seconds: float) -> dict[str, Any]:
-    """Exec latency without and with the agent, idle CPU, and event visibility."""
+def measure_exec_and_events(work: Path, idle_seconds: float = 0.0) -> dict[str, Any]:
+    """Exec latency without and with the agent, event visibility (and idle CPU if asked)."""
     if os.geteuid() != 0:
         return {"skipped": "needs root (fanotify exec blocking)"}
     scratch = Path(tempfile.mkdtemp(prefix="traps-exec-", dir="/var/tmp"))
@@ -118,12 +183,10 @@ def measure_exec_and_events(work: Path, idle_seconds: float) -> dict[str, Any]:
         base_warm = exec_seconds(warm, 20)
         base_cold = exec_seconds([p for p, _ in cold_without])
         with running_agent(work) as (admin, pid, agent_id, state):
-            # Idle first: what the agent does with nothing to do (later work would still be
-            # finishing: forensics bundles, analysis of new files).
-            time.sleep(5)
-            cpu0, started = cpu_seconds(pid), time.monotonic()
-            busy = host_busy_percent(idle_seconds)
-            idle_cpu = 100.0 * (cpu_seconds(pid) - cpu0) / (time.monotonic() - started)
+            idle: dict[str, Any] = {}
+            if idle_seconds:  # idle first: later work would still be finishing (forensics)
+                time.sleep(5)
+                idle = measure_idle(pid, state, idle_seconds)
             cold_with = _copies(scratch / "with", 150)
             exec_seconds(warm, 2)  # the agent learns /bin/true's verdict and marks it
             time.sleep(1.5)
@@ -139,11 +202,84 @@ def measure_exec_and_events(work: Path, idle_seconds: float) -> dict[str, Any]:
         "exec_warm_agent_ms": 1000 * statistics.median(agent_warm),
         "exec_cold_base_ms": 1000 * statistics.median(base_cold),
         "exec_cold_agent_ms": 1000 * statistics.median(agent_cold),
-        "idle_cpu_percent": idle_cpu,
-        "idle_seconds": idle_seconds,
-        "host_busy_percent": busy,
+        **idle,
         **visible,
     }
+
+
+class IdleWindow:
+    """The agent's CPU over a window of doing nothing, in total and by thread.
+
+    Other work on the host is not nothing to the agent: it judges every exec and follows
+    every fork, so the figure comes with the number of those it handled meanwhile, and is an
+    upper bound of what the agent costs on a quiet host. :meth:`start` then :meth:`finish`
+    (after the window); ``bench/run.py`` lets the window run beside the server benchmarks.
+    """
+
+    def __init__(self, pid: int, state: Path) -> None:
+        self.pid, self.state = pid, state
+
+    def start(self) -> None:
+        self.events0 = host_events(agent_status(self.state))
+        self.cpu0, self.ticks0 = cpu_seconds(self.pid), thread_ticks(self.pid)
+        self.wakeups0 = thread_wakeups(self.pid)
+        self.host0, self.started = _host_ticks(), time.monotonic()
+
+    def finish(self) -> dict[str, Any]:
+        elapsed = time.monotonic() - self.started
+        cpu1, ticks1, host1 = cpu_seconds(self.pid), thread_ticks(self.pid), _host_ticks()
+        wakeups1 = thread_wakeups(self.pid)
+        status = agent_status(self.state)
+        execs1, procs1 = host_events(status)
+        names = {int(k): str(v) for k, v in (status.get("threads") or {}).items()}
+        busy = 100.0 * (host1[0] - self.host0[0]) / max(1, host1[1] - self.host0[1])
+        return {
+            "idle_cpu_percent": 100.0 * (cpu1 - self.cpu0) / elapsed,
+            "idle_seconds": elapsed,
+            "host_busy_percent": busy,
+            "idle_exec_events": execs1 - self.events0[0],
+            "idle_process_events": procs1 - self.events0[1],
+            "idle_threads": per_thread_percent(self.ticks0, ticks1, names, elapsed),
+            "idle_wakeups_per_min": {
+                names.get(tid, f"tid {tid}"): round(
+                    60 * (n - self.wakeups0.get(tid, 0)) / elapsed, 1
+                )
+                for tid, n in sorted(wakeups1.items())
+                if n != self.wakeups0.get(tid, 0)
+            },
+        }
+
+
+def measure_idle(pid: int, state: Path, seconds: float) -> dict[str, Any]:
+    window = IdleWindow(pid, state)
+    window.start()
+    time.sleep(seconds)
+    return window.finish()
+
+
+@contextmanager
+def idle_agent(work: Path, seconds: float) -> Iterator[Callable[[], dict[str, Any]]]:
+    """An enrolled agent left alone for ``seconds`` while the caller does other work (that
+    must not exec much, nor run another agent); yields a function that waits for the end of
+    the window and returns its figures."""
+    if os.geteuid() != 0:
+        yield lambda: {"skipped": "needs root (fanotify exec blocking)"}
+        return
+    with running_agent(work, "esm-idle") as (_, pid, _, state):
+        time.sleep(5)  # start-up work (first process scan, forensics dir) settles
+        window = IdleWindow(pid, state)
+        window.start()
+        ends = time.monotonic() + seconds
+        result: dict[str, Any] = {}
+
+        def wait() -> dict[str, Any]:
+            if not result:
+                time.sleep(max(0.0, ends - time.monotonic()))
+                result.update(window.finish())
+            return result
+
+        yield wait
+        wait()
 
 
 def _event_visibility(
@@ -216,11 +352,10 @@ def report_lines(figures: dict[str, Any]) -> list[str]:
         f" | {'yes' if warm <= EXEC_RATIO_GOAL else 'no'} |",
         f"| exec of a never-seen binary (hashed and judged) | {agent['exec_cold_agent_ms']:.2f} ms"
         f" | {agent['exec_cold_base_ms']:.2f} ms without | {cold:.2f} | (informational) | - |",
-        f"| trapsd idle CPU over {agent['idle_seconds']:.0f} s | "
-        f"{agent['idle_cpu_percent']:.3f} % of a core | host {agent['host_busy_percent']:.0f} %"
-        f" busy meanwhile | - | ≤ {IDLE_CPU_GOAL_PERCENT} % | "
-        f"{'yes' if agent['idle_cpu_percent'] <= IDLE_CPU_GOAL_PERCENT else 'no'} |",
     ]
+    idle = figures.get("idle") or agent
+    if "idle_cpu_percent" in idle:
+        lines.append(idle_line(idle))
     if "visible_p95_s" in agent:
         p95 = agent["visible_p95_s"]
         met = "yes" if p95 <= VISIBLE_P95_GOAL_S else "no"
@@ -230,6 +365,25 @@ def report_lines(figures: dict[str, Any]) -> list[str]:
             f" | {p95 / VISIBLE_P95_GOAL_S:.2f} | ≤ 1.00 | {met} |"
         )
     return lines
+
+
+def idle_line(idle: dict[str, Any]) -> str:
+    """The idle CPU row: the total, with the host's work the agent handled meanwhile."""
+    met = "yes" if idle["idle_cpu_percent"] <= IDLE_CPU_GOAL_PERCENT else "no"
+    during = idle.get("during", "")
+    return (
+        f"| trapsd idle CPU over {idle['idle_seconds']:.0f} s{during} | "
+        f"{idle['idle_cpu_percent']:.3f} % of a core | host {idle['host_busy_percent']:.0f} % "
+        f"busy meanwhile; the agent judged {idle.get('idle_exec_events', '?')} execs and followed "
+        f"{idle.get('idle_process_events', '?')} process events | - | "
+        f"≤ {IDLE_CPU_GOAL_PERCENT} % | {met} |"
+    )
+
+
+def idle_thread_text(idle: dict[str, Any]) -> str:
+    threads = idle.get("idle_threads") or {}
+    shown = ", ".join(f"{name} {value:.3f} %" for name, value in threads.items())
+    return f"Idle CPU by thread (% of a core): {shown or 'none measurable (0 ticks)'}."
 
 
 def measure(work: Path, idle_seconds: float) -> dict[str, Any]:
@@ -242,8 +396,17 @@ def measure(work: Path, idle_seconds: float) -> dict[str, Any]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--idle-seconds", type=float, default=120.0)
+    parser.add_argument(
+        "--idle-only", action="store_true", help="only the idle CPU (total and by thread)"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="traps-agent-bench-") as tmp:
+        if args.idle_only:
+            with running_agent(Path(tmp)) as (_, pid, _, state):
+                time.sleep(5)
+                idle = measure_idle(pid, state, args.idle_seconds)
+            sys.stdout.write(json.dumps(idle, indent=2) + "\n")
+            return 0
         figures = measure(Path(tmp), args.idle_seconds)
     sys.stdout.write(json.dumps(figures, indent=2) + "\n")
     sys.stdout.write("\n".join(report_lines(figures)) + "\n")

@@ -201,7 +201,7 @@ class Comms:
                         until = max(self._retry_at, self._upload_at)
                     else:
                         until = self._next_heartbeat
-                    self._cond.wait(min(max(until - now, 0.05), 60.0))
+                    self._cond.wait(max(until - now, 0.05))  # the next real deadline
                 if self._stopping:
                     self._release_waiters()
                     return

@@ -1,4 +1,4 @@
-"""The ``trapsd`` command line: enroll, run, status, checkin, rotate-credential, console.
+"""The ``trapsd`` command line: enroll, run, status, checkin, rotate-credential, logs, console.
 
 One error funnel: every failure is one line on stderr and an exit code from
 :class:`trapsapi.errors.ExitCode` (2 for usage); ``-v`` adds debug logs and tracebacks.
@@ -126,6 +126,12 @@ def _parser() -> argparse.ArgumentParser:
         commands.choices[name].add_argument(
             "-o", "--output", choices=("table", "json"), default="table"
         )
+    logs = command("logs", "Collect the agent's log bundle into a local file (root only).")
+    logs.add_argument("verb", choices=("collect",), help="collect")
+    logs.add_argument(
+        "-O", dest="file", type=Path, help="write here (default: trapsd-logs-HOST-TIME.json.gz)"
+    )
+    logs.add_argument("-o", "--output", choices=("table", "json"), default="table")
     command("console", "The local console: modules, events, processes, policy, check in now.")
     return parser
 
@@ -183,7 +189,9 @@ def _enroll(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     from trapsd.daemon import Agent
+    from trapsd.memory import single_malloc_arena
 
+    single_malloc_arena()  # before the first thread (the logging one) starts
     settings = _settings(args)
     _daemon_logging(args.verbose, settings.log_level)
     agent = Agent(settings)
@@ -271,6 +279,12 @@ def _quarantine(args: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
+def _logs(args: argparse.Namespace) -> int:
+    from trapsd.log_collection import collect
+
+    return collect(_settings(args), args.file, args.output == "json")
+
+
 def _console(args: argparse.Namespace) -> int:
     """The Textual console (the ``cli`` extra), if the policy lets this user open it."""
     import importlib.util
@@ -336,6 +350,7 @@ COMMANDS = {
     "uninstall": _stop,
     "policy-log": _policy_log,
     "quarantine": _quarantine,
+    "logs": _logs,
     "console": _console,
 }
 

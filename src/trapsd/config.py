@@ -57,7 +57,9 @@ class AgentSettings:
     ignore_marks_max: int = 8192
     exclude_mounts: list[str] = dataclasses.field(default_factory=list)
     """Mount points (and everything below them) fanotify must not watch."""
-    mount_rescan_s: float = 30.0
+    mount_rescan_s: float = 0.0
+    """Mounts are marked when the mount table changes (POLLPRI on /proc/self/mountinfo);
+    a value > 0 also rescans it this often (0: only on a change, no periodic wake-up)."""
     event_repeat_window_s: float = 60.0
     """Duplicates of an event (module, path, parent, action) within this window are counted
     into one summary event with a repeat count."""
@@ -96,6 +98,8 @@ class AgentSettings:
         for name in ("request_timeout_s", "poll_interval_s", "watchdog_timeout_s"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name}: must be greater than 0")
+        if self.mount_rescan_s < 0:
+            raise ConfigError("mount_rescan_s: must be 0 (on change only) or more")
         if self.replay_events_per_s < 0:
             raise ConfigError("replay_events_per_s: must be 0 (unlimited) or more")
         if self.backoff_max_s < self.backoff_min_s:

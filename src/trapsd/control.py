@@ -13,17 +13,20 @@ import logging
 import os
 import select
 import socket
+import struct
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from trapsapi.errors import TrapsError
+from trapsd.wakeup import WakePipe
 
 SOCKET_FILE = "control.sock"
 MAX_LINE = 64 * 1024
 MAX_REPLY = 32 * 1024 * 1024  # a forensics bundle can be large; requests stay small
 SUN_PATH_MAX = 107
+_UCRED = struct.Struct("=iII")  # pid, uid, gid
 log = logging.getLogger(__name__)
 Handler = Callable[[dict[str, Any]], dict[str, Any]]
 
@@ -59,6 +62,7 @@ class ControlServer:
         self.group = group
         self._sock: socket.socket | None = None
         self._stopping = threading.Event()
+        self._wake = WakePipe()
         self._thread = threading.Thread(target=self._serve, name="control", daemon=True)
 
     def start(self) -> None:
@@ -88,10 +92,13 @@ class ControlServer:
 
     def stop(self) -> None:
         self._stopping.set()
+        self._wake.wake()
         if self._thread.is_alive():
             self._thread.join(2)
         if self._sock is not None:
             self._sock.close()
+        if not self._thread.is_alive():
+            self._wake.close()
         with contextlib.suppress(OSError):
             self.path.unlink()
 
@@ -99,9 +106,10 @@ class ControlServer:
         assert self._sock is not None
         poller = select.poll()
         poller.register(self._sock, select.POLLIN)
+        poller.register(self._wake, select.POLLIN)
         while not self._stopping.is_set():
-            if not poller.poll(250):
-                continue
+            if all(fd == self._wake.fileno() for fd, _ in poller.poll()):
+                continue  # woken to stop
             try:
                 conn, _ = self._sock.accept()
             except OSError:
@@ -113,6 +121,7 @@ class ControlServer:
             conn.settimeout(5)
             try:
                 request = _read_line(conn)
+                request["peer_uid"] = _peer_uid(conn)  # the kernel's word, not the client's
             except (OSError, ValueError) as exc:
                 reply: dict[str, Any] = {"ok": False, "error": f"bad request: {exc}"}
             else:
@@ -124,6 +133,12 @@ class ControlServer:
             conn.settimeout(5)
             with contextlib.suppress(OSError):
                 conn.sendall(json.dumps(reply).encode() + b"\n")
+
+
+def _peer_uid(conn: socket.socket) -> int:
+    """The uid of the process at the other end (SO_PEERCRED): root-only commands check it."""
+    creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _UCRED.size)
+    return int(_UCRED.unpack(creds)[1])
 
 
 def _read_line(conn: socket.socket, limit: int = MAX_LINE) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from typing import Any
 
 from trapsapi.enums import Severity
 from trapsapi.wire import SecurityEvent
-from trapsd.policy import MALWARE, Finding, action_for, reported
+from trapsd.exec_rules import MALWARE, Finding, action_for, reported
 
 LONG_TEXT = 8192
 SHORT_TEXT = 255

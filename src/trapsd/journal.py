@@ -3,7 +3,10 @@
 A sensor thread decides (and may deny an exec) long before the writer thread has committed
 the event to the SQLite outbox. A process killed in between would lose that event. So the
 sensor first copies the detection into a slot of a ``MAP_SHARED`` file mapping: a plain
-memory write, no system call, nothing that can block the thread that answers fanotify. The
+memory write, no system call, nothing that can block the thread that answers fanotify, which
+journals a detection *before* it writes its answer to the kernel. The file's blocks are
+allocated when it is created and its pages are locked in memory (``mlock``), so a slot write
+never waits for a disk read; the only lock is held by other threads for memory writes only. The
 kernel keeps those pages when the process dies, however it dies; only a kernel crash or a
 power loss before writeback can lose them. Once the outbox has committed the event, the
 writer frees the slot. At start-up every slot still holding a record is recovered into the
@@ -60,10 +63,14 @@ class Journal:
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
             if os.fstat(fd).st_size != size:
-                os.ftruncate(fd, size)
-            self._map = mmap.mmap(fd, size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, bytes(size), 0)  # blocks allocated now, not on a later write
+            self._map = mmap.mmap(
+                fd, size, mmap.MAP_SHARED | mmap.MAP_POPULATE, mmap.PROT_READ | mmap.PROT_WRITE
+            )
         finally:
             os.close(fd)
+        _lock_in_memory(self._map)
         self._lock = threading.Lock()
         self._next = 1
         self.full = 0  # detections that found no free slot (still queued, just unjournaled)
@@ -117,6 +124,24 @@ class Journal:
     def close(self) -> None:
         with self._lock:
             self._map.close()
+
+
+def _lock_in_memory(mapping: mmap.mmap) -> None:
+    """mlock() the ring: a slot write never waits for a page to be read back from disk.
+
+    (Best effort: without the privilege or the memlock allowance the pages stay in the page
+    cache as long as they are used, which they are on every detection.)
+    """
+    import ctypes
+
+    view = ctypes.c_char.from_buffer(mapping)  # an export of the mapping: released below
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.mlock(ctypes.c_void_p(ctypes.addressof(view)), ctypes.c_size_t(len(mapping)))
+    except (OSError, AttributeError):
+        pass
+    finally:
+        del view
 
 
 def journal_path(state_dir: Path) -> Path:

@@ -66,6 +66,12 @@ class EventLimiter:
             out += self._close(window)
         return out
 
+    def next_expiry(self) -> float | None:
+        """When the oldest open window closes (None: none is open)."""
+        for window in self._windows.values():  # insertion order is expiry order
+            return window.until
+        return None
+
     def flush(self) -> list[Detection]:
         """Every pending summary (the agent is stopping)."""
         out: list[Detection] = []

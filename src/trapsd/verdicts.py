@@ -17,6 +17,7 @@ Until a hash has a verdict, the file gets no kernel ignore mark, so it is asked 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -31,7 +32,8 @@ from trapsapi.enums import Mode, Verdict
 from trapsapi.errors import TrapsError
 from trapsapi.wire import AgentAnalysis, AgentVerdictQuery, AgentVerdicts
 from trapsd.analysis import Analysis, analyse
-from trapsd.policy import ALLOW, DENY, NOTIFY, Policy
+from trapsd.exec_rules import ALLOW, DENY, NOTIFY
+from trapsd.policy import Policy
 
 log = logging.getLogger(__name__)
 SERVER = "server"
@@ -44,6 +46,7 @@ OFFLINE_RETRY_S = 60
 MAX_ENTRIES = 65536
 MAX_PENDING = 4096
 READ_MAX = 128 * 1024 * 1024
+_WAKE: tuple[bytes, str] = (b"", "")  # put by stop(): compared by identity
 
 Query = Callable[[AgentVerdictQuery], AgentVerdicts]
 
@@ -112,6 +115,8 @@ class Verdicts:
 
     def stop(self, timeout: float = 3.0) -> None:
         self._stop.set()
+        with contextlib.suppress(queue.Full):  # full: the thread is busy and sees _stop
+            self._pending.put_nowait(_WAKE)
         if self._thread.is_alive():
             self._thread.join(timeout)
 
@@ -132,17 +137,19 @@ class Verdicts:
                     log.exception("analyst: unexpected error")
 
     def _take(self) -> list[tuple[bytes, str]]:
-        try:
-            first = self._pending.get(timeout=QUERY_EVERY_S)
-        except queue.Empty:
+        first = self._pending.get()  # no timeout: nothing to do until a file is submitted
+        if first is _WAKE:
             return []
         batch = [first]
         deadline = time.monotonic() + QUERY_EVERY_S
         while len(batch) < QUERY_BATCH and time.monotonic() < deadline:
             try:
-                batch.append(self._pending.get(timeout=max(0.0, deadline - time.monotonic())))
+                item = self._pending.get(timeout=max(0.0, deadline - time.monotonic()))
             except queue.Empty:
                 break
+            if item is _WAKE:
+                break
+            batch.append(item)
         return batch
 
     def process(self, batch: list[tuple[bytes, str]]) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import random
 import threading
+import time
 from collections.abc import Callable
 
 from trapsapi.agent_client import AgentClient
@@ -39,6 +40,7 @@ class Waker:
         self._policy_version = policy_version
         self._on_wake = on_wake
         self._stopping = threading.Event()
+        self._kick = threading.Event()
         self._client: AgentClient | None = None
         self.wakeups = 0
         self.failures = 0
@@ -47,14 +49,23 @@ class Waker:
     def start(self) -> None:
         self._thread.start()
 
+    def kick(self) -> None:
+        """A check-in happened: the policy version to wait on may be known now."""
+        self._kick.set()
+
     def stop(self, timeout: float = 3.0) -> None:
         self._stopping.set()
-        client = self._client
-        if client is not None:
-            client.abort()  # ends a held poll at once
-        self._thread.join(timeout)
-        if self._client is not None:
-            self._client.close()
+        self._kick.set()
+        # Abort until the thread is gone: a poll may start just after an abort, and an aborted
+        # kept-alive connection is retried once on a fresh one.
+        deadline = time.monotonic() + timeout
+        while self._thread.is_alive() and time.monotonic() < deadline:
+            client = self._client
+            if client is not None:
+                client.abort()  # ends a held poll at once
+            self._thread.join(0.1)
+        if self._client is not None and not self._thread.is_alive():
+            self._client.close()  # (a stuck poll holds its lock: never wait for it)
 
     def restart_client(self) -> None:
         """After an error: the next poll uses a client built from the current server list."""
@@ -65,8 +76,9 @@ class Waker:
     def _run(self) -> None:
         while not self._stopping.is_set():
             version = self._policy_version()
-            if version is None:  # no check-in yet: nothing to compare with
-                self._stopping.wait(1.0)
+            if version is None:  # no check-in yet: nothing to compare with, sleep until one
+                self._kick.wait()
+                self._kick.clear()
                 continue
             delay = self._poll(version)
             if delay < 0:  # woken for a new policy: let the check-in bring it first

@@ -24,8 +24,9 @@ from agent_helpers import BEHAVIOUR_OFF, ROOT_ONLY, Sensors, free_url, policy_fo
 from trapsd.config import AgentSettings
 from trapsd.daemon import Agent
 from trapsd.events import Detection
+from trapsd.exec_rules import decide
 from trapsd.identity import Identity, save_identity
-from trapsd.policy import Policy, compile_policy, decide, save_policy
+from trapsd.policy import Policy, compile_policy, save_policy
 from trapsd.sensors.fanotify import FanotifySensor
 from trapsd.sensors.proc_connector import ProcConnectorSensor
 

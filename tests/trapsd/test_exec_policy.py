@@ -23,20 +23,18 @@ from trapsd.defaults import (
     RESTRICTIONS,
 )
 from trapsd.events import Detection, _ppid, parent_images
-from trapsd.hardening import MemfdNoexec
-from trapsd.identity import Identity, save_identity
-from trapsd.policy import (
+from trapsd.exec_rules import (
     DENY,
     NOTIFY,
-    PolicyError,
-    compile_policy,
     decide_child,
     decide_exec,
     decide_restriction,
-    default_policy,
     depends_on_path,
     image_name,
 )
+from trapsd.hardening import MemfdNoexec
+from trapsd.identity import Identity, save_identity
+from trapsd.policy import PolicyError, compile_policy, default_policy
 from trapsd.ratelimit import EventLimiter
 from trapsd.sensors.mounts import Mount, network_mounts, select_mounts
 
@@ -213,11 +211,13 @@ def test_duplicates_within_the_window_become_one_event_with_a_count() -> None:
     assert limiter.admit(other, 5.0) == [other]  # another path is another event
     assert limiter.admit(detection(parent="/usr/sbin/nginx"), 6.0) != []
     assert limiter.expire(59.0) == []
+    assert limiter.next_expiry() == 60.0  # the writer sleeps until then, not a tick sooner
     (summary,) = limiter.expire(60.0)
     assert summary.details["repeat_count"] == 4 and summary.process_path == "/tmp/x"
     assert limiter.expire(120.0) == []  # the others had no duplicates: nothing more
     assert limiter.admit(detection(), 121.0) != []  # a new window
     assert limiter.suppressed == 4
+    assert EventLimiter(window_s=60).next_expiry() is None  # nothing open: no wake-up at all
 
 
 def test_the_limiter_is_bounded_and_flushes_on_stop() -> None:

@@ -6,18 +6,8 @@ from typing import Any
 import pytest
 from agent_helpers import policy_for
 
-from trapsd.policy import (
-    ALLOW,
-    DENY,
-    NOTIFY,
-    PolicyError,
-    action_for,
-    compile_policy,
-    decide,
-    default_policy,
-    load_policy,
-    save_policy,
-)
+from trapsd.exec_rules import ALLOW, DENY, NOTIFY, action_for, decide
+from trapsd.policy import PolicyError, compile_policy, default_policy, load_policy, save_policy
 
 EVIL, GOOD = "e" * 64, "0" * 64
 

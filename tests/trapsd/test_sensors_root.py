@@ -19,7 +19,8 @@ from agent_helpers import ROOT_ONLY, Sensors, make_binary, policy_for, wait_for
 
 from trapsd.config import AgentSettings
 from trapsd.events import Detection
-from trapsd.policy import Policy, decide
+from trapsd.exec_rules import decide
+from trapsd.policy import Policy
 from trapsd.sensors.base import create_sensor
 from trapsd.sensors.fanotify import FanotifySensor
 from trapsd.sensors.poll import PollSensor
@@ -226,7 +227,8 @@ NEW_MOUNT_SCRIPT = """
 import json, subprocess, sys, time
 from pathlib import Path
 from trapsd.config import AgentSettings
-from trapsd.policy import compile_policy, decide
+from trapsd.exec_rules import decide
+from trapsd.policy import compile_policy
 from trapsd.sensors.fanotify import FanotifySensor
 source, sha256, mnt = Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3])
 policy = compile_policy({"version": 1, "blocked_hashes": [sha256]})

@@ -12,7 +12,7 @@ from agent_helpers import policy_for
 
 from trapsapi.errors import Unreachable
 from trapsapi.wire import AgentVerdictQuery, AgentVerdicts
-from trapsd.policy import ALLOW, DENY, NOTIFY
+from trapsd.exec_rules import ALLOW, DENY, NOTIFY
 from trapsd.verdicts import LOCAL, SERVER, Verdicts
 
 A, B, C = bytes([0xAA]) * 32, bytes([0xBB]) * 32, bytes([0xCC]) * 32

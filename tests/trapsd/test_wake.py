@@ -63,12 +63,13 @@ def link(settings: AgentSettings, tmp_path: Path, live_esm: Any, admin: Any) -> 
     save_identity(settings.state_dir, identity)
     box = Outbox(tmp_path / "o.db", 1 << 20)
     replies: list[Any] = []
-    comms = Comms(settings, identity, box, _request, replies.append)
 
     def client(timeout: float) -> AgentClient:
         return AgentClient(identity.servers, identity.agent_id, identity.agent_secret, timeout)
 
     waker = Waker(settings, client, lambda: comms.policy_version, lambda _r: comms.wake())
+    # As in the daemon: each check-in kicks the waker (it sleeps until the first one).
+    comms = Comms(settings, identity, box, _request, replies.append, waker.kick)
     comms.start()
     waker.start()
     try:

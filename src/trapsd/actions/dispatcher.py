@@ -91,8 +91,9 @@ class Dispatcher:
         while True:
             with self._wake:
                 while not self._wanted and not self._stopping:
-                    self._wake.wait(self._retry_s if self._pending_reports() else 60.0)
-                    if self._pending_reports():
+                    # Unreported results: retry after the back-off; else sleep until told.
+                    retry = self._retry_s if self._pending_reports() else None
+                    if not self._wake.wait(retry) and retry is not None:
                         break
                 if self._stopping:
                     return

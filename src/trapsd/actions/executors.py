@@ -17,7 +17,7 @@ from typing import Any, Protocol
 from trapsapi.agent_client import UploadKind
 from trapsapi.wire_actions import MAX_UPLOAD_BYTES, ForensicUpload, LogUpload
 from trapsd.actions import isolation, quarantine
-from trapsd.actions.logs import LogRing, bundle
+from trapsd.actions.logs import LogRing, bundle, log_sections
 from trapsd.actions.process import KillRefused, kill
 from trapsd.actions.scan import find_by_hash, scan
 from trapsd.actions.store import ActionStore
@@ -139,13 +139,8 @@ def _clear_history(ctx: Context, _params: dict[str, Any]) -> Outcome:
 
 def _retrieve_logs(ctx: Context, params: dict[str, Any]) -> Outcome:
     host = ctx.host
-    sections = {
-        "status": host.status(),
-        "settings": {k: str(v) for k, v in dataclasses.asdict(host.settings).items()},
-        "actions": [a.public() for a in ctx.store.history() + ctx.store.unfinished()],
-        "quarantine": quarantine.list_entries(host.state_dir),
-        "isolation": read_json(host.state_dir / ISOLATION_FILE),
-    }
+    actions = [a.public() for a in ctx.store.history() + ctx.store.unfinished()]
+    sections = log_sections(host.status(), host.settings, actions, host.state_dir)
     data, lines = bundle(sections, list(ctx.ring.lines), int(params.get("max_bytes", 1 << 20)))
     sha256 = hashlib.sha256(data).hexdigest()
     body: LogUpload = {"content_b64": base64.b64encode(data).decode(), "sha256": sha256}

@@ -1,4 +1,5 @@
-"""The agent's recent log lines (a ring buffer) and the ``retrieve_logs`` bundle."""
+"""The agent's recent log lines (a ring buffer) and the log bundle: what the server's
+``retrieve_logs`` action uploads and what ``trapsd logs collect`` writes locally."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import collections
 import datetime as dt
 import json
 import logging
+from pathlib import Path
 from typing import Any
 
 RING_LINES = 2000
@@ -46,3 +48,22 @@ def bundle(sections: dict[str, Any], lines: list[str], max_bytes: int) -> tuple[
         if len(data) <= max_bytes or not kept:
             return data, len(kept)
         kept = kept[len(kept) // 2 :] if len(kept) > 1 else []
+
+
+def log_sections(
+    status: dict[str, Any], settings: Any, actions: list[dict[str, Any]], state_dir: Path
+) -> dict[str, Any]:
+    """Everything a bundle holds besides the log lines (settings as text: paths, None…)."""
+    import dataclasses
+
+    from trapsd.actions import quarantine
+    from trapsd.actions.executors import ISOLATION_FILE
+    from trapsd.files import read_json
+
+    return {
+        "status": status,
+        "settings": {k: str(v) for k, v in dataclasses.asdict(settings).items()},
+        "actions": actions,
+        "quarantine": quarantine.list_entries(state_dir),
+        "isolation": read_json(state_dir / ISOLATION_FILE),
+    }

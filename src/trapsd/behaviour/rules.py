@@ -20,7 +20,8 @@ from trapsd.defaults import (
     REVERSE_SHELL,
     WX_MEMORY,
 )
-from trapsd.policy import ModuleConfig, PolicyError, _merged, _module, _strings, image_name
+from trapsd.exec_rules import ModuleConfig, image_name
+from trapsd.policy import PolicyError, _merged, _module, _strings
 
 MEMFD = "/memfd:"
 DELETED = " (deleted)"

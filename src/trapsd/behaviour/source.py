@@ -32,6 +32,7 @@ from trapsd.behaviour.proctree import (
 )
 from trapsd.sensors.base import SensorUnavailable
 from trapsd.sensors.proc_connector import open_connector
+from trapsd.wakeup import WakePipe
 
 log = logging.getLogger(__name__)
 # As in trapsd.sensors.proc_connector (not imported: it pulls in the whole kill sensor).
@@ -69,6 +70,7 @@ class Source:
         self.counts = {"events": 0, "resyncs": 0, "lost": 0, "work_dropped": 0}
         self.crashed = ""
         self._stopping = threading.Event()
+        self._wake = WakePipe()
         self._thread = threading.Thread(target=self._main, name="proctree", daemon=True)
 
     def start(self) -> None:
@@ -77,8 +79,11 @@ class Source:
 
     def stop(self) -> None:
         self._stopping.set()
+        self._wake.wake()
         if self._thread.is_alive():
             self._thread.join(5)
+        if not self._thread.is_alive():
+            self._wake.close()
 
     def _main(self) -> None:
         try:
@@ -136,29 +141,38 @@ class ConnectorSource(Source):
     def _run(self) -> None:
         poller = select.poll()
         poller.register(self._sock, select.POLLIN)
+        poller.register(self._wake, select.POLLIN)
         for event in self._pending:
             self._apply(event.what, event.pid, event)
         try:
             while not self._stopping.is_set():
-                if not poller.poll(500):
+                ready = poller.poll()  # no timeout: stop() writes the wake pipe
+                if all(fd == self._wake.fileno() for fd, _ in ready):
                     continue
-                try:
-                    data = self._sock.recv(65536)
-                except OSError as exc:
-                    if exc.errno != errno.ENOBUFS:
-                        raise
-                    self.counts["lost"] += 1
-                    self._resync()
-                    continue
-                for event in parse_events(data):
-                    self.counts["events"] += 1
-                    self._apply(event.what, event.pid, event)
+                self._drain()
         finally:
             try:
                 self._sock.send(_subscribe_message(PROC_CN_MCAST_IGNORE))
             except OSError:
                 pass
             self._sock.close()
+
+    def _drain(self) -> None:
+        """Every message queued now (one poll() per burst, not one per event)."""
+        while not self._stopping.is_set():
+            try:
+                data = self._sock.recv(65536, socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                return
+            except OSError as exc:
+                if exc.errno != errno.ENOBUFS:
+                    raise
+                self.counts["lost"] += 1
+                self._resync()
+                continue
+            for event in parse_events(data):
+                self.counts["events"] += 1
+                self._apply(event.what, event.pid, event)
 
     def _resync(self) -> None:
         self.tree.resync()

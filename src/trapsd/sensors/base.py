@@ -13,9 +13,27 @@ from typing import Protocol
 
 from trapsd.config import AgentSettings
 from trapsd.events import Detection
-from trapsd.policy import Policy, decide
+from trapsd.exec_rules import decide
+from trapsd.policy import Policy
 
 Emit = Callable[[Detection], None]
+
+
+class Recorder(Protocol):
+    """Journals a detection before the kernel is answered, then hands it on.
+
+    :meth:`journal_detection` is a memory write only (the crash journal's mapped pages): the
+    fanotify answering thread calls it before it writes its response, so a detection survives
+    a kill at any point after the verdict.
+    """
+
+    def journal_detection(self, detection: Detection, replaces: int = -1) -> int:
+        """Record ``detection`` (freeing slot ``replaces``); its slot, -1 if none."""
+        ...
+
+    def emit_journaled(self, slot: int, detection: Detection) -> None: ...
+
+
 Judge = Callable[[Policy, bytes, str], str]
 """(policy, SHA-256 digest, path) → ALLOW, NOTIFY or DENY."""
 
@@ -60,6 +78,7 @@ def create_sensor(
     policy: Policy,
     emit: Emit,
     judge: Judge = decide,
+    recorder: Recorder | None = None,
 ) -> Sensor:
     """Start and return the best sensor from ``settings.malware_mechanism`` down."""
     from trapsd.sensors.fanotify import FanotifySensor
@@ -73,7 +92,7 @@ def create_sensor(
         why = reasons[0] if reasons else ""
         sensor: Sensor
         if mechanism == "fanotify":
-            sensor = FanotifySensor(settings, policy, emit, judge)
+            sensor = FanotifySensor(settings, policy, emit, judge, recorder)
         elif mechanism == "proc-connector":
             sensor = ProcConnectorSensor(settings, policy, emit, judge, why)
         else:

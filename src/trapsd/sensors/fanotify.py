@@ -7,7 +7,9 @@ A listener that stops answering freezes every exec on the host, so:
 - a supervisor thread is the watchdog: when a verdict takes longer than the timeout (or the
   verdict thread died) it fails open by replacing the fanotify descriptor with /dev/null
   (the kernel then allows everything pending), starts a fresh listener and reports the module
-  degraded. It also marks filesystems mounted later.
+  degraded. It also marks filesystems mounted later (POLLPRI on /proc/self/mountinfo). It
+  ticks only while verdicts are being asked for: an idle agent's watchdog sleeps, and the
+  verdict thread wakes it (one pipe write) when a batch starts.
 """
 
 from __future__ import annotations
@@ -22,11 +24,19 @@ from typing import BinaryIO
 
 from trapsd.config import AgentSettings
 from trapsd.policy import Policy
-from trapsd.sensors.base import CAP_SYS_ADMIN, Emit, Judge, SensorUnavailable, has_capability
+from trapsd.sensors.base import (
+    CAP_SYS_ADMIN,
+    Emit,
+    Judge,
+    Recorder,
+    SensorUnavailable,
+    has_capability,
+)
 from trapsd.sensors.fanotify_listener import Listener
 from trapsd.sensors.mounts import Mount, read_mounts, select_mounts
 
 TRIP_MEMORY_S = 600.0  # a fail-open keeps the module "degraded" this long
+DISARM_AFTER_S = 1.0  # the watchdog sleeps after this long without a verdict
 log = logging.getLogger(__name__)
 
 
@@ -34,10 +44,18 @@ class FanotifySensor:
     mechanism = "fanotify"
     can_block = True
 
-    def __init__(self, settings: AgentSettings, policy: Policy, emit: Emit, judge: Judge) -> None:
+    def __init__(
+        self,
+        settings: AgentSettings,
+        policy: Policy,
+        emit: Emit,
+        judge: Judge,
+        recorder: Recorder | None = None,
+    ) -> None:
         self.settings = settings
         self.policy = policy
         self.emit = emit
+        self.recorder = recorder  # journals a detection before the kernel gets the answer
         self.judge = judge
         # Whether a digest's verdict is final (else its file gets no kernel ignore mark).
         self.settled: Callable[[bytes], bool] = getattr(judge, "settled", lambda _digest: True)
@@ -58,6 +76,11 @@ class FanotifySensor:
         # same held exec would reach the new listener and trip it again.
         self.fail_open_keys: set[bytes] = set()
         self._restarts: list[float] = []
+        # The watchdog ticks only while verdicts are being asked for; else it sleeps.
+        self.watching = True
+        self._seen_events = 0
+        self._quiet_since = time.monotonic()
+        self._alarm_r, self._alarm_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
 
     def start(self) -> None:
         if not has_capability(CAP_SYS_ADMIN):
@@ -97,6 +120,7 @@ class FanotifySensor:
             policy.restrictions.config.active != self.policy.restrictions.config.active
         ):
             self._remark = True  # network filesystems to watch (or not) changed
+            self.alarm()
         self.policy = policy  # the verdict thread picks it up before its next verdict
         listener = self._listener
         if listener is not None:
@@ -104,30 +128,68 @@ class FanotifySensor:
 
     def stop(self) -> None:
         self._stopping.set()
+        self.alarm()
         if self._supervisor.is_alive():
             self._supervisor.join(5)
         listener, self._listener = self._listener, None
         if listener is not None:
             listener.stop()
+        if self._alarm_r >= 0 and not self._supervisor.is_alive():
+            os.close(self._alarm_r)  # an abandoned listener never writes to it again
+            os.close(self._alarm_w)
+            self._alarm_r = self._alarm_w = -1
 
     # --- watchdog --------------------------------------------------------------------------
+    def alarm(self) -> None:
+        """Wake the watchdog (from the verdict thread: one non-blocking write, no lock)."""
+        self.watching = True
+        try:
+            os.write(self._alarm_w, b"!")
+        except OSError:  # full: a wake-up is pending anyway
+            pass
+
     def _supervise(self) -> None:
-        mountinfo = open("/proc/self/mountinfo", "rb")  # polled for POLLPRI
+        """Sleep until something needs watching: a verdict in progress, a changed mount
+        table (POLLPRI on mountinfo), a policy change, a dead verdict thread or a stop."""
+        mountinfo = open("/proc/self/mountinfo", "rb")
         poller = select.poll()
         poller.register(mountinfo, select.POLLPRI | select.POLLERR)
-        next_scan = time.monotonic() + self.settings.mount_rescan_s
+        poller.register(self._alarm_r, select.POLLIN)
+        rescan_s = self.settings.mount_rescan_s
+        next_scan = time.monotonic() + rescan_s if rescan_s else None
         tick = min(0.2, self.settings.watchdog_timeout_s / 4)
         try:
-            while not self._stopping.wait(tick):
+            while not self._stopping.is_set():
+                if self.watching or self._listener is None:
+                    timeout = tick
+                elif next_scan is not None:
+                    timeout = max(0.0, next_scan - time.monotonic())
+                else:
+                    timeout = None  # nothing to watch: block until told
+                ready = dict(poller.poll(None if timeout is None else int(timeout * 1000) + 1))
+                if self._stopping.is_set():
+                    break
+                if self._alarm_r in ready:
+                    self._drain_alarm()
                 try:
-                    next_scan = self._watch(poller, mountinfo, next_scan)
+                    next_scan = self._watch(mountinfo, mountinfo.fileno() in ready, next_scan)
                 except Exception:  # the watchdog itself must never die
                     log.exception("fanotify watchdog")
         finally:
             mountinfo.close()
 
-    def _watch(self, poller: select.poll, mountinfo: BinaryIO, next_scan: float) -> float:
-        """One watchdog tick; returns when the mount table is next rescanned regardless."""
+    def _drain_alarm(self) -> None:
+        try:
+            while os.read(self._alarm_r, 512):
+                pass
+        except OSError:
+            pass
+
+    def _watch(
+        self, mountinfo: BinaryIO, mounts_changed: bool, next_scan: float | None
+    ) -> float | None:
+        """One look; returns when the mount table is next rescanned regardless (None: only
+        when it changes)."""
         listener = self._listener
         now = time.monotonic()
         if listener is None:
@@ -136,16 +198,35 @@ class FanotifySensor:
             self._restart(listener, f"a verdict took over {self._timeout_text()}")
         elif not listener.thread.is_alive():
             self._restart(listener, "the verdict thread stopped")
-        elif poller.poll(0) or now >= next_scan or self._remark:
+        elif mounts_changed or (next_scan is not None and now >= next_scan) or self._remark:
             self._remark = False
             mountinfo.seek(0)
-            mountinfo.read()
+            mountinfo.read()  # re-arms POLLPRI
             try:
                 listener.mark(self._mounts(), self._all_mounts)
             except OSError as exc:
                 log.warning("fanotify: cannot rescan mounts: %s", exc)
-            return now + self.settings.mount_rescan_s
+            rescan_s = self.settings.mount_rescan_s
+            return now + rescan_s if rescan_s else None
+        else:
+            self._disarm(listener, now)
         return next_scan
+
+    def _disarm(self, listener: Listener, now: float) -> None:
+        """Stop ticking once no verdict has been asked for a while.
+
+        The verdict thread re-arms the watchdog (:meth:`alarm`) when it starts a batch while
+        ``watching`` is False; setting it False before looking at ``busy_since`` leaves no
+        gap between the two threads.
+        """
+        events = listener.counts["events"]
+        if listener.busy_since or events != self._seen_events:
+            self._seen_events, self._quiet_since = events, now
+            return
+        if now - self._quiet_since >= DISARM_AFTER_S:
+            self.watching = False
+            if listener.busy_since:  # a verdict started meanwhile: keep watching
+                self.watching = True
 
     def _timeout_text(self) -> str:
         return f"{self.settings.watchdog_timeout_s:g} s"

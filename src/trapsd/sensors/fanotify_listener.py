@@ -17,15 +17,8 @@ import time
 from typing import TYPE_CHECKING
 
 from trapsd.events import Detection, exec_detection, parent_images
-from trapsd.policy import (
-    ALLOW,
-    DENY,
-    MALWARE,
-    Finding,
-    Policy,
-    decide_exec,
-    depends_on_path,
-)
+from trapsd.exec_rules import ALLOW, DENY, MALWARE, Finding, decide_exec, depends_on_path
+from trapsd.policy import Policy
 from trapsd.sensors.fanotify_api import (
     AT_FDCWD,
     FAN_ALLOW,
@@ -122,7 +115,7 @@ class Listener:
         poller.register(self.wake_r, select.POLLIN)
         try:
             while not self.abandoned:
-                for fd, _ in poller.poll(1000):
+                for fd, _ in poller.poll():  # abandon() and set_policy() write wake_w
                     if fd == self.wake_r:
                         try:
                             os.read(self.wake_r, 512)
@@ -137,6 +130,8 @@ class Listener:
                 if not data:  # abandoned: the descriptor is /dev/null now
                     break
                 self.busy_since = time.monotonic()
+                if not self.sensor.watching:  # the watchdog sleeps: wake it (a pipe write)
+                    self.sensor.alarm()
                 try:
                     self._batch(data)
                 finally:
@@ -145,6 +140,8 @@ class Listener:
             pass  # EBADF and friends after a fail-open: nothing left to answer
         finally:
             self._close()
+            if not self.abandoned:  # died on its own: the watchdog replaces it now
+                self.sensor.alarm()
 
     def _batch(self, data: bytes) -> None:
         offset = 0
@@ -165,6 +162,10 @@ class Listener:
                 response, detections = self._judge(event_fd, pid)
         except Exception:  # fail open on anything unexpected, never die holding an event
             self.counts["errors"] += 1
+        recorder = self.sensor.recorder
+        slots = [-1] * len(detections or ())
+        if detections and recorder is not None:  # journaled first: nothing lost after a kill
+            slots = [recorder.journal_detection(d) for d in detections]
         try:
             os.write(self.fd, RESPONSE.pack(event_fd, response))
             answered = True
@@ -174,11 +175,16 @@ class Listener:
             os.close(event_fd)
         except OSError:
             pass
-        for detection in detections or ():
+        for slot, detection in zip(slots, detections or (), strict=True):
             if response == FAN_DENY and not answered:  # the watchdog already let it run
                 detection.action = "notified"
                 detection.details["fail_open"] = True
-            self.sensor.emit(detection)
+                if recorder is not None:
+                    slot = recorder.journal_detection(detection, replaces=slot)
+            if recorder is not None:
+                recorder.emit_journaled(slot, detection)
+            else:
+                self.sensor.emit(detection)
 
     def _fstype(self, path: str) -> str | None:
         """The type of the network filesystem holding ``path`` (None: a local one)."""

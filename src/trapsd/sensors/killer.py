@@ -17,7 +17,8 @@ import psutil
 from trapsapi.enums import EventAction
 from trapsd.config import AgentSettings
 from trapsd.events import exec_detection, parent_images
-from trapsd.policy import ALLOW, DENY, MALWARE, Finding, Policy, decide_exec
+from trapsd.exec_rules import ALLOW, DENY, MALWARE, Finding, decide_exec
+from trapsd.policy import Policy
 from trapsd.sensors.base import Emit, Judge
 from trapsd.sensors.hashing import HashCache, Hasher, cache_key
 

@@ -118,7 +118,7 @@ class ProcConnectorSensor(KillSensor):
             while not self._stopping.is_set():
                 if self.rescan_wanted:
                     self.rescan()
-                for fd, _ in poller.poll(1000):
+                for fd, _ in poller.poll():  # stop() and set_policy() write the wake pipe
                     if fd == self._wake_r:
                         self.drain_wake()
                         continue
