@@ -8,8 +8,9 @@ import threading
 
 import pytest
 from rich.text import Text
-from textual.widgets import DataTable, Input, Static
-from tui_fixtures import AGENTS, FakeClient, fixture_app, settle
+from textual.widgets import Input, Static
+from tui_fixtures import AGENTS, FakeClient, detail, fixture_app, settle
+from tui_fixtures import table_text as rows
 
 from trapsapi.errors import AuthError
 from trapsctl.tui.app import DashboardApp
@@ -17,28 +18,10 @@ from trapsctl.tui.screens.action import ActionScreen
 from trapsctl.tui.screens.action_dialog import ActionDialog
 from trapsctl.tui.screens.confirm import ConfirmDialog
 from trapsctl.tui.screens.policy import ExplainScreen
-from trapsctl.tui.views.table_view import TableView
 
 pytestmark = pytest.mark.anyio
 SMALL = (80, 24)
 LARGE = (160, 48)
-
-
-def view(app: DashboardApp, name: str) -> TableView:
-    return app.query_one(f"#{name}-view", TableView)
-
-
-def rows(app: DashboardApp, name: str) -> list[str]:
-    table = view(app, name).query_one(DataTable)
-    return [
-        " ".join(c.plain if isinstance(c, Text) else str(c) for c in table.get_row_at(i))
-        for i in range(table.row_count)
-    ]
-
-
-def detail(app: DashboardApp, name: str) -> str:
-    content = view(app, name).query_one(".detail", Static).content
-    return content.plain if isinstance(content, Text) else str(content)
 
 
 def body(app: DashboardApp) -> str:

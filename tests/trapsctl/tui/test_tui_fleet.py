@@ -5,35 +5,17 @@ from __future__ import annotations
 
 import pytest
 from rich.text import Text
-from textual.widgets import DataTable, Sparkline, Static
-from tui_fixtures import AGENTS, EVENTS, FakeClient, fixture_app, settle
+from textual.widgets import Sparkline, Static
+from tui_fixtures import AGENTS, EVENTS, FakeClient, detail, fixture_app, settle, table_text, view
 
 from trapsapi.errors import Unreachable
 from trapsctl.tui.app import DashboardApp
 from trapsctl.tui.screens.fetch_screen import FetchScreen
 from trapsctl.tui.screens.policy import ExplainScreen, HistoryScreen, PolicyScreen
-from trapsctl.tui.views.table_view import TableView
 
 pytestmark = pytest.mark.anyio
 SMALL = (80, 24)
 LARGE = (160, 48)
-
-
-def view(app: DashboardApp, name: str) -> TableView:
-    return app.query_one(f"#{name}-view", TableView)
-
-
-def table_text(app: DashboardApp, name: str) -> list[str]:
-    table = view(app, name).query_one(DataTable)
-    return [
-        " ".join(c.plain if isinstance(c, Text) else str(c) for c in table.get_row_at(i))
-        for i in range(table.row_count)
-    ]
-
-
-def detail(app: DashboardApp, name: str) -> str:
-    content = view(app, name).query_one(".detail", Static).content
-    return content.plain if isinstance(content, Text) else str(content)
 
 
 def screen_text(app: DashboardApp) -> str:

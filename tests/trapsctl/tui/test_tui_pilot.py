@@ -15,9 +15,11 @@ from tui_fixtures import (
     NOW,
     SHA_MINER,
     FakeClient,
+    detail,
     event,
     fixture_app,
     settle,
+    view,
 )
 
 from trapsapi.errors import AuthError, Unreachable
@@ -25,7 +27,6 @@ from trapsctl.tui.app import DashboardApp
 from trapsctl.tui.screens.confirm import ConfirmDialog
 from trapsctl.tui.screens.help import HelpScreen
 from trapsctl.tui.views.events import BUCKETS, histogram
-from trapsctl.tui.views.table_view import TableView
 
 pytestmark = pytest.mark.anyio
 
@@ -33,18 +34,9 @@ SMALL = (80, 24)
 LARGE = (160, 48)
 
 
-def view(app: DashboardApp, name: str) -> TableView:
-    return app.query_one(f"#{name}-view", TableView)
-
-
 def keys(app: DashboardApp, name: str) -> list[str]:
     table = view(app, name).query_one(DataTable)
     return [str(row.key.value) for row in table.ordered_rows]
-
-
-def detail(app: DashboardApp, name: str) -> str:
-    content = view(app, name).query_one(".detail", Static).content
-    return content.plain if isinstance(content, Text) else str(content)
 
 
 def status(app: DashboardApp) -> str:

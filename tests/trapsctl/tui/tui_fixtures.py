@@ -10,9 +10,13 @@ import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from rich.text import Text
+from textual.widgets import DataTable, Static
+
 from trapsapi.enums import SEVERITY_ORDER, Severity
 from trapsapi.errors import Conflict, NotFound
 from trapsctl.tui.app import DashboardApp, make_dashboard
+from trapsctl.tui.views.table_view import TableView
 
 NOW = datetime(2026, 11, 29, 10, 0, 0, tzinfo=UTC)
 SERVER = "https://esm.example.org:8443"
@@ -400,3 +404,23 @@ async def settle(pilot: Any) -> None:
             break
         await pilot.pause(0.01)
     await pilot.pause()
+
+
+def view(app: DashboardApp, name: str) -> TableView:
+    """The tab's table view (``agents``, ``events``, ``policies``…)."""
+    return app.query_one(f"#{name}-view", TableView)
+
+
+def plain(content: object) -> str:
+    return content.plain if isinstance(content, Text) else str(content)
+
+
+def table_text(app: DashboardApp, name: str) -> list[str]:
+    """Each row of the tab's table as one line of its cells' text."""
+    table = view(app, name).query_one(DataTable)
+    return [" ".join(plain(c) for c in table.get_row_at(i)) for i in range(table.row_count)]
+
+
+def detail(app: DashboardApp, name: str) -> str:
+    """The text of the tab's detail pane."""
+    return plain(view(app, name).query_one(".detail", Static).content)
