@@ -215,7 +215,9 @@ class AgentFastPath:
             return
         scope["route"] = self.wait_route
         try:
-            status, body = await hold(self.fastapi.state, credential, *query)
+            status, body = await hold(
+                self.fastapi.state, credential, *query, client=scope.get("client")
+            )
         except Exception as exc:
             await self._error(scope, receive, send, exc)
             return

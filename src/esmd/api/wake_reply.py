@@ -8,14 +8,16 @@ policy as cached JSON, its pending actions) built for a whole batch of woken age
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 from esmd.config import Settings
 from esmd.db.engine import Database
 from esmd.errors import TooManyRequests
+from esmd.security import token_hash
 from esmd.services.policy import PolicyCache
 from esmd.services.wake import Notifier, Waiter
-from esmd.services.wake_news import action_agents, authenticate_waiter, gather_news
+from esmd.services.wake_news import Caller, action_agents, authenticate_waiter, gather_news
 from trapsapi.models import AgentPolicy
 
 
@@ -75,13 +77,52 @@ class WakeNews:
         return bodies
 
 
+class Repolls:
+    """Who was authenticated on which connection, for the poll that follows on it.
+
+    An agent polls again on the same keep-alive connection right after a reply; within the
+    hold time that is the client the database just vouched for (its held poll would have
+    lasted that long anyway), so the re-poll after a broadcast costs no database read.
+    """
+
+    def __init__(self, ttl_s: float) -> None:
+        self.ttl_s = ttl_s
+        self._seen: dict[tuple[Any, str], tuple[Caller, float]] = {}
+
+    def get(self, client: Any, credential: str) -> Caller | None:
+        if client is None:
+            return None
+        hit = self._seen.get((tuple(client), token_hash(credential)))
+        if hit is None or hit[1] < time.monotonic():
+            return None
+        return hit[0]
+
+    def put(self, client: Any, credential: str, caller: Caller) -> None:
+        if client is None:
+            return
+        now = time.monotonic()
+        if len(self._seen) > 1000 and len(self._seen) % 1000 == 0:
+            self._seen = {k: v for k, v in self._seen.items() if v[1] >= now}
+        self._seen[(tuple(client), token_hash(credential))] = (caller, now + self.ttl_s)
+
+
 async def hold(
-    state: Any, credential: str, policy_version: int, timeout: int | None, deliver: bool
+    state: Any,
+    credential: str,
+    policy_version: int,
+    timeout: int | None,
+    deliver: bool,
+    client: Any = None,
 ) -> tuple[int, bytes]:
-    """(status, body) of one long-poll (TooManyRequests when the process holds too many)."""
+    """(status, body) of one long-poll (TooManyRequests when the process holds too many);
+    ``client``: the (address, port) of the connection, to recognise a re-poll on it."""
     settings: Settings = state.settings
     notifier: Notifier = state.notifier
-    caller = await state.db.run(authenticate_waiter, credential)
+    repolls: Repolls = state.repolls
+    caller = repolls.get(client, credential)
+    if caller is None:
+        caller = await state.db.run(authenticate_waiter, credential)
+        repolls.put(client, credential, caller)
     if notifier.waiting >= settings.max_waiters:
         raise TooManyRequests("server busy: too many agents waiting", settings.retry_after_s)
     seconds = min(timeout or settings.wait_timeout_s, settings.wait_timeout_s)

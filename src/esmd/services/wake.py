@@ -269,8 +269,9 @@ class Notifier:
                 await self._queued_event.wait()
             now = time.monotonic()
             tokens, last = min(burst, tokens + (now - last) * self.wake_rate), now
-            if tokens < 1:
-                await asyncio.sleep((1 - tokens) / self.wake_rate)
+            wanted = min(float(len(self._queue)), burst)  # whole batches: one transaction each
+            if tokens < wanted:
+                await asyncio.sleep((wanted - tokens) / self.wake_rate)
                 continue
             batch: list[tuple[Waiter, str]] = []
             while self._queue and len(batch) < int(tokens):
