@@ -202,8 +202,9 @@ def measure_wake(work: Path, agents: int, database_url: str | None = None) -> di
             servers.append(f"http://127.0.0.1:{second}")
             programs.wait_for("esmd 2", lambda: healthy(servers[1]), timeout=30)
         token = admin.create_token(label="wake", max_uses=agents)["token"]
+        url = database_url or f"sqlite:///{work / name / 'esm.db'}"
         result = simulate_wake(
-            servers, token, agents, work / f"{name}.json", admin, samples=30, server_pids=pids
+            servers, token, agents, work / f"{name}.json", admin, 30, pids, database_url=url
         )
         result["database"] = "PostgreSQL" if database_url else "SQLite"
         return result

@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from loadgen import build_request
 from payloads import checkin_body
-from sim import call, enroll_fleet
+from sim import bulk_enroll, call, enroll_fleet
 
 from trapsapi import routes
 
@@ -209,10 +209,14 @@ async def _measure(
     admin: Any,
     samples: int,
     server_pids: list[int],
+    database_url: str | None,
 ) -> dict[str, Any]:
     hosts = [(urlsplit(s).hostname or "127.0.0.1", urlsplit(s).port or 2125) for s in servers]
     host, port = hosts[0]
-    credentials = await enroll_fleet(host, port, token, agents, store)
+    if database_url:
+        credentials = bulk_enroll(database_url, agents, store)
+    else:
+        credentials = await enroll_fleet(host, port, token, agents, store)
     fleet = Fleet(hosts, credentials)
     first = {"Authorization": f"Bearer {credentials[0][0]}.{credentials[0][1]}"}
     _, raw = await call(
@@ -296,8 +300,10 @@ def measure_wake(
     admin: Any,
     samples: int = 50,
     server_pids: list[int] | None = None,
+    database_url: str | None = None,
 ) -> dict[str, Any]:
-    """Hold ``agents`` long-polls over ``servers``; measure one-agent and broadcast delivery."""
+    """Hold ``agents`` long-polls over ``servers``; measure one-agent and broadcast delivery
+    (with ``database_url`` the agents are written into the database, not enrolled)."""
     raise_fd_limit(agents * 2 + 1024)
     try:
         import uvloop
@@ -305,7 +311,9 @@ def measure_wake(
         uvloop.install()
     except ImportError:  # pragma: no cover
         pass
-    return asyncio.run(_measure(servers, token, agents, store, admin, samples, server_pids or []))
+    return asyncio.run(
+        _measure(servers, token, agents, store, admin, samples, server_pids or [], database_url)
+    )
 
 
 def main() -> int:
