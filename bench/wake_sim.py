@@ -271,7 +271,7 @@ async def _measure(
     await _until(lambda: len(fleet.latencies(action["id"], begun)) >= held, 60)
     values = fleet.latencies(action["id"], begun)
     wall = max(values, default=0.0) - min(values, default=0.0)
-    result.update(_summary("action", values, held, cpu_seconds(server_pids) - cpu, wall))
+    result.update(_summary("action", values, agents, cpu_seconds(server_pids) - cpu, wall))
     await asyncio.sleep(2)
 
     # 3. A policy change for every agent (each confirms later by a check-in).
@@ -281,7 +281,7 @@ async def _measure(
     await _until(lambda: len(fleet.latencies(f"policy:{version}", begun)) >= held, 60)
     values = fleet.latencies(f"policy:{version}", begun)
     wall = max(values, default=0.0) - min(values, default=0.0)
-    result.update(_summary("policy", values, held, cpu_seconds(server_pids) - cpu, wall))
+    result.update(_summary("policy", values, agents, cpu_seconds(server_pids) - cpu, wall))
     result["confirm_checkins_meanwhile"] = fleet.confirms
     result["errors"] = fleet.errors
     result["simulator_cpu_s"] = round(time.process_time(), 1)
