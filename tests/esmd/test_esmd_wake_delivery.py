@@ -174,3 +174,36 @@ def test_postgres_broadcast_from_one_process_reaches_agents_on_both(esm: Esm, pa
         ).scalar()
         == AGENTS
     )
+
+
+def test_a_repoll_on_the_same_connection_skips_the_read_but_a_new_one_does_not(
+    esm: Esm,
+) -> None:
+    """Within the hold time the connection that was authenticated stays so; any other
+    connection is checked against the database (a revoked agent is refused there)."""
+    import http.client
+    from urllib.parse import urlsplit
+
+    agent = esm.enroll("fleet-0")
+    version = int(agent.checkin(_body("fleet-0"))["policy"]["version"])
+    parts = urlsplit(esm.url)
+    path = f"{routes.AGENT_WAIT}?policy_version={version}&timeout=1&deliver=true"
+    kept = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=10)
+    try:
+        kept.request("GET", path, headers=esm.agent_header(agent))
+        first = kept.getresponse()
+        first.read()
+        assert first.status == 204
+        esm.admin.revoke_agent(agent.agent_id)
+        assert esm.raw("GET", path, None, esm.agent_header(agent)).status == 401
+        kept.request("GET", path, headers=esm.agent_header(agent))
+        again = kept.getresponse()
+        again.read()
+        assert again.status == 204  # the same client, vouched for less than a hold ago
+        wrong = {"Authorization": f"Bearer {agent.agent_id}.not-the-secret"}
+        kept.request("GET", path, headers=wrong)
+        refused = kept.getresponse()
+        refused.read()
+        assert refused.status == 401  # another credential on it is checked
+    finally:
+        kept.close()
