@@ -4,7 +4,8 @@ Figures are ratios taken in one run (absolute numbers drift between runs on a sh
 - esmd check-ins/s (SQLite) / a bare uvicorn endpoint's requests/s, same generator, same body size;
 - esmd events/s ingested over HTTP / a raw batched sqlite3 insert of the same rows;
 - trapsd RSS after start (all modules on) / the 30 MB budget, and against bare `python -c`;
-- the same on PostgreSQL, the 20,000-agent fleet, wake-ups of 10,000 long-polling agents;
+- the same on PostgreSQL, the 20,000-agent fleet, wake-ups of 10,000 long-polling agents
+  (one esmd on SQLite, two on PostgreSQL: an action for one, one for all, a policy change);
 - the agent (bench/agent_bench.py): install size, exec latency with/without it, idle CPU,
   blocked exec to visible event; trapsctl agents list with 1,000 agents (bench/ctl_speed.py);
 - large tables (bench/big_tables.py): the admin API over 1,000,000 generated events.
