@@ -4,7 +4,8 @@ Figures are ratios taken in one run (absolute numbers drift between runs on a sh
 - esmd check-ins/s (SQLite) / a bare uvicorn endpoint's requests/s, same generator, same body size;
 - esmd events/s ingested over HTTP / a raw batched sqlite3 insert of the same rows;
 - trapsd RSS after start (all modules on) / the 30 MB budget, and against bare `python -c`;
-- the same on PostgreSQL, the 20,000-agent fleet, wake-ups of 10,000 long-polling agents;
+- the same on PostgreSQL, the 20,000-agent fleet, wake-ups of 10,000 long-polling agents
+  (one esmd on SQLite, two on PostgreSQL: an action for one, one for all, a policy change);
 - the agent (bench/agent_bench.py): install size, exec latency with/without it, idle CPU
   over 10 minutes (measured beside the server benchmarks), blocked exec to visible event;
   trapsctl agents list with 1,000 agents (bench/ctl_speed.py);
@@ -190,29 +191,26 @@ def measure_fleet(work: Path, agents: int, seconds: float) -> dict[str, Any]:
         )
 
 
-def measure_wake(work: Path, database_url: str, agents: int) -> dict[str, Any]:
-    """Agents holding long-polls on one esmd (PostgreSQL): per-agent news and a policy change."""
-    from sqlalchemy import create_engine
-
-    from esmd.services.wake import notify_agents
-
-    with running_esm(work, "esm-wake", database_url) as (port, admin, _):
+def measure_wake(work: Path, agents: int, database_url: str | None = None) -> dict[str, Any]:
+    """Agents holding long-polls: one esmd on SQLite, or two on PostgreSQL (agents split over
+    both, every change made through the first): one-agent actions and two broadcasts."""
+    name = "esm-wake-pg" if database_url else "esm-wake"
+    with running_esm(work, name, database_url) as (port, admin, programs):
+        servers = [f"http://127.0.0.1:{port}"]
+        pids = [p.pid for p in programs.processes if p.poll() is None]
+        if database_url:
+            second = free_port()
+            db = ["--data-dir", str(work / name), "--database-url", database_url]
+            pids.append(programs.start("esmd", "serve", *db, "--port", str(second)).pid)
+            servers.append(f"http://127.0.0.1:{second}")
+            programs.wait_for("esmd 2", lambda: healthy(servers[1]), timeout=30)
         token = admin.create_token(label="wake", max_uses=agents)["token"]
-        engine = create_engine(database_url)
-
-        def notify(ids: list[str]) -> None:
-            with engine.begin() as connection:
-                notify_agents(connection, ids)
-
-        def change() -> None:
-            admin.set_verdict(secrets.token_hex(32), "malware", "wake bench")
-
-        try:
-            return simulate_wake(
-                f"http://127.0.0.1:{port}", token, agents, work / "wake.json", notify, change
-            )
-        finally:
-            engine.dispose()
+        url = database_url or f"sqlite:///{work / name / 'esm.db'}"
+        result = simulate_wake(
+            servers, token, agents, work / f"{name}.json", admin, 30, pids, database_url=url
+        )
+        result["database"] = "PostgreSQL" if database_url else "SQLite"
+        return result
 
 
 def measure_agent_rss(work: Path) -> tuple[float, float]:
@@ -282,7 +280,7 @@ def report(figures: dict[str, Any]) -> str:
         f"Check-in latency: p50 {f['checkin_p50']:.1f} ms, p99 {f['checkin_p99']:.1f} ms "
         f"({f['checkin_errors']} errors) with 32 connections and {f['agents']} enrolled agents.",
         *_fleet_lines(f["fleet"]),
-        *_wake_lines(f.get("wake")),
+        *[line for wake in f.get("wake") or [] for line in _wake_lines(wake)],
         f"Machine load while measuring (1-minute load average, 2 cores; other helpers' test "
         f"runs share this VM): {f.get('load', '?')}.",
         "",
@@ -342,28 +340,35 @@ def _postgres_rows(f: dict[str, Any]) -> list[str]:
     ]
 
 
-def _wake_lines(wake: dict[str, Any] | None) -> list[str]:
-    if not wake:
-        return []
-    agent_met = "met" if wake["agent_p95_ms"] < WAKE_P95_GOAL_MS else "NOT met"
-    policy_met = "met" if wake["policy_p95_ms"] < WAKE_P95_GOAL_MS else "NOT met"
+def _wake_lines(wake: dict[str, Any]) -> list[str]:
+    def line(what: str, key: str) -> str:
+        met = "met" if wake[f"{key}_p95_ms"] < WAKE_P95_GOAL_MS else "NOT met"
+        cpu = wake.get(f"{key}_server_cpu_s")
+        return (
+            f"- {what} ({wake[f'{key}_delivered']:,} of {wake[f'{key}_expected']:,} delivered): "
+            f"p50 {wake[f'{key}_p50_ms']} ms, p95 {wake[f'{key}_p95_ms']} ms, max "
+            f"{wake[f'{key}_max_ms']} ms (goal p95 < {WAKE_P95_GOAL_MS:.0f} ms: {met})"
+            + (f"; esmd CPU {cpu} s" if cpu else "")
+            + ";"
+        )
+
+    where = (
+        "one esmd on SQLite"
+        if wake["servers"] == 1
+        else f"{wake['servers']} esmd on PostgreSQL (agents split over both, changes made "
+        "through the first)"
+    )
     return [
         f"Wake channel (bench/wake_sim.py), {wake['held']:,} of {wake['agents']:,} simulated "
-        "agents holding a long-poll on one esmd (PostgreSQL), delivery = change until the "
-        "agent's check-in returned:",
+        f"agents holding a long-poll on {where}; delivery = from the admin's request until "
+        "the long-poll reply carrying the news reached the agent:",
         "",
-        f"- news for one agent (`notify_agents` through LISTEN/NOTIFY), {wake['agent_samples']} "
-        f"samples: p50 {wake['agent_p50_ms']} ms, p95 {wake['agent_p95_ms']} ms "
-        f"(goal p95 < {WAKE_P95_GOAL_MS:.0f} ms: {agent_met});",
-        f"- a policy change for all ({wake['policy_delivered']:,} delivered): p50 "
-        f"{wake['policy_p50_ms']} ms, p95 {wake['policy_p95_ms']} ms, last "
-        f"{wake['policy_max_ms']} ms (goal p95 < {WAKE_P95_GOAL_MS:.0f} ms: {policy_met}); "
-        "the server spreads these wake-ups at ESMD_WAKE_RATE so the check-ins never come as a "
-        "herd, which bounds a broadcast by the check-in rate;",
-        f"- errors: {wake['errors'] or 0}; the server held all polls "
-        f"{wake.get('seconds_to_hold_all', '?')} s after they started opening "
-        "(one authentication each).",
-        *([f"- {wake['note']}"] if wake.get("note") else []),
+        line("an action for one agent, one at a time", "agent"),
+        line("one action for every agent (broadcast)", "action"),
+        line("a policy change for every agent", "policy"),
+        f"- errors: {wake['errors'] or 0}; all polls held {wake['seconds_to_hold_all']} s "
+        f"after they started opening; confirming check-ins meanwhile: "
+        f"{wake['confirm_checkins_meanwhile']}; simulator CPU {wake['simulator_cpu_s']} s.",
         "",
     ]
 
@@ -409,7 +414,6 @@ def main() -> int:
             bare = measure_bare(work, args.seconds)
             raw = measure_raw_insert(work)
             pg: dict[str, Any] = {}
-            wake = None
             with fresh_database() as pg_url:
                 if pg_url:
                     pg_esmd = measure_esmd(work, args.agents, args.seconds, pg_url)
@@ -418,10 +422,12 @@ def main() -> int:
                     pg["pg_ingest_rate"] = pg_esmd["ingest"].rate * 100
                     pg["pg_raw_insert_rate"] = raw_insert_rate(pg_url)
             loads.append(os.getloadavg()[0])
+            wake: list[dict[str, Any]] = []
             if args.wake:
+                wake.append(measure_wake(work, args.wake))
                 with fresh_database() as pg_url:
                     if pg_url:
-                        wake = measure_wake(work, pg_url, args.wake)
+                        wake.append(measure_wake(work, args.wake, pg_url))
             fleet = measure_fleet(work, args.fleet, args.fleet_seconds) if args.fleet else None
             big = big_tables.measure(work, args.big_events) if args.big_events else None
             loads.append(os.getloadavg()[0])

@@ -92,6 +92,50 @@ async def enroll_fleet(
     return known[:count]
 
 
+def bulk_enroll(database_url: str, count: int, store: Path) -> list[tuple[str, str]]:
+    """Write ``count`` agents straight into the database (a 100,000-agent fleet would take
+    minutes through the enrollment route, which is not what is measured)."""
+    import secrets
+    import uuid
+
+    from sqlalchemy import create_engine
+
+    from esmd.db.tables import AGENTS
+    from esmd.security import token_hash
+    from esmd.timeutil import utcnow
+
+    known: list[tuple[str, str]] = []
+    if store.exists():
+        known = [tuple(pair) for pair in json.loads(store.read_text())]  # type: ignore[misc]
+    engine = create_engine(database_url)
+    now = utcnow()
+    fresh = [(str(uuid.uuid4()), secrets.token_urlsafe(24)) for _ in range(count - len(known))]
+    with engine.begin() as connection:
+        for start in range(0, len(fresh), 5000):
+            rows = [
+                {
+                    "agent_id": agent_id,
+                    "secret_hash": token_hash(secret),
+                    "hostname": f"sim-{len(known) + start + n:06d}",
+                    "os": "linux",
+                    "os_version": "sim",
+                    "agent_version": "0.1.0",
+                    "ips": [],
+                    "enrolled_at": now,
+                    "modules": [],
+                    "outbox_depth": 0,
+                    "events_dropped": 0,
+                    "issues": [],
+                }
+                for n, (agent_id, secret) in enumerate(fresh[start : start + 5000])
+            ]
+            connection.execute(AGENTS.insert(), rows)
+    engine.dispose()
+    known += fresh
+    store.write_text(json.dumps(known))
+    return known[:count]
+
+
 async def agent_loop(
     host: str,
     port: int,
@@ -114,7 +158,7 @@ async def agent_loop(
             stats.latencies_ms.append((time.perf_counter() - started) * 1000)
             if status != 200:
                 stats.error(f"http {status}")
-        await asyncio.sleep(interval)
+        await asyncio.sleep(min(interval, max(0.0, deadline - time.monotonic())))
 
 
 async def event_loop(
@@ -146,23 +190,28 @@ async def event_loop(
 
 
 async def _simulate(
-    server: str,
+    server: str | list[str],
     token: str,
     agents: int,
     interval: float,
     duration: float,
     events_per_s: float,
     store: Path,
+    database_url: str | None = None,
 ) -> Stats:
-    parts = urlsplit(server)
-    host, port = parts.hostname or "127.0.0.1", parts.port or 2125
-    fleet = await enroll_fleet(host, port, token, agents, store)
+    servers = [server] if isinstance(server, str) else server
+    hosts = [(urlsplit(s).hostname or "127.0.0.1", urlsplit(s).port or 2125) for s in servers]
+    host, port = hosts[0]
+    if database_url:
+        fleet = bulk_enroll(database_url, agents, store)
+    else:
+        fleet = await enroll_fleet(host, port, token, agents, store)
     stats = Stats()
     deadline = time.monotonic() + duration
     await asyncio.gather(
         event_loop(host, port, fleet, events_per_s, deadline, stats),
         *(
-            agent_loop(host, port, n, credential, interval, deadline, stats)
+            agent_loop(*hosts[n % len(hosts)], n, credential, interval, deadline, stats)
             for n, credential in enumerate(fleet)
         ),
     )
@@ -170,16 +219,21 @@ async def _simulate(
 
 
 def simulate(
-    server: str,
+    server: str | list[str],
     token: str,
     agents: int,
     interval: float = 60.0,
     duration: float = 120.0,
     events_per_s: float = 0.0,
     store: Path = Path("sim-agents.json"),
+    database_url: str | None = None,
 ) -> dict[str, object]:
-    """Run the simulated fleet and return its figures (latencies of check-ins, errors)."""
-    stats = asyncio.run(_simulate(server, token, agents, interval, duration, events_per_s, store))
+    """Run the simulated fleet and return its figures (latencies of check-ins, errors);
+    with several servers the agents are spread over them; with ``database_url`` they are
+    written into the database instead of enrolled."""
+    stats = asyncio.run(
+        _simulate(server, token, agents, interval, duration, events_per_s, store, database_url)
+    )
     return {
         "agents": agents,
         "interval_s": interval,
@@ -189,13 +243,15 @@ def simulate(
         "p95_ms": round(stats.percentile(0.95), 1),
         "p99_ms": round(stats.percentile(0.99), 1),
         "events": stats.events,
+        "simulator_cpu_s": round(time.process_time(), 1),
         "errors": stats.errors,
     }
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--server", required=True)
+    parser.add_argument("--server", action="append", required=True, help="repeat for more")
+    parser.add_argument("--database-url", help="write the agents into it instead of enrolling")
     parser.add_argument("--token", required=True, help="an enrollment token with enough uses")
     parser.add_argument("--agents", type=int, default=1000)
     parser.add_argument("--interval", type=float, default=60.0, help="check-in interval, s")
@@ -217,6 +273,7 @@ def main() -> int:
         args.duration,
         args.events_per_s,
         Path(args.store),
+        args.database_url,
     )
     sys.stdout.write(json.dumps(result) + "\n")
     return 0

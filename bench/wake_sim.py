@@ -1,15 +1,17 @@
-"""Wake-channel delivery with a simulated fleet holding long-polls (one socket per agent).
+"""Wake-channel delivery with a simulated fleet holding long-polls (one keep-alive socket each).
 
-Every agent keeps ``GET /agent/wait`` open. Two measurements, as ``trapsd`` would see them
-(the change is delivered when the agent's check-in after the wake-up has returned):
+Every agent keeps ``GET /agent/wait?deliver=true`` open on one of the servers (round robin),
+as ``trapsd`` does: the reply carries the news itself (the new policy, its pending actions),
+and the agent polls again at once; an agent that got a new policy confirms it by a check-in
+at a random moment within the server's ``report_within_s``. Delivery = from just before the
+admin's request until the reply carrying the news reached the simulated agent. Three
+measurements, all through the admin API of the first server:
 
-* per-agent news: ``notify_agents`` for sampled agents, one at a time, from a client of the
-  PostgreSQL database (the way the action centre in any esmd process wakes an agent), so
-  the wake-up travels through LISTEN/NOTIFY;
-* a policy change for everybody (a verdict set through the admin API): every agent is woken,
-  spread by the server at its wake rate, and checks in.
+* an action for one agent (sampled one after another);
+* an action for every agent (a query target): one broadcast;
+* a policy change (a verdict set): every agent gets its new policy.
 
-    python bench/wake_sim.py --server URL --token TOKEN --database-url URL --agents 10000
+    python bench/wake_sim.py --server URL [--server URL2] --token TOKEN --admin-token T
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import random
 import resource
 import sys
@@ -30,9 +33,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from loadgen import build_request
 from payloads import checkin_body
-from sim import call, enroll_fleet
+from sim import bulk_enroll, call, enroll_fleet
 
 from trapsapi import routes
+
+HOLD_S = 55
 
 
 def raise_fd_limit(wanted: int) -> int:
@@ -51,59 +56,119 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-class Fleet:
-    def __init__(self, host: str, port: int, credentials: list[tuple[str, str]]) -> None:
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU of these processes so far (0 for one that is gone)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
+class KeepAlive:
+    """One agent's connection, reused request after request (reopened after an error)."""
+
+    def __init__(self, host: str, port: int) -> None:
         self.host, self.port = host, port
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def request(self, raw: bytes) -> tuple[int, bytes]:
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        assert self.reader is not None
+        try:
+            self.writer.write(raw)
+            head = await self.reader.readuntil(b"\r\n\r\n")
+            length = 0
+            for line in head.split(b"\r\n"):
+                if line[:15].lower() == b"content-length:":
+                    length = int(line[15:])
+            body = await self.reader.readexactly(length) if length else b""
+            return int(head[9:12]), body
+        except (OSError, asyncio.IncompleteReadError):
+            self.close()
+            raise
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+        self.reader = self.writer = None
+
+
+class Fleet:
+    def __init__(self, servers: list[tuple[str, int]], credentials: list[tuple[str, str]]) -> None:
+        self.servers = servers
         self.credentials = credentials
         self.version = 0
-        self.waiting = 0
         self.errors: dict[str, int] = {}
-        self.notified_at: dict[str, float] = {}
-        self.policy_at = 0.0
-        self.agent_delivery: list[float] = []
-        self.policy_delivery: list[float] = []
-        self.ready_s = 0.0
+        self.arrivals: list[tuple[str, float]] = []  # (action id or "policy:V", when)
+        self.confirms = 0
+        self.confirming: set[asyncio.Task[None]] = set()
+        self.stopping = False
 
     def error(self, kind: str) -> None:
         self.errors[kind] = self.errors.get(kind, 0) + 1
 
-    async def agent(self, n: int, stop: asyncio.Event) -> None:
+    async def agent(self, n: int) -> None:
         agent_id, secret = self.credentials[n]
+        host, port = self.servers[n % len(self.servers)]
         auth = {"Authorization": f"Bearer {agent_id}.{secret}"}
-        checkin = build_request(
-            self.host, self.port, "POST", routes.AGENT_CHECKIN, checkin_body(n), auth
-        )
+        conn = KeepAlive(host, port)
         version = self.version
-        while not stop.is_set():
-            path = f"{routes.AGENT_WAIT}?policy_version={version}&timeout=55"
-            request = build_request(self.host, self.port, "GET", path, None, auth)
-            self.waiting += 1
+        while not self.stopping:
+            path = f"{routes.AGENT_WAIT}?policy_version={version}&timeout={HOLD_S}&deliver=true"
             try:
-                status, raw = await call(self.host, self.port, request)
-            except OSError as exc:
+                status, raw = await conn.request(build_request(host, port, "GET", path, None, auth))
+            except (OSError, asyncio.IncompleteReadError) as exc:
                 self.error(type(exc).__name__)
                 await asyncio.sleep(1 + random.random())
                 continue
-            finally:
-                self.waiting -= 1
             if status == 204:
                 continue
             if status != 200:
                 self.error(f"wait http {status}")
                 await asyncio.sleep(1 + random.random())
                 continue
-            reason = json.loads(raw)["reason"]
-            status, raw = await call(self.host, self.port, checkin)
-            done = time.monotonic()
-            if status != 200:
-                self.error(f"checkin http {status}")
-                continue
-            version = json.loads(raw)["policy"]["version"]
-            if reason == "pending" and agent_id in self.notified_at:
-                self.agent_delivery.append(done - self.notified_at.pop(agent_id))
-            elif reason == "policy" and self.policy_at:
-                self.policy_delivery.append(done - self.policy_at)
-                return
+            now = time.monotonic()
+            reply = json.loads(raw)
+            for action in reply.get("actions") or []:
+                self.arrivals.append((action["id"], now))
+            policy = reply.get("policy")
+            if policy:
+                version = policy["version"]
+                self.arrivals.append((f"policy:{version}", now))
+                window = float(reply.get("report_within_s") or 0)
+                task = asyncio.create_task(self._confirm(n, host, port, auth, version, window))
+                self.confirming.add(task)
+                task.add_done_callback(self.confirming.discard)
+        conn.close()
+
+    async def _confirm(
+        self, n: int, host: str, port: int, auth: dict[str, str], version: int, window: float
+    ) -> None:
+        """The check-in that reports the policy applied, at a random moment in the window."""
+        await asyncio.sleep(random.uniform(0, window))
+        if self.stopping:
+            return
+        body = dict(checkin_body(n), policy_version=version)
+        try:
+            status, _ = await call(
+                host, port, build_request(host, port, "POST", routes.AGENT_CHECKIN, body, auth)
+            )
+        except OSError as exc:
+            self.error(f"confirm {type(exc).__name__}")
+            return
+        self.confirms += 1
+        if status != 200:
+            self.error(f"confirm http {status}")
+
+    def latencies(self, key: str, started: float) -> list[float]:
+        return [at - started for k, at in self.arrivals if k == key]
 
 
 async def _server_waits(host: str, port: int) -> int:
@@ -118,119 +183,155 @@ async def _server_waits(host: str, port: int) -> int:
     return 0
 
 
-async def _measure(
-    server: str,
-    token: str,
-    agents: int,
-    store: Path,
-    notify: Callable[[list[str]], None],
-    change_policy: Callable[[], None],
-    samples: int,
-) -> dict[str, Any]:
-    parts = urlsplit(server)
-    host, port = parts.hostname or "127.0.0.1", parts.port or 2125
-    credentials = await enroll_fleet(host, port, token, agents, store)
-    fleet = Fleet(host, port, credentials)
-    _, raw = await call(
-        host,
-        port,
-        build_request(
-            host,
-            port,
-            "POST",
-            routes.AGENT_CHECKIN,
-            checkin_body(0),
-            {"Authorization": f"Bearer {credentials[0][0]}.{credentials[0][1]}"},
-        ),
-    )
-    fleet.version = json.loads(raw)["policy"]["version"]
-    stop = asyncio.Event()
-    started = time.monotonic()
-    tasks = []
-    for n in range(agents):  # open the polls at ~2,000/s, not in one burst
-        tasks.append(asyncio.create_task(fleet.agent(n, stop)))
-        if n % 200 == 199:
-            await asyncio.sleep(0.1)
-    # Sample only once the server holds the polls (its gauge), not when they were sent.
-    deadline = time.monotonic() + 120
-    held = 0
-    while time.monotonic() < deadline:
-        held = await _server_waits(host, port)
-        if held >= agents * 0.99:
-            break
-        await asyncio.sleep(0.5)
-    fleet.ready_s = round(time.monotonic() - started, 1)
-    loop = asyncio.get_running_loop()
-    for agent_id, _ in random.sample(credentials, min(samples, agents)):
-        fleet.notified_at[agent_id] = time.monotonic()
-        await loop.run_in_executor(None, notify, [agent_id])
-        await asyncio.sleep(0.05)
-    deadline = time.monotonic() + 10
-    while fleet.notified_at and time.monotonic() < deadline:
-        await asyncio.sleep(0.1)
-    fleet.policy_at = time.monotonic()
-    await loop.run_in_executor(None, change_policy)
-    deadline = time.monotonic() + 90
-    while len(fleet.policy_delivery) < held and time.monotonic() < deadline:
-        await asyncio.sleep(0.2)
-    stop.set()
-    for task in tasks:
-        task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
+def _summary(name: str, values: list[float], expected: int, cpu: float, wall: float) -> Any:
     return {
-        "agents": agents,
-        "held": held,
-        "agent_samples": len(fleet.agent_delivery),
-        "agent_p50_ms": round(percentile(fleet.agent_delivery, 0.5) * 1000, 1),
-        "agent_p95_ms": round(percentile(fleet.agent_delivery, 0.95) * 1000, 1),
-        "policy_delivered": len(fleet.policy_delivery),
-        "policy_p50_ms": round(percentile(fleet.policy_delivery, 0.5) * 1000, 1),
-        "policy_p95_ms": round(percentile(fleet.policy_delivery, 0.95) * 1000, 1),
-        "policy_max_ms": round(max(fleet.policy_delivery, default=0) * 1000, 1),
-        "errors": fleet.errors,
-        "seconds_to_hold_all": fleet.ready_s,
+        f"{name}_delivered": len(values),
+        f"{name}_expected": expected,
+        f"{name}_p50_ms": round(percentile(values, 0.5) * 1000, 1),
+        f"{name}_p95_ms": round(percentile(values, 0.95) * 1000, 1),
+        f"{name}_max_ms": round(max(values, default=0) * 1000, 1),
+        f"{name}_server_cpu_s": round(cpu, 2),
+        f"{name}_first_to_last_s": round(wall, 2),
     }
 
 
-def measure_wake(
-    server: str,
+async def _until(check: Callable[[], bool], seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while not check() and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+
+
+async def _measure(
+    servers: list[str],
     token: str,
     agents: int,
     store: Path,
-    notify: Callable[[list[str]], None],
-    change_policy: Callable[[], None],
-    samples: int = 200,
+    admin: Any,
+    samples: int,
+    server_pids: list[int],
+    database_url: str | None,
 ) -> dict[str, Any]:
-    """Hold ``agents`` long-polls; measure per-agent and policy-change delivery."""
+    hosts = [(urlsplit(s).hostname or "127.0.0.1", urlsplit(s).port or 2125) for s in servers]
+    host, port = hosts[0]
+    if database_url:
+        credentials = bulk_enroll(database_url, agents, store)
+    else:
+        credentials = await enroll_fleet(host, port, token, agents, store)
+    fleet = Fleet(hosts, credentials)
+    first = {"Authorization": f"Bearer {credentials[0][0]}.{credentials[0][1]}"}
+    _, raw = await call(
+        host,
+        port,
+        build_request(host, port, "POST", routes.AGENT_CHECKIN, checkin_body(0), first),
+    )
+    fleet.version = json.loads(raw)["policy"]["version"]
+    started = time.monotonic()
+    tasks = []
+    for n in range(agents):  # open the polls at ~2,000/s, not in one burst
+        tasks.append(asyncio.create_task(fleet.agent(n)))
+        if n % 200 == 199:
+            await asyncio.sleep(0.1)
+    held = 0
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        held = sum([await _server_waits(h, p) for h, p in hosts])
+        if held >= agents * 0.99:
+            break
+        await asyncio.sleep(0.5)
+    result: dict[str, Any] = {
+        "agents": agents,
+        "servers": len(servers),
+        "held": held,
+        "seconds_to_hold_all": round(time.monotonic() - started, 1),
+    }
+    loop = asyncio.get_running_loop()
+
+    async def admin_call(function: Callable[[], Any]) -> Any:
+        return await loop.run_in_executor(None, function)
+
+    # 1. An action for one agent at a time.
+    one: list[float] = []
+    for agent_id, _ in random.sample(credentials, min(samples, agents)):
+        begun = time.monotonic()
+        action = await admin_call(
+            lambda a=agent_id: admin.create_action("checkin", {"agent_id": a}, comment="bench")
+        )
+        await _until(lambda a=action["id"], b=begun: bool(fleet.latencies(a, b)), 5)
+        one += fleet.latencies(action["id"], begun)
+    result.update(_summary("agent", one, min(samples, agents), 0, 0))
+    result["agent_samples"] = len(one)
+    await asyncio.sleep(1)
+
+    # 2. One action for every agent.
+    cpu, begun = cpu_seconds(server_pids), time.monotonic()
+    action = await admin_call(
+        lambda: admin.create_action("checkin", {"query": {"os": "linux"}}, comment="bench")
+    )
+    result["action_create_ms"] = round((time.monotonic() - begun) * 1000, 1)
+    await _until(lambda: len(fleet.latencies(action["id"], begun)) >= held, 60)
+    values = fleet.latencies(action["id"], begun)
+    wall = max(values, default=0.0) - min(values, default=0.0)
+    result.update(_summary("action", values, agents, cpu_seconds(server_pids) - cpu, wall))
+    await asyncio.sleep(2)
+
+    # 3. A policy change for every agent (each confirms later by a check-in).
+    cpu, begun = cpu_seconds(server_pids), time.monotonic()
+    await admin_call(lambda: admin.set_verdict(f"{random.getrandbits(256):064x}", "malware"))
+    version = fleet.version + 1
+    await _until(lambda: len(fleet.latencies(f"policy:{version}", begun)) >= held, 60)
+    values = fleet.latencies(f"policy:{version}", begun)
+    wall = max(values, default=0.0) - min(values, default=0.0)
+    result.update(_summary("policy", values, agents, cpu_seconds(server_pids) - cpu, wall))
+    result["confirm_checkins_meanwhile"] = fleet.confirms
+    result["errors"] = fleet.errors
+    result["simulator_cpu_s"] = round(time.process_time(), 1)
+    fleet.stopping = True
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    return result
+
+
+def measure_wake(
+    servers: list[str],
+    token: str,
+    agents: int,
+    store: Path,
+    admin: Any,
+    samples: int = 50,
+    server_pids: list[int] | None = None,
+    database_url: str | None = None,
+) -> dict[str, Any]:
+    """Hold ``agents`` long-polls over ``servers``; measure one-agent and broadcast delivery
+    (with ``database_url`` the agents are written into the database, not enrolled)."""
     raise_fd_limit(agents * 2 + 1024)
-    return asyncio.run(_measure(server, token, agents, store, notify, change_policy, samples))
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:  # pragma: no cover
+        pass
+    return asyncio.run(
+        _measure(servers, token, agents, store, admin, samples, server_pids or [], database_url)
+    )
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--server", required=True)
+    parser.add_argument("--server", action="append", required=True, help="repeat for more")
     parser.add_argument("--token", required=True)
-    parser.add_argument("--admin-token", required=True, help="to set a verdict (policy change)")
-    parser.add_argument("--database-url", required=True, help="the PostgreSQL of the server")
+    parser.add_argument("--admin-token", required=True, help="for actions and a verdict")
     parser.add_argument("--agents", type=int, default=10_000)
+    parser.add_argument("--samples", type=int, default=50)
+    parser.add_argument("--pid", type=int, action="append", default=[], help="esmd, for CPU")
     parser.add_argument("--store", default="wake-agents.json")
     args = parser.parse_args()
-    from sqlalchemy import create_engine
-
-    from esmd.services.wake import notify_agents
     from trapsapi.admin_client import AdminClient
 
-    engine = create_engine(args.database_url)
-    admin = AdminClient(args.server, token=args.admin_token)
-
-    def notify(ids: list[str]) -> None:
-        with engine.begin() as connection:
-            notify_agents(connection, ids)
-
-    def change() -> None:
-        admin.set_verdict(f"{random.getrandbits(256):064x}", "malware", "wake bench")
-
-    result = measure_wake(args.server, args.token, args.agents, Path(args.store), notify, change)
+    admin = AdminClient(args.server[0], token=args.admin_token)
+    result = measure_wake(
+        args.server, args.token, args.agents, Path(args.store), admin, args.samples, args.pid
+    )
     sys.stdout.write(json.dumps(result) + "\n")
     return 0
 

@@ -34,6 +34,7 @@ from esmd.api.routes import (
 from esmd.api.routes import forensics as forensics_routes
 from esmd.api.routes import servers as servers_routes
 from esmd.api.routes import wake as wake_routes
+from esmd.api.wake_reply import Repolls, WakeNews
 from esmd.config import Settings
 from esmd.db.engine import Database
 from esmd.errors import install_error_handlers
@@ -63,6 +64,8 @@ def create_app(settings: Settings) -> FastAPI:
             check_schema(db.engine)
             app.state.db = db
             app.state.policies = PolicyCache(settings.heartbeat_interval_s)
+            WakeNews(db, app.state.policies, settings).attach(app.state.notifier)
+            app.state.repolls = Repolls(settings.wait_timeout_s)
             log.info("esmd %s serving database %s", __version__, describe_url(settings.url))
             app.state.operations = operations = Operations(db, settings)
             metrics.collectors.append(operations.render)

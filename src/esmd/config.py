@@ -88,9 +88,12 @@ class Settings(BaseSettings):
     """Longest an agent's long-poll (``/agent/wait``) is held before a 204."""
     max_waiters: int = Field(default=100_000, ge=1)
     """Long-polls held at once per process; beyond it a wait answers 429."""
-    wake_rate: float = Field(default=1000.0, gt=0)
-    """Agents per second woken by a policy change (the wake-ups are spread, no herd); keep
-    it below the check-in rate one process sustains (docs/scaling.md)."""
+    wake_rate: float = Field(default=5000.0, gt=0)
+    """Long-polls per second this process ends with news (a token bucket: a broadcast is
+    paced, never a herd); each costs a reply and the agent's next poll (docs/scaling.md)."""
+    wake_report_rate: float = Field(default=100.0, gt=0)
+    """Agents that got a new policy in their long-poll confirm it by a check-in spread over
+    ``waiting / wake_report_rate`` seconds."""
     server_heartbeat_s: float = Field(default=10.0, gt=0, le=3600)
     """How often this process refreshes its row in ``servers`` (the registry)."""
 

@@ -114,11 +114,17 @@ class AgentClient:
     def upload_forensics(self, action_id: str, upload: ForensicUpload) -> ForensicUploadAck:
         return cast(ForensicUploadAck, self.upload_action_file(action_id, "forensics", upload))
 
-    def wait(self, policy_version: int, timeout_s: int) -> dict[str, object] | None:
+    def wait(
+        self, policy_version: int, timeout_s: int, deliver: bool = False
+    ) -> dict[str, object] | None:
         """Long-poll the wake channel: why to check in now, or None when it timed out (204).
 
-        Use a client of its own, whose socket timeout exceeds ``timeout_s``."""
-        params = {"policy_version": policy_version, "timeout": timeout_s}
+        With ``deliver`` the reply carries the news itself (``policy`` when the agent is
+        behind, ``actions``). Use a client of its own, whose socket timeout exceeds
+        ``timeout_s``."""
+        params: dict[str, object] = {"policy_version": policy_version, "timeout": timeout_s}
+        if deliver:
+            params["deliver"] = "true"
         reply: dict[str, object] | None = self.pool.request(
             "GET", routes.AGENT_WAIT, None, self._headers, params
         )

@@ -49,6 +49,7 @@ class Comms:
         build_request: Callable[[], CheckinRequest],
         on_reply: Callable[[CheckinResponse], None],
         on_attempt: Callable[[], None] = lambda: None,
+        on_news: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
         self.settings = settings
         self.identity = identity
@@ -56,6 +57,8 @@ class Comms:
         self.build_request = build_request
         self.on_reply = on_reply
         self.on_attempt = on_attempt
+        self.on_news = on_news
+        self._news: list[dict[str, Any]] = []
         self.client = self._client()
         self.heartbeat_s = 3600.0
         self.policy_version: int | None = None
@@ -158,6 +161,30 @@ class Comms:
             self._checkin_wanted = True
             self._cond.notify_all()
 
+    def news(self, reply: dict[str, Any]) -> None:
+        """The wake channel brought news (policy, actions): apply it on the comms thread."""
+        with self._cond:
+            self._news.append(reply)
+            self._cond.notify_all()
+
+    def _apply_news(self, news: list[dict[str, Any]]) -> None:
+        for reply in news:
+            try:
+                if self.on_news is not None:
+                    self.on_news(reply)
+            except TrapsError as exc:  # a policy it refuses: the next check-in tells why
+                log.warning("news from the wake channel not applied: %s", exc.message)
+                continue
+            policy = reply.get("policy")
+            if isinstance(policy, dict) and policy.get("version") is not None:
+                self.policy_version = policy["version"]
+                # Report the applied version by a check-in at a random moment in the window
+                # the server gave, so a broadcast's confirmations do not come as a herd.
+                window = float(reply.get("report_within_s") or 0)
+                report = time.monotonic() + random.uniform(0, window)  # jitter, not crypto
+                with self._cond:
+                    self._next_heartbeat = min(self._next_heartbeat, report)
+
     def _jittered(self, seconds: float) -> float:
         spread = self.settings.heartbeat_jitter
         return seconds * (1 - spread + 2 * spread * random.random())  # jitter, not crypto
@@ -193,7 +220,7 @@ class Comms:
                     now = time.monotonic()
                     due = self._checkin_wanted or now >= self._next_heartbeat
                     upload = self._events_wanted and now >= self._upload_at
-                    if self._waiters or ((due or upload) and now >= self._retry_at):
+                    if self._waiters or self._news or ((due or upload) and now >= self._retry_at):
                         break
                     if due:
                         until = self._retry_at
@@ -206,7 +233,9 @@ class Comms:
                     self._release_waiters()
                     return
                 waiters, self._waiters = self._waiters, []
+                news, self._news = self._news, []
             try:
+                self._apply_news(news)
                 self._cycle(waiters, due)
             except Exception as exc:  # never let the thread die: keep trying later
                 if self._stopping:

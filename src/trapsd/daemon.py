@@ -139,6 +139,7 @@ class Agent(ActionHost, DetectionPipeline, EsmLink, AgentReporting):
             self._checkin_request,
             self._on_reply,
             self._after_checkin,
+            self._on_news,
         )
         self.comms.set_heartbeat(self.policy.heartbeat_interval_s)
         self.waker = self._waker(self.comms) if self.settings.wake_channel else None

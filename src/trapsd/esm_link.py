@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from trapsapi.agent_client import AgentClient
 from trapsapi.wire import (
@@ -64,7 +64,9 @@ class EsmLink:
                 self.settings.ca_file,
             )
 
-        return Waker(self.settings, client, lambda: comms.policy_version, lambda _r: comms.wake())
+        return Waker(
+            self.settings, client, lambda: comms.policy_version, lambda _r: comms.wake(), comms.news
+        )
 
     def _after_checkin(self) -> None:
         self.write_status()
@@ -103,25 +105,33 @@ class EsmLink:
             client.close()
 
     def _on_reply(self, reply: CheckinResponse) -> None:
+        self._apply(reply["policy"], reply.get("actions"))
+
+    def _on_news(self, reply: dict[str, Any]) -> None:
+        """What the wake channel brought: maybe a policy, maybe actions."""
+        self._apply(reply.get("policy"), reply.get("actions"))
+
+    def _apply(self, wire: Any, actions: Any) -> None:
         """Compile first; switch only to a valid policy (a bad one leaves the old in force)."""
-        try:
-            policy = compile_policy(reply["policy"])
-        except PolicyError as exc:
-            version = reply["policy"].get("version") if isinstance(reply["policy"], dict) else None
-            if version != self._refused_version:  # once per version, not every check-in
-                self._refused_version = version
-                policylog.record(
-                    self.state_dir,
-                    {
-                        "result": "refused",
-                        "from_version": self.policy.version,
-                        "to_version": version,
-                        "error": exc.message,
-                    },
-                )
-            raise
-        current = self.policy
-        if policy.wire != current.wire or policy.version != current.version:
-            self.apply_policy(policy)
-        if reply.get("actions") and self.actions is not None:
-            self.actions.receive(reply["actions"])  # type: ignore[arg-type]
+        if wire is not None:
+            try:
+                policy = compile_policy(wire)
+            except PolicyError as exc:
+                version = wire.get("version") if isinstance(wire, dict) else None
+                if version != self._refused_version:  # once per version, not every check-in
+                    self._refused_version = version
+                    policylog.record(
+                        self.state_dir,
+                        {
+                            "result": "refused",
+                            "from_version": self.policy.version,
+                            "to_version": version,
+                            "error": exc.message,
+                        },
+                    )
+                raise
+            current = self.policy
+            if policy.wire != current.wire or policy.version != current.version:
+                self.apply_policy(policy)
+        if actions and self.actions is not None:
+            self.actions.receive(actions)

@@ -1,12 +1,15 @@
 """The wake channel: one long-poll to the ESM, held by a thread of its own.
 
 The server holds ``GET /agent/wait`` until the policy moved past the version this agent
-applied or something is pending for it (200), or until its timeout (204). On a 200 the comms
-thread checks in at once, so a policy change or an action reaches the agent within about a
-second instead of at the next heartbeat. The thread never touches fanotify; it has its own
-connection (with a socket timeout longer than the hold) and fails over along the server
-list like every other request. Errors back off with jitter; a server without the wake
-channel (404) is asked again only after the longest backoff.
+applied or something is pending for it (200), or until its timeout (204). The poll asks for
+the news itself (``deliver``): the reply carries the new policy and the pending actions,
+handed to the comms thread to apply, so a policy change or an action reaches the agent
+within about a second and costs no extra request (the policy applied is reported by a
+check-in at a random moment within the server's ``report_within_s``). From a server that
+only says why, the comms thread checks in at once instead. The thread never touches
+fanotify; it has its own connection (with a socket timeout longer than the hold) and
+fails over along the server list like every other request. Errors back off with jitter; a
+server without the wake channel (404) is asked again only after the longest backoff.
 """
 
 from __future__ import annotations
@@ -34,11 +37,13 @@ class Waker:
         client: Callable[[float], AgentClient],
         policy_version: Callable[[], int | None],
         on_wake: Callable[[str], None],
+        on_news: Callable[[dict[str, object]], None] | None = None,
     ) -> None:
         self.settings = settings
         self._make_client = client
         self._policy_version = policy_version
         self._on_wake = on_wake
+        self._on_news = on_news
         self._stopping = threading.Event()
         self._kick = threading.Event()
         self._client: AgentClient | None = None
@@ -81,7 +86,7 @@ class Waker:
                 self._kick.clear()
                 continue
             delay = self._poll(version)
-            if delay < 0:  # woken for a new policy: let the check-in bring it first
+            if delay < 0:  # a new policy: poll again once it is applied (or 10 s passed)
                 for _ in range(100):
                     if self._stopping.wait(0.1) or self._policy_version() != version:
                         break
@@ -95,7 +100,7 @@ class Waker:
         if self._client is None:
             self._client = self._make_client(hold + SOCKET_SLACK_S)
         try:
-            reply = self._client.wait(version, hold)
+            reply = self._client.wait(version, hold, deliver=self._on_news is not None)
         except RateLimited as exc:
             self.failures += 1
             return exc.retry_after * (1 + random.random() / 2)  # jitter, not crypto
@@ -116,5 +121,8 @@ class Waker:
             return 0.0
         self.wakeups += 1
         reason = str(reply.get("reason", ""))
+        if self._on_news is not None and "actions" in reply:  # the news itself
+            self._on_news(reply)
+            return -1.0 if reply.get("policy") else 0.0
         self._on_wake(reason)
         return -1.0 if reason == "policy" else 0.5

@@ -117,33 +117,35 @@ def test_wait_refuses_bad_input_and_other_credentials(esm: Esm) -> None:
     assert esm.raw("GET", f"{routes.AGENT_WAIT}?policy_version=1", None, bad).status == 401
 
 
-def test_a_policy_broadcast_is_spread_over_waiters_per_wake_rate() -> None:
-    """200 waiters at 400 wake-ups/s: all woken within ~0.5 s, and not all at once."""
+def test_a_policy_broadcast_is_paced_by_the_token_bucket() -> None:
+    """1,000 waiters at 2,000 wake-ups/s: one batch at once, the rest at the rate, no herd."""
 
     async def scenario() -> list[float]:
-        notifier = Notifier(Metrics(), wake_rate=400.0)
+        notifier = Notifier(Metrics(), wake_rate=2000.0)
         notifier.start(1)
         started = time.monotonic()
         woken: list[float] = []
 
         async def one(n: int) -> None:
-            assert await notifier.wait(f"agent-{n}", 1, 10) == "policy"
+            wake = await notifier.wait(f"agent-{n}", 1, 10)
+            assert wake is not None and wake.reason == "policy" and wake.policy_version == 2
             woken.append(time.monotonic() - started)
 
-        tasks = [asyncio.create_task(one(n)) for n in range(200)]
+        tasks = [asyncio.create_task(one(n)) for n in range(1000)]
         await asyncio.sleep(0.05)
-        assert notifier.waiting == 200
+        assert notifier.waiting == 1000
         notifier.policy_moved(2)
         await asyncio.wait_for(asyncio.gather(*tasks), 5)
         await notifier.stop()
         return sorted(woken)
 
     woken = asyncio.run(scenario())
-    assert len(woken) == 200
-    assert woken[-1] < 0.05 + 0.5 + 0.3
-    assert woken[-1] - woken[0] > 0.25  # spread out, not a herd
-    first_half = sum(1 for t in woken if t < 0.05 + 0.25)
-    assert 50 < first_half < 150
+    assert len(woken) == 1000
+    first = woken[0]
+    # A burst of 0.1 s worth (200), then (1000 - 200) / 2000 = 0.4 s; never faster.
+    assert 0.35 < woken[-1] - first < 1.5
+    for t in (0.1, 0.2, 0.3):
+        assert sum(1 for w in woken if w - first <= t) <= 200 + 2000 * t + 20
 
 
 @pytest.fixture

@@ -63,38 +63,93 @@ def link(settings: AgentSettings, tmp_path: Path, live_esm: Any, admin: Any) -> 
     save_identity(settings.state_dir, identity)
     box = Outbox(tmp_path / "o.db", 1 << 20)
     replies: list[Any] = []
+    news: list[Any] = []
 
     def client(timeout: float) -> AgentClient:
         return AgentClient(identity.servers, identity.agent_id, identity.agent_secret, timeout)
 
-    waker = Waker(settings, client, lambda: comms.policy_version, lambda _r: comms.wake())
+    waker = Waker(
+        settings,
+        client,
+        lambda: comms.policy_version,
+        lambda _r: comms.wake(),
+        lambda r: comms.news(r),
+    )
     # As in the daemon: each check-in kicks the waker (it sleeps until the first one).
-    comms = Comms(settings, identity, box, _request, replies.append, waker.kick)
+    comms = Comms(settings, identity, box, _request, replies.append, waker.kick, news.append)
     comms.start()
     waker.start()
     try:
-        yield comms, waker, replies
+        yield comms, waker, replies, news, identity
     finally:
         waker.stop()
         comms.stop()
         box.close()
 
 
-def test_a_policy_change_reaches_the_agent_through_the_wake_channel(link: Any, admin: Any) -> None:
-    comms, waker, replies = link
+def test_a_policy_change_reaches_the_agent_in_the_wake_reply(link: Any, admin: Any) -> None:
+    comms, waker, replies, news, _ = link
     first = wait_for(lambda: comms.policy_version, timeout=10)
     comms.set_heartbeat(3600)  # no heartbeat can explain what follows
+    checkins = len(replies)
     time.sleep(0.5)  # the long-poll is held
     changed = time.monotonic()
     admin.set_verdict("c" * 64, "malware")
     wait_for(lambda: comms.policy_version == first + 1 or None, timeout=5)
     assert time.monotonic() - changed < 2.0
-    assert replies[-1]["policy"]["blocked_hashes"] == ["c" * 64]
+    assert news[-1]["policy"]["blocked_hashes"] == ["c" * 64]
+    assert len(replies) == checkins  # no check-in was needed to bring it
     assert waker.wakeups == 1
+    # The version applied is reported by a check-in within the server's window, not at once.
+    window = float(news[-1]["report_within_s"])
+    assert 5 <= window and comms._next_heartbeat <= time.monotonic() + window
+
+
+def test_an_action_reaches_the_agent_in_the_wake_reply(link: Any, admin: Any) -> None:
+    comms, _, replies, news, identity = link
+    wait_for(lambda: comms.policy_version, timeout=10)
+    comms.set_heartbeat(3600)
+    checkins = len(replies)
+    time.sleep(0.5)
+    created = time.monotonic()
+    action = admin.create_action("checkin", {"agent_id": identity.agent_id})["id"]
+    wait_for(lambda: (news and news[-1].get("actions")) or None, timeout=5)
+    assert time.monotonic() - created < 2.0
+    assert [a["id"] for a in news[-1]["actions"]] == [action]
+    assert len(replies) == checkins
+    assert admin.get_action(action)["progress"] == {"delivered": 1}
+
+
+def test_without_news_the_wake_up_brings_a_check_in(
+    settings: AgentSettings, tmp_path: Path, live_esm: Any, admin: Any
+) -> None:
+    """A waker that does not take the news (or a server that does not send it) checks in."""
+    identity = _identity(live_esm.url, admin)
+    box = Outbox(tmp_path / "o.db", 1 << 20)
+    replies: list[Any] = []
+
+    def client(timeout: float) -> AgentClient:
+        return AgentClient(identity.servers, identity.agent_id, identity.agent_secret, timeout)
+
+    waker = Waker(settings, client, lambda: comms.policy_version, lambda _r: comms.wake())
+    comms = Comms(settings, identity, box, _request, replies.append, waker.kick)
+    comms.start()
+    waker.start()
+    try:
+        first = wait_for(lambda: comms.policy_version, timeout=10)
+        comms.set_heartbeat(3600)
+        time.sleep(0.5)
+        admin.set_verdict("f" * 64, "malware")
+        wait_for(lambda: comms.policy_version == first + 1 or None, timeout=5)
+        assert replies[-1]["policy"]["blocked_hashes"] == ["f" * 64]
+    finally:
+        waker.stop()
+        comms.stop()
+        box.close()
 
 
 def test_a_stopped_waker_ends_its_held_poll(link: Any) -> None:
-    comms, waker, _ = link
+    comms, waker, *_ = link
     wait_for(lambda: comms.policy_version, timeout=10)
     time.sleep(1.5)  # past the first second: the poll is held by the server
     assert waker._client is not None

@@ -30,6 +30,8 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from esmd.api.routes import agent_protocol
+from esmd.api.routes import wake as wake_routes
+from esmd.api.wake_reply import hold
 from esmd.config import Settings
 from esmd.metrics import Metrics
 from esmd.services import ingest as ingest_service
@@ -40,7 +42,7 @@ from trapsapi.models import AgentPolicy, CheckinRequest, CheckinResponse, EventB
 
 _JSON_HEADERS = [(b"content-type", b"application/json")]
 EXEMPT = frozenset({routes.HEALTHZ, routes.READYZ, routes.METRICS})
-HOT_PATHS = frozenset({routes.AGENT_CHECKIN, routes.AGENT_EVENTS})
+HOT_PATHS = frozenset({routes.AGENT_CHECKIN, routes.AGENT_EVENTS, routes.AGENT_WAIT})
 WAIT_PREFIX = routes.AGENT_CHECKIN.rsplit("/", 1)[0] + "/wait"
 
 
@@ -157,6 +159,9 @@ class AgentFastPath:
             for route in agent_protocol.router.routes
             if isinstance(route, APIRoute) and route.path in self.handlers
         }
+        self.wait_route = next(
+            r for r in wake_routes.router.routes if isinstance(r, APIRoute)
+        )  # the metrics label of the long-poll
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -165,6 +170,9 @@ class AgentFastPath:
         if not self.registry.address:
             self.registry.learn(scope.get("scheme", "http"), scope.get("server"))
         path = scope["path"]
+        if path == routes.AGENT_WAIT and scope["method"] == "GET":
+            await self._wait(scope, receive, send)  # exempt from the limit: cheap to hold
+            return
         if path in EXEMPT or path.startswith(WAIT_PREFIX):
             await self.app(scope, receive, send)
             return
@@ -248,6 +256,29 @@ class AgentFastPath:
         self.metrics.events_ingested += ack.inserted
         await _send_json(send, 200, ack.__pydantic_serializer__.to_json(ack))
 
+    # --- the long-poll (wake channel) -----------------------------------------------------
+    async def _wait(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The wake channel's long-poll; anything unusual goes to the declared route."""
+        query = wait_query(scope.get("query_string", b""))
+        scheme, _, credential = _header(scope, b"authorization").decode("latin-1").partition(" ")
+        credential = credential.strip()
+        if query is None or scheme.lower() != "bearer" or "." not in credential:
+            await self.app(scope, receive, send)
+            return
+        scope["route"] = self.wait_route
+        try:
+            status, body = await hold(
+                self.fastapi.state, credential, *query, client=scope.get("client")
+            )
+        except Exception as exc:
+            await self._error(scope, receive, send, exc)
+            return
+        if status == 204:
+            await send({"type": "http.response.start", "status": 204, "headers": []})
+            await send({"type": "http.response.body", "body": b""})
+            return
+        await _send_json(send, status, body)
+
     async def _prepare(
         self, scope: Scope, receive: Receive, send: Send, model: type[BaseModel]
     ) -> tuple[str, BaseModel] | None:
@@ -292,6 +323,23 @@ async def _read_body(receive: Receive) -> bytes:
         message = await receive()
         chunks.append(message.get("body", b""))
     return b"".join(chunks)
+
+
+def wait_query(raw: bytes) -> tuple[int, int | None, bool] | None:
+    """(policy_version, timeout, deliver) of a plain, valid long-poll query, else None."""
+    values: dict[str, str] = {}
+    for part in raw.decode("latin-1").split("&"):
+        name, _, value = part.partition("=")
+        if name in values or name not in ("policy_version", "timeout", "deliver"):
+            return None
+        values[name] = value
+    version, timeout = values.get("policy_version", ""), values.get("timeout")
+    deliver = values.get("deliver", "false")
+    if not version.isdigit() or len(version) > 18 or deliver not in ("true", "false", "1", "0"):
+        return None
+    if timeout is not None and not (timeout.isdigit() and 1 <= int(timeout) <= 60):
+        return None
+    return int(version), int(timeout) if timeout else None, deliver in ("true", "1")
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:

@@ -115,7 +115,7 @@ def create(db: Database, settings: Settings, body: ActionCreate, admin: AdminIde
             {"type": body.type.value, "params": params, "target": target, "agents": len(agent_ids)},
             source_ip=admin.source_ip,
         )
-        notify_agents(connection, agent_ids)  # their long-polls end when this commits
+        notify_agents(connection, agent_ids, action_id)  # their long-polls end when this commits
     return action_id
 
 

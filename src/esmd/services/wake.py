@@ -1,19 +1,22 @@
 """The wake channel: agents hold a long-poll; a policy change or an agent's own news ends it.
 
 ``Notifier`` lives on the event loop of one esmd process. Each waiting agent is one future in
-a dict (no task, no socket of our own): a wake-up resolves it, a timer ends it with ``None``
-(the route then answers 204). Sources of wake-ups:
+a dict (no task, no socket of our own). Sources of wake-ups:
 
-* a committed transaction that called ``bump_version`` (policy) or ``notify_agents`` (say
-  the action centre queued something): the engine's commit hook tells this process at once;
+* a committed transaction that called ``policy_bumped`` or ``notify_agents`` (the action
+  centre queued something): the engine's commit hook tells this process at once;
 * on PostgreSQL, ``pg_notify`` in the same transaction reaches every esmd process through
-  ``LISTEN esmd_wake`` (a psycopg async connection per process, reconnected on loss), so a
-  change made through one server wakes agents waiting on the others;
+  ``LISTEN esmd_wake``: one notification per policy change, and one per action (each process
+  asks the database which of the action's agents are still pending), never one per agent;
 * every check-in reports the current policy version it read (a fallback if a NOTIFY was lost).
 
-A policy change wakes every waiting agent, so the wake-ups are spread at random over
-``waiting / wake_rate`` seconds: a broadcast turns into a bounded check-in rate, not a herd.
-An agent notified while it is between two long-polls finds its flag on the next one.
+Every wake-up goes through one queue drained by a token bucket at ``wake_rate`` agents per
+second (news for a few agents first, broadcasts after), so a broadcast to 10,000 waiters
+costs the server a steady, bounded rate of replies, never a herd. An agent that asks for it
+(``deliver``) gets the news in the reply itself: the new policy and its pending actions,
+fetched and marked delivered for a whole batch of agents in one transaction, so a wake-up
+costs no further request. An agent notified while it is between two long-polls finds its
+flag on the next one.
 """
 
 from __future__ import annotations
@@ -23,7 +26,9 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Iterable
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Connection
@@ -38,23 +43,36 @@ PENDING = "pending"
 _POLICY_KEY = "esmd_wake_policy"
 _AGENTS_KEY = "esmd_wake_agents"
 _PAYLOAD_IDS = 200  # 200 UUIDs and commas stay below PostgreSQL's 8000-byte NOTIFY payload
+BATCH = 256
+"""Most agents woken (and their news fetched, in one transaction) at once."""
+FEW = 16
+"""News for at most this many agents goes before any queued broadcast."""
 
 
-def notify_agents(connection: Connection, agent_ids: Iterable[str]) -> None:
+def notify_agents(
+    connection: Connection, agent_ids: Iterable[str], action_id: str | None = None
+) -> None:
     """Wake these agents when the current transaction commits (call inside it).
 
-    On PostgreSQL the NOTIFY is transactional: a rolled-back change wakes nobody.
+    On PostgreSQL the NOTIFY is transactional: a rolled-back change wakes nobody. With
+    ``action_id`` the other processes get one notification naming the action, whatever the
+    number of agents; without it, the agent IDs themselves (200 per notification).
     """
     ids = sorted(set(agent_ids))
     if not ids:
         return
     connection.info.setdefault(_AGENTS_KEY, set()).update(ids)
-    if connection.dialect.name == "postgresql":
-        for start in range(0, len(ids), _PAYLOAD_IDS):
-            payload = "agents:" + ",".join(ids[start : start + _PAYLOAD_IDS])
-            connection.exec_driver_sql(
-                "SELECT pg_notify(%(c)s, %(p)s)", {"c": CHANNEL, "p": payload}
-            )
+    if connection.dialect.name != "postgresql":
+        return
+    if action_id is not None:
+        payloads = [f"action:{action_id}"]
+    else:
+        payloads = [
+            "agents:" + ",".join(ids[start : start + _PAYLOAD_IDS])
+            for start in range(0, len(ids), _PAYLOAD_IDS)
+        ]
+    for payload in payloads:
+        connection.exec_driver_sql("SELECT pg_notify(%(c)s, %(p)s)", {"c": CHANNEL, "p": payload})
 
 
 def policy_bumped(connection: Connection, version: int) -> None:
@@ -66,6 +84,31 @@ def policy_bumped(connection: Connection, version: int) -> None:
         )
 
 
+@dataclass(frozen=True)
+class Wake:
+    """Why a long-poll ended early, and (``deliver``) the reply carrying the news itself."""
+
+    reason: str
+    policy_version: int
+    body: bytes | None = None
+
+
+@dataclass(eq=False)
+class Waiter:
+    agent_id: str
+    known_version: int
+    future: asyncio.Future[Wake | None]
+    news: Any = None
+    """What the deliverer needs to build this agent's news (None: just say why)."""
+    timer: asyncio.TimerHandle | None = field(default=None, repr=False)
+
+
+Deliverer = Callable[[list[tuple[Waiter, str]], int], Awaitable[dict[str, bytes]]]
+"""Builds the replies of a batch of woken waiters: agent ID → reply body (missing: no news)."""
+ActionAgents = Callable[[str], Awaitable[list[str]]]
+"""The agents for which an action is still pending (from the database)."""
+
+
 class Notifier:
     """The waiting agents of this process and what wakes them (see the module docstring)."""
 
@@ -75,31 +118,42 @@ class Notifier:
         self.pending_ttl_s = pending_ttl_s
         self.policy_version = 0
         self.loop: asyncio.AbstractEventLoop | None = None
-        self._waiters: dict[str, asyncio.Future[str | None]] = {}
+        self.deliverer: Deliverer | None = None
+        self.action_agents: ActionAgents | None = None
+        self._waiters: dict[str, Waiter] = {}
         self._pending: dict[str, float] = {}
-        self._listener: asyncio.Task[None] | None = None
+        self._queue: deque[str] = deque()
+        self._queued: dict[str, str] = {}
+        self._queued_event = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
 
     # --- lifecycle ------------------------------------------------------------------------
     def start(self, policy_version: int, database_url: str | None = None) -> None:
         """Start on the running loop; with a PostgreSQL URL, also LISTEN across processes."""
         self.loop = asyncio.get_running_loop()
         self.policy_version = policy_version
+        self._queued_event = asyncio.Event()
+        self._tasks.append(self.loop.create_task(self._pump()))
         if database_url is not None and make_url(database_url).get_backend_name() == "postgresql":
-            self._listener = self.loop.create_task(self._listen(database_url))
+            self._tasks.append(self.loop.create_task(self._listen(database_url)))
 
     async def stop(self) -> None:
-        if self._listener is not None:
-            self._listener.cancel()
+        for task in self._tasks:
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._listener
-        for future in self._waiters.values():
-            if not future.done():
-                future.set_result(None)
+                await task
+        self._tasks.clear()
+        for waiter in self._waiters.values():
+            _resolve(waiter.future, None)
         self._waiters.clear()
 
     @property
     def waiting(self) -> int:
         return len(self._waiters)
+
+    @property
+    def queued(self) -> int:
+        return len(self._queue)
 
     # --- what wakes agents (any thread) ---------------------------------------------------
     def on_commit(self, connection: Connection) -> None:
@@ -131,23 +185,21 @@ class Notifier:
 
     # --- on the loop ----------------------------------------------------------------------
     def policy_moved(self, version: int) -> None:
-        """The policy is now ``version``: wake every waiter, spread over waiters/wake_rate."""
+        """The policy is now ``version``: queue every waiter that is behind it."""
         if version <= self.policy_version:
             return
         self.policy_version = version
-        waiters = list(self._waiters.values())
-        spread = len(waiters) / self.wake_rate
-        assert self.loop is not None
-        for future in waiters:
-            delay = random.uniform(0, spread)  # jitter, not crypto
-            self.loop.call_later(delay, _resolve, future, POLICY)
+        for waiter in list(self._waiters.values()):
+            if waiter.known_version < version:
+                self._enqueue(waiter.agent_id, POLICY, first=False)
 
     def agents_notified(self, agent_ids: Iterable[str]) -> None:
+        ids = list(agent_ids)
         expires = time.monotonic() + self.pending_ttl_s
-        for agent_id in agent_ids:
-            future = self._waiters.get(agent_id)
-            if future is not None and not future.done():
-                future.set_result(PENDING)
+        few = len(ids) <= FEW
+        for agent_id in ids:
+            if agent_id in self._waiters:
+                self._enqueue(agent_id, PENDING, first=few)
             else:
                 self._pending[agent_id] = expires
 
@@ -162,31 +214,95 @@ class Notifier:
         for agent_id in [a for a, expires in self._pending.items() if expires < now]:
             del self._pending[agent_id]
 
-    async def wait(self, agent_id: str, known_version: int, timeout: float) -> str | None:
-        """Why the agent should check in now (``policy``, ``pending``), or None at timeout."""
-        if known_version < self.policy_version:
-            return POLICY
-        expires = self._pending.pop(agent_id, None)
-        if expires is not None and expires >= time.monotonic():
-            return PENDING
+    def _enqueue(self, agent_id: str, reason: str, first: bool) -> None:
+        queued = self._queued.get(agent_id)
+        if queued is not None:
+            if reason == PENDING:
+                self._queued[agent_id] = PENDING
+            return
+        self._queued[agent_id] = reason
+        if first:
+            self._queue.appendleft(agent_id)
+        else:
+            self._queue.append(agent_id)
+        self._queued_event.set()
+
+    async def wait(
+        self, agent_id: str, known_version: int, timeout: float, news: Any = None
+    ) -> Wake | None:
+        """Why the agent should check in now (and its news if ``news`` says how to build
+        them), or None at the timeout."""
         loop = asyncio.get_running_loop()
         previous = self._waiters.pop(agent_id, None)
-        if previous is not None and not previous.done():
-            previous.set_result(None)  # the agent reconnected: its older poll ends
-        future: asyncio.Future[str | None] = loop.create_future()
-        self._waiters[agent_id] = future
-        timer = loop.call_later(timeout, _resolve, future, None)
+        if previous is not None and previous.timer is not None:
+            _resolve(previous.future, None)  # the agent reconnected: its older poll ends
+        waiter = Waiter(agent_id, known_version, loop.create_future(), news)
+        self._waiters[agent_id] = waiter
+        waiter.timer = loop.call_later(timeout, _resolve, waiter.future, None)
+        expires = self._pending.pop(agent_id, None)
+        if expires is not None and expires >= time.monotonic():
+            self._enqueue(agent_id, PENDING, first=True)
+        elif known_version < self.policy_version:
+            self._enqueue(agent_id, POLICY, first=False)
         self.metrics.waits += 1
         try:
-            reason = await future
+            wake = await waiter.future
         finally:
             self.metrics.waits -= 1
-            timer.cancel()
-            if self._waiters.get(agent_id) is future:
+            if waiter.timer is not None:
+                waiter.timer.cancel()
+            if self._waiters.get(agent_id) is waiter:
                 del self._waiters[agent_id]
-        if reason is not None:
+        if wake is not None:
             self.metrics.wakeups += 1
-        return reason
+        return wake
+
+    # --- the paced queue ------------------------------------------------------------------
+    async def _pump(self) -> None:
+        """Wake queued agents at ``wake_rate`` per second: a token bucket holding at most
+        a tenth of a second's worth (and one batch)."""
+        burst = max(1.0, min(float(BATCH), self.wake_rate / 10))
+        tokens, last = burst, time.monotonic()
+        while True:
+            if not self._queue:
+                self._queued_event.clear()
+                await self._queued_event.wait()
+            now = time.monotonic()
+            tokens, last = min(burst, tokens + (now - last) * self.wake_rate), now
+            wanted = min(float(len(self._queue)), burst)  # whole batches: one transaction each
+            if tokens < wanted:
+                await asyncio.sleep((wanted - tokens) / self.wake_rate)
+                continue
+            batch: list[tuple[Waiter, str]] = []
+            while self._queue and len(batch) < int(tokens):
+                agent_id = self._queue.popleft()
+                reason = self._queued.pop(agent_id)
+                waiter = self._waiters.get(agent_id)
+                if waiter is None or waiter.future.done():
+                    if reason == PENDING:  # it left meanwhile: its next poll gets it
+                        self._pending[agent_id] = time.monotonic() + self.pending_ttl_s
+                    continue
+                if waiter.timer is not None:  # claimed: no timeout may answer it now
+                    waiter.timer.cancel()
+                    waiter.timer = None
+                batch.append((waiter, reason))
+            tokens -= len(batch)
+            if batch:
+                try:
+                    await self._wake(batch)
+                except Exception:  # never let the pump die; the agents get the bare reason
+                    log.exception("wake channel: delivering news failed")
+                    for waiter, reason in batch:
+                        _resolve(waiter.future, Wake(reason, self.policy_version))
+
+    async def _wake(self, batch: list[tuple[Waiter, str]]) -> None:
+        version = self.policy_version
+        bodies: dict[str, bytes] = {}
+        rich = [(w, r) for w, r in batch if w.news is not None]
+        if rich and self.deliverer is not None:
+            bodies = await self.deliverer(rich, version)
+        for waiter, reason in batch:
+            _resolve(waiter.future, Wake(reason, version, bodies.get(waiter.agent_id)))
 
     # --- PostgreSQL LISTEN ----------------------------------------------------------------
     async def _listen(self, database_url: str) -> None:
@@ -201,7 +317,7 @@ class Notifier:
                     await conn.execute(f"LISTEN {CHANNEL}")
                     delay = 1.0
                     async for note in conn.notifies():
-                        self._deliver(note.payload)
+                        await self._deliver(note.payload)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the database went away: retry, wake nobody meanwhile
@@ -209,14 +325,21 @@ class Notifier:
                 await asyncio.sleep(delay * (0.5 + random.random()))
                 delay = min(delay * 2, 30.0)
 
-    def _deliver(self, payload: str) -> None:
+    async def _deliver(self, payload: str) -> None:
         kind, _, value = payload.partition(":")
         if kind == POLICY and value.isdigit():
             self.policy_moved(int(value))
         elif kind == "agents":
             self.agents_notified(a for a in value.split(",") if a)
+        elif kind == "action" and value and self.action_agents is not None:
+            try:
+                ids = await self.action_agents(value)
+            except Exception as exc:  # a check-in or the next poll will still bring it
+                log.warning("wake channel: cannot read the agents of action %s: %s", value, exc)
+                return
+            self.agents_notified(ids)  # those already served are no longer pending
 
 
-def _resolve(future: asyncio.Future[str | None], value: str | None) -> None:
+def _resolve(future: asyncio.Future[Wake | None], value: Wake | None) -> None:
     if not future.done():
         future.set_result(value)

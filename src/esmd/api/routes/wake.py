@@ -5,13 +5,10 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
-from fastapi.responses import JSONResponse
 
 from esmd.api.deps import AGENT_SECURITY, AgentCallDep
 from esmd.api.params import ERRORS
-from esmd.errors import TooManyRequests
-from esmd.services.agents import authenticate_agent
-from esmd.services.wake import Notifier
+from esmd.api.wake_reply import hold
 from trapsapi import routes
 from trapsapi.models_wake import WakeReply
 
@@ -33,17 +30,18 @@ async def wait(
     timeout: Annotated[
         int | None, Query(ge=1, le=60, description="Seconds to hold (server maximum applies).")
     ] = None,
+    deliver: Annotated[
+        bool,
+        Query(
+            description="Carry the news in the reply (the new policy, the pending actions, "
+            "marked delivered) instead of only the reason to check in."
+        ),
+    ] = False,
 ) -> Response:
     """Hold until the policy version differs from ``policy_version`` or something is pending
-    for this agent (200: check in now), or until the timeout (204: poll again)."""
-    agent = await call.db.run(authenticate_agent, call.credential)
-    notifier: Notifier = request.app.state.notifier
-    settings = call.settings
-    if notifier.waiting >= settings.max_waiters:
-        raise TooManyRequests("server busy: too many agents waiting", settings.retry_after_s)
-    hold = min(timeout or settings.wait_timeout_s, settings.wait_timeout_s)
-    reason = await notifier.wait(agent.agent_id, policy_version, hold)
-    if reason is None:
+    for this agent (200), or until the timeout (204: poll again). Wake-ups are paced by the
+    server (``ESMD_WAKE_RATE``): a broadcast never arrives as a herd."""
+    status, body = await hold(request.app.state, call.credential, policy_version, timeout, deliver)
+    if status == 204:
         return Response(status_code=204)
-    reply = WakeReply(reason=reason, policy_version=notifier.policy_version)  # type: ignore[arg-type]
-    return JSONResponse(reply.model_dump(mode="json"))
+    return Response(body, media_type="application/json")
