@@ -66,6 +66,7 @@ def create_app(settings: Settings) -> FastAPI:
             app.state.policies = PolicyCache(settings.heartbeat_interval_s)
             WakeNews(db, app.state.policies, settings).attach(app.state.notifier)
             app.state.repolls = Repolls(settings.wait_timeout_s)
+            app.state.notifier.credentials_listener = app.state.repolls.forget
             log.info("esmd %s serving database %s", __version__, describe_url(settings.url))
             app.state.operations = operations = Operations(db, settings)
             metrics.collectors.append(operations.render)

@@ -82,7 +82,9 @@ class Repolls:
 
     An agent polls again on the same keep-alive connection right after a reply; within the
     hold time that is the client the database just vouched for (its held poll would have
-    lasted that long anyway), so the re-poll after a broadcast costs no database read.
+    lasted that long anyway), so the re-poll after a broadcast costs no database read. A
+    revocation or deletion (in any process: :func:`esmd.services.wake.credentials_changed`)
+    makes the agent's next re-poll authenticate again, and fail.
     """
 
     def __init__(self, ttl_s: float) -> None:
@@ -96,6 +98,10 @@ class Repolls:
         if hit is None or hit[1] < time.monotonic():
             return None
         return hit[0]
+
+    def forget(self, agent_ids: list[str]) -> None:
+        gone = set(agent_ids)
+        self._seen = {k: v for k, v in self._seen.items() if v[0].identity.agent_id not in gone}
 
     def put(self, client: Any, credential: str, caller: Caller) -> None:
         if client is None:

@@ -11,6 +11,7 @@ from esmd.errors import NotFound
 from esmd.security import new_token, token_hash
 from esmd.services.agents import REVOKED, authenticate
 from esmd.services.audit import audit_row
+from esmd.services.wake import credentials_changed
 from trapsapi.models_lifecycle import AgentForgotten, RotatedSecret
 
 
@@ -52,6 +53,7 @@ def revoke(db: Database, agent_id: str, actor: str, source_ip: str | None) -> No
             .where(AGENTS.c.agent_id == agent_id)
             .values(secret_hash=REVOKED, next_secret_hash=None)
         )
+        credentials_changed(connection, agent_id)
         audit_row(
             connection, actor, "agent.revoke", agent_id, {"hostname": hostname}, source_ip=source_ip
         )
@@ -63,6 +65,7 @@ def forget(db: Database, agent_id: str, actor: str, source_ip: str | None) -> Ag
         hostname = _hostname(connection, agent_id)
         events = connection.execute(delete(EVENTS).where(EVENTS.c.agent_id == agent_id))
         connection.execute(delete(AGENTS).where(AGENTS.c.agent_id == agent_id))
+        credentials_changed(connection, agent_id)
         result = AgentForgotten(
             agent_id=agent_id, hostname=hostname, events_deleted=events.rowcount or 0
         )

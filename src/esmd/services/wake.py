@@ -42,6 +42,8 @@ POLICY = "policy"
 PENDING = "pending"
 _POLICY_KEY = "esmd_wake_policy"
 _AGENTS_KEY = "esmd_wake_agents"
+_CREDENTIALS_KEY = "esmd_wake_credentials"
+CREDENTIALS = "credentials"
 _PAYLOAD_IDS = 200  # 200 UUIDs and commas stay below PostgreSQL's 8000-byte NOTIFY payload
 BATCH = 256
 """Most agents woken (and their news fetched, in one transaction) at once."""
@@ -84,6 +86,17 @@ def policy_bumped(connection: Connection, version: int) -> None:
         )
 
 
+def credentials_changed(connection: Connection, agent_id: str) -> None:
+    """Record (inside the transaction) that an agent's credential was revoked or deleted: on
+    commit every process forgets the connections it vouched for (re-polls authenticate again),
+    so the next request with the old secret is refused everywhere."""
+    connection.info.setdefault(_CREDENTIALS_KEY, set()).add(agent_id)
+    if connection.dialect.name == "postgresql":
+        connection.exec_driver_sql(
+            "SELECT pg_notify(%(c)s, %(p)s)", {"c": CHANNEL, "p": f"{CREDENTIALS}:{agent_id}"}
+        )
+
+
 @dataclass(frozen=True)
 class Wake:
     """Why a long-poll ended early, and (``deliver``) the reply carrying the news itself."""
@@ -120,6 +133,8 @@ class Notifier:
         self.loop: asyncio.AbstractEventLoop | None = None
         self.deliverer: Deliverer | None = None
         self.action_agents: ActionAgents | None = None
+        self.credentials_listener: Callable[[list[str]], None] | None = None
+        """Told (on the loop) of agents whose credential was revoked or deleted."""
         self._waiters: dict[str, Waiter] = {}
         self._pending: dict[str, float] = {}
         self._queue: deque[str] = deque()
@@ -160,6 +175,9 @@ class Notifier:
         """The engine's commit hook: deliver what the transaction recorded."""
         version = connection.info.pop(_POLICY_KEY, None)
         agents = connection.info.pop(_AGENTS_KEY, None)
+        revoked = connection.info.pop(_CREDENTIALS_KEY, None)
+        if revoked:
+            self._threadsafe(self.credentials_revoked, sorted(revoked))
         if version is not None:
             self._threadsafe(self.policy_moved, version)
         if agents:
@@ -169,6 +187,7 @@ class Notifier:
     def on_rollback(connection: Connection) -> None:
         connection.info.pop(_POLICY_KEY, None)
         connection.info.pop(_AGENTS_KEY, None)
+        connection.info.pop(_CREDENTIALS_KEY, None)
 
     def _threadsafe(self, function: Any, *args: Any) -> None:
         loop = self.loop
@@ -192,6 +211,10 @@ class Notifier:
         for waiter in list(self._waiters.values()):
             if waiter.known_version < version:
                 self._enqueue(waiter.agent_id, POLICY, first=False)
+
+    def credentials_revoked(self, agent_ids: list[str]) -> None:
+        if self.credentials_listener is not None:
+            self.credentials_listener(agent_ids)
 
     def agents_notified(self, agent_ids: Iterable[str]) -> None:
         ids = list(agent_ids)
@@ -329,6 +352,8 @@ class Notifier:
         kind, _, value = payload.partition(":")
         if kind == POLICY and value.isdigit():
             self.policy_moved(int(value))
+        elif kind == CREDENTIALS and value:
+            self.credentials_revoked([value])
         elif kind == "agents":
             self.agents_notified(a for a in value.split(",") if a)
         elif kind == "action" and value and self.action_agents is not None:
