@@ -49,6 +49,9 @@ COMMANDS: dict[str, str] = {
     "__complete-agents": "trapsctl.commands.complete:complete_agents",
 }
 
+ALIASES = {"context": "contexts"}
+"""Other names a command answers to (kubectl's singular ``context``); not listed in help."""
+
 
 def load_command(name: str) -> Any:
     """The Click command (or group) of ``COMMANDS[name]``, built from its module on demand."""
@@ -98,6 +101,7 @@ class ErrorFunnelGroup(TyperGroup):
         return [*COMMANDS, *(name for name in super().list_commands(ctx) if name not in COMMANDS)]
 
     def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        cmd_name = ALIASES.get(cmd_name, cmd_name)
         command = super().get_command(ctx, cmd_name)
         if command is None and cmd_name in COMMANDS:
             command = load_command(cmd_name)

@@ -220,6 +220,7 @@ def test_contexts_list_and_use(config: ConsoleConfig) -> None:
     assert run_cli("contexts", "use", "lab").exit_code == 0
     assert load_config().current_context == "lab"
     assert run_cli("contexts", "use", "nope").exit_code == 2
+    assert run_cli("context", "list").stdout == run_cli("contexts", "list").stdout  # kubectl's
 
 
 def test_contexts_current_and_delete(
