@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""How fast ``trapsctl agents list -o json`` lists 1,000 agents, warm (goal: <= 250 ms).
+"""How fast ``trapsctl agents list -o json`` lists 1,000 agents, warm (goal: <= 250 ms);
+TAB completion and the dashboard's first frame against the same ESM.
 
 A real esmd (SQLite, served by ``esmd serve``) gets 1,000 agents inserted straight into its
 database; then the installed ``trapsctl`` console script runs against it with TRAPSCTL_SERVER /
@@ -8,19 +9,30 @@ when the caller's environment says PYTHONDONTWRITEBYTECODE), then ``--runs`` tim
 figure is the median wall time of a whole process run, start-up included; the best run and
 the server's own share (the same request from an already-running Python) are shown with it.
 
+TAB completion is timed as bash runs it (the generated completion's environment): a command
+name, and an agent ID (which asks the ESM, then its one-minute cache). The dashboard is started
+in a pseudo-terminal of 160x48: its first frame is the first output that draws the tab bar,
+and "agents shown" the first one that draws an agent's hostname.
+
 Run alone (``python bench/ctl_speed.py``) or from ``bench/run.py``.
 """
 
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import os
+import pty
 import secrets
+import select
+import signal
 import statistics
+import struct
 import subprocess
 import sys
 import tempfile
+import termios
 import time
 import uuid
 from datetime import UTC, datetime
@@ -90,6 +102,47 @@ def _time_runs(command: list[str], env: dict[str, str], runs: int) -> list[float
     return times
 
 
+def _complete(words: str, env: dict[str, str], runs: int) -> list[float]:
+    """Times of ``runs`` completions of ``words`` (bash: COMP_WORDS, COMP_CWORD)."""
+    parts = words.split(" ")
+    complete = dict(
+        env, COMP_WORDS=words, COMP_CWORD=str(len(parts) - 1), _TRAPSCTL_COMPLETE="complete_bash"
+    )
+    return _time_runs([TRAPSCTL, *parts[1:2]], complete, runs)
+
+
+def _dashboard_frames(env: dict[str, str], timeout: float = 20.0) -> tuple[float, float]:
+    """Seconds from start to the first frame (the tab bar) and to the first agent drawn."""
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: the dashboard on the pty
+        os.execve(TRAPSCTL, [TRAPSCTL, "dashboard"], dict(env, TERM="xterm-256color"))
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 48, 160, 0, 0))
+    start = time.perf_counter()
+    first = shown = 0.0
+    seen = b""
+    try:
+        while not shown and time.perf_counter() - start < timeout:
+            ready, _, _ = select.select([fd], [], [], 0.5)
+            if not ready:
+                continue
+            try:
+                seen += os.read(fd, 65536)
+            except OSError:
+                break
+            now = time.perf_counter() - start
+            if not first and b"Agents" in seen:
+                first = now
+            if b"host-0" in seen:
+                shown = now
+    finally:
+        os.kill(pid, signal.SIGTERM)
+        os.waitpid(pid, 0)
+        os.close(fd)
+    if not (first and shown):
+        raise SystemExit(f"the dashboard drew no agents within {timeout:.0f} s")
+    return first, shown
+
+
 def measure_ctl_speed(work: Path, agents: int = 1000, runs: int = 11) -> dict[str, Any]:
     password = secrets.token_urlsafe(16)
     data_dir = work / "ctl-esm"
@@ -125,6 +178,10 @@ def measure_ctl_speed(work: Path, agents: int = 1000, runs: int = 11) -> dict[st
             admin.list_agents(limit=agents)
             server.append(time.perf_counter() - start)
         bare = _time_runs([sys.executable, "-c", "pass"], env, runs)
+        command_names = _complete("trapsctl ag", env, runs)
+        env["XDG_CACHE_HOME"] = str(work / "ctl-cache")  # a cold agent cache for the first
+        agent_ids = _complete("trapsctl agents show ", env, runs)
+        frames = [_dashboard_frames(env) for _ in range(3)]
         admin.close()
     return {
         "agents": agents,
@@ -133,6 +190,11 @@ def measure_ctl_speed(work: Path, agents: int = 1000, runs: int = 11) -> dict[st
         "server_ms": round(statistics.median(server) * 1000, 1),
         "python_ms": round(statistics.median(bare) * 1000, 1),
         "goal_ms": GOAL_MS,
+        "complete_command_ms": round(statistics.median(command_names) * 1000, 1),
+        "complete_agent_first_ms": round(agent_ids[0] * 1000, 1),
+        "complete_agent_cached_ms": round(statistics.median(agent_ids[1:]) * 1000, 1),
+        "dashboard_first_frame_ms": round(statistics.median(f for f, _ in frames) * 1000),
+        "dashboard_agents_ms": round(statistics.median(a for _, a in frames) * 1000),
     }
 
 
@@ -143,6 +205,11 @@ def report_line(figures: dict[str, Any]) -> str:
         f"(bench/ctl_speed.py): median {figures['median_ms']} ms, best {figures['best_ms']} ms "
         f"(of which the ESM's reply {figures['server_ms']} ms, bare `python -c pass` "
         f"{figures['python_ms']} ms); goal ≤ {figures['goal_ms']:.0f} ms: {met}.\n"
+        f"TAB completion: a command name {figures['complete_command_ms']} ms; an agent ID "
+        f"{figures['complete_agent_first_ms']} ms the first time (asks the ESM), "
+        f"{figures['complete_agent_cached_ms']} ms from the cache. `trapsctl dashboard` in a "
+        f"160x48 terminal: first frame {figures['dashboard_first_frame_ms']} ms, the first "
+        f"page of agents drawn {figures['dashboard_agents_ms']} ms (median of 3).\n"
     )
 
 

@@ -65,3 +65,14 @@ def test_agent_bench_report_rows() -> None:
     assert "1.04 | ≤ 1.10 | yes" in rows[1]
     skipped = agent_bench.report_lines({"install_mb": 2.4, "agent": {"skipped": "needs root"}})
     assert "skipped: needs root" in skipped[1]
+
+
+def test_console_bench_lists_completes_and_draws_the_dashboard(tmp_path: Path) -> None:
+    """bench/ctl_speed.py with 20 agents: the listing, both completions, the dashboard in a pty."""
+    import ctl_speed
+
+    figures = ctl_speed.measure_ctl_speed(tmp_path, agents=20, runs=2)
+    assert figures["agents"] == 20 and figures["median_ms"] > 0
+    assert figures["complete_command_ms"] > 0 and figures["complete_agent_cached_ms"] > 0
+    assert 0 < figures["dashboard_first_frame_ms"] <= figures["dashboard_agents_ms"]
+    assert "first frame" in ctl_speed.report_line(figures)
