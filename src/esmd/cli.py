@@ -183,11 +183,27 @@ def cmd_serve(args: argparse.Namespace) -> int:
         ssl_certfile=str(args.tls_cert) if tls else None,
         ssl_keyfile=str(args.tls_key) if tls else None,
     )
-    server = uvicorn.Server(config)
+    server = _server(config)
     server.run(sockets=[sock])
     if not server.started:
         raise TrapsError("the server did not start (see the log above)")
     return ExitCode.OK
+
+
+def _server(config: Any) -> Any:
+    """uvicorn's server, except that held long-polls end as shutdown begins: agents poll
+    again at once (failing over) instead of holding the shutdown for its graceful timeout
+    and then getting a 500."""
+    import uvicorn
+
+    class EsmServer(uvicorn.Server):
+        async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+            notifier = getattr(getattr(config.app, "state", None), "notifier", None)
+            if notifier is not None:
+                notifier.release_all()
+            await super().shutdown(sockets)
+
+    return EsmServer(config)
 
 
 def _listen(host: str, port: int) -> socket.socket:

@@ -107,9 +107,15 @@ def test_serve_runs_until_sigterm(
         assert main(["serve", *db, "--port", str(port)]) == ExitCode.ERROR
         err = capsys.readouterr().err.strip().splitlines()
         assert err[-1].startswith(f"esmd: error: cannot listen on 127.0.0.1:{port}:")
+        poll = _held_poll(f"http://127.0.0.1:{port}")
     finally:
+        stopping = time.monotonic()
         server.send_signal(signal.SIGTERM)
         code = server.wait(timeout=20)
+    # A held long-poll ends as the shutdown begins (the agent polls again elsewhere): it
+    # neither holds the shutdown for uvicorn's graceful timeout nor gets a 500.
+    poll.join(5)
+    assert poll.outcome == [None] and time.monotonic() - stopping < 5
     # uvicorn shuts down gracefully, then re-raises the signal (systemd counts that as clean).
     assert code in (0, -signal.SIGTERM)
     log.seek(0)
@@ -117,6 +123,51 @@ def test_serve_runs_until_sigterm(
     assert "Application shutdown complete" in lines[-2] + lines[-1]
     assert lines and all(line[:4].isdigit() and line[4] == "-" for line in lines), lines
     assert not any("Traceback" in line for line in lines)
+
+
+def _held_poll(url: str) -> Any:
+    """A thread holding an enrolled agent's long-poll on ``url``; ``outcome`` gets its reply."""
+    import threading
+
+    from trapsapi.admin_client import AdminClient
+    from trapsapi.agent_client import AgentClient, enroll
+
+    admin = AdminClient(url)
+    admin.login(ADMIN_USER, ADMIN_PASSWORD)
+    token = admin.create_token(label="poll", max_uses=1)["token"]
+    request = {"token": token, "hostname": "h", "os": "linux", "os_version": "13"}
+    agent = enroll([url], {**request, "agent_version": "0.1.0"})  # type: ignore[typeddict-item]
+    client = AgentClient([url], agent["agent_id"], agent["agent_secret"], 70)
+    version = int(client.checkin(_checkin_body())["policy"]["version"])
+    outcome: list[Any] = []
+
+    def hold() -> None:
+        try:
+            outcome.append(client.wait(version, 50, deliver=True))
+        except Exception as exc:  # the test asserts on it
+            outcome.append(exc)
+
+    thread = threading.Thread(target=hold, daemon=True)
+    thread.outcome = outcome  # type: ignore[attr-defined]
+    thread.start()
+    time.sleep(1.0)  # held by the server now
+    assert not outcome
+    return thread
+
+
+def _checkin_body() -> Any:
+    return {
+        "hostname": "h",
+        "os": "linux",
+        "os_version": "13",
+        "agent_version": "0.1.0",
+        "ips": [],
+        "modules": [],
+        "footprint": {"rss_bytes": 1, "cpu_percent": 0.0, "disk_bytes": 1},
+        "policy_version": 0,
+        "outbox_depth": 0,
+        "events_dropped": 0,
+    }
 
 
 def test_cli_errors_are_one_line(

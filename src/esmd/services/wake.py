@@ -141,6 +141,7 @@ class Notifier:
         self._queued: dict[str, str] = {}
         self._queued_event = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self.closing = False
 
     # --- lifecycle ------------------------------------------------------------------------
     def start(self, policy_version: int, database_url: str | None = None) -> None:
@@ -151,6 +152,13 @@ class Notifier:
         self._tasks.append(self.loop.create_task(self._pump()))
         if database_url is not None and make_url(database_url).get_backend_name() == "postgresql":
             self._tasks.append(self.loop.create_task(self._listen(database_url)))
+
+    def release_all(self) -> None:
+        """The server is stopping: end every held poll now (as a timeout: the agent polls
+        again, at another server if this one is gone) and hold no new one."""
+        self.closing = True
+        for waiter in list(self._waiters.values()):
+            _resolve(waiter.future, None)
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -255,6 +263,8 @@ class Notifier:
     ) -> Wake | None:
         """Why the agent should check in now (and its news if ``news`` says how to build
         them), or None at the timeout."""
+        if self.closing:
+            return None
         loop = asyncio.get_running_loop()
         previous = self._waiters.pop(agent_id, None)
         if previous is not None and previous.timer is not None:
