@@ -90,6 +90,32 @@ def test_a_policy_change_reaches_files_the_kernel_was_told_to_ignore(
     assert [e.action for e in events] == ["prevented", "notified"]
 
 
+def test_an_allowed_known_binary_reaches_the_agent_only_until_it_is_marked(
+    tmp_path: Path, sensors: Sensors
+) -> None:
+    """Steady state of the exec-latency figure: once judged, the file's execs cost no event."""
+    binary, sha256 = make_binary(tmp_path, "true", "often-run")
+    digest = bytes.fromhex(sha256)
+    asked: list[str] = []
+
+    def counting(policy: Policy, seen: bytes, path: str) -> str:
+        if seen == digest:
+            asked.append(path)
+        return decide(policy, seen, path)
+
+    settings = AgentSettings()
+    sensor: FanotifySensor = sensors.start(
+        lambda: FanotifySensor(settings, policy_for([]), lambda _d: None, counting)
+    )
+    for _ in range(3):
+        assert run(binary) == 0
+    learned = len(asked)
+    assert 1 <= learned <= 3 and sensor.stats()["ignore_marks"] >= 1
+    for _ in range(30):
+        assert run(binary) == 0
+    assert len(asked) == learned  # the kernel's ignore mark answered every later exec
+
+
 def test_the_watchdog_fails_open_and_restarts(tmp_path: Path, sensors: Sensors) -> None:
     slow, slow_sha = make_binary(tmp_path, "true", "slow-true")
     evil, evil_sha = make_binary(tmp_path, "true", "evil-true")
