@@ -217,12 +217,15 @@ def test_repeated_kill_9_during_a_burst_delivers_every_committed_event_once(
 
 
 def test_a_verdict_learnt_between_check_ins_stops_the_next_execution(
-    live_esm: Any, admin: Any, agents: Agents, tmp_path: Path
+    live_esm: Any, admin: Any, agents: Agents, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The policy the agent holds does not know the hash yet; the agent asks the ESM about
     the unknown file it just let run, and stops it the next time."""
     if not ROOT:
         pytest.skip("needs fanotify (root)")
+    # Without the wake channel the policy stays stale until the next heartbeat (with it, the
+    # new policy may arrive before the first run: the verdict query is what is tested here).
+    monkeypatch.setenv("TRAPSD_WAKE_CHANNEL", "false")
     state = tmp_path / "agent"
     agent_id = enroll(admin, live_esm.url, state)
     process = agents.start(state)
