@@ -27,8 +27,8 @@ from textual.worker import get_current_worker
 
 from trapsapi.errors import ApiError
 from trapsctl.tui.client import PAGE_LIMIT
-from trapsctl.tui.messages import Appended, Counted, Loaded, LoadFailed, VerdictChanged
-from trapsctl.tui.screens.confirm import ConfirmDialog
+from trapsctl.tui.messages import Appended, Counted, Loaded, LoadFailed
+from trapsctl.tui.views.verdict import ask_verdict
 from trapsctl.tui.views.window import PageWindow, WindowTable
 
 if TYPE_CHECKING:
@@ -86,7 +86,6 @@ class TableView(Vertical):
         self.loading_more = False
         self.window = PageWindow()
         """The pages held: 1 after a refresh, up to ``WINDOW_PAGES`` as the analyst scrolls."""
-        self._rebuilding = False
         self._debounce: Timer | None = None
         self._binding_state: tuple[bool, ...] = ()
 
@@ -141,8 +140,8 @@ class TableView(Vertical):
     def _scrolled(self, scroll_y: float) -> None:
         """Scrolled (wheel, End) near the last row held: the next page; near the first row
         held of a window that does not start at the first row: the previous one."""
-        if self._rebuilding:
-            return  # the table is being refilled: it scrolls to the top meanwhile
+        if self.table.shifting:
+            return  # rows are being put first or dropped: the table scrolls to follow
         if scroll_y >= self.table.max_scroll_y - self.LOOKAHEAD:
             self.load_more()
         elif scroll_y <= self.LOOKAHEAD:
@@ -276,32 +275,11 @@ class TableView(Vertical):
         self.post_message(self.counted(self.table.row_count))
 
     def _shift_rows(self, added: list[str], dropped: list[str], *, front: bool) -> None:
-        """Draw the page added (above or below the rows shown), remove the page dropped, and
-        keep the selected row selected on the same line of the screen."""
-        table = self.table
-        needle = self.filter_text
+        """Draw the page added (those of its rows the filter shows), remove the one dropped."""
         now = self.dashboard.clock()
-        new = [
-            (key, self.cells(self.rows[key], now))
-            for key in added
-            if self.matches(self.rows[key], needle)
-        ]
-        cursor, scroll = table.cursor_row, table.scroll_y
-        if front:
-            table.add_rows_first(new)
-            shift = len(new)
-        else:
-            for key, cells in new:
-                table.add_row(*cells, key=key)
-            shift = -sum(1 for key in dropped if key in table.rows)
-        table.drop_rows(dropped)
-        if shift:
-            self._rebuilding = True
-            try:
-                table.move_cursor(row=cursor + shift, animate=False, scroll=False)
-                table.scroll_y = max(0.0, scroll + shift)
-            finally:
-                self._rebuilding = False
+        needle = self.filter_text
+        shown = [key for key in added if self.matches(self.rows[key], needle)]
+        self.table.shift([(key, self.cells(self.rows[key], now)) for key in shown], dropped, front)
 
     def counted(self, shown: int) -> Counted:
         """The status line's figures."""
@@ -450,32 +428,4 @@ class TableView(Vertical):
 
     def ask_verdict(self, sha256: str | None, verdict: str) -> None:
         """Ask, then block (malware) or allow (benign) ``sha256`` in a worker."""
-        if not sha256:
-            self.notify("The selected row has no SHA-256.", severity="warning")
-            return
-        verb = "Block" if verdict == "malware" else "Allow"
-        effect = (
-            "Agents in prevention mode will refuse to run it."
-            if verdict == "malware"
-            else "It will run even where other verdicts would block it."
-        )
-
-        def answered(yes: bool | None) -> None:
-            if yes:
-                self._send_verdict(self.dashboard.client, sha256, verdict)
-
-        dialog = ConfirmDialog(f"{verb} this hash?", f"{sha256}\n\n{effect}", verb)
-        self.app.push_screen(dialog, answered)
-
-    @work(thread=True, group="verdict")
-    def _send_verdict(self, client: DashboardClient, sha256: str, verdict: str) -> None:
-        try:
-            result = client.set_verdict(sha256, verdict, "set in trapsctl dashboard")
-        except ApiError as exc:
-            self.post_message(VerdictChanged(sha256, verdict, error=exc))
-            return
-        except Exception as exc:  # never take the dashboard down
-            error = ApiError(f"unexpected {type(exc).__name__}: {exc}")
-            self.post_message(VerdictChanged(sha256, verdict, error=error))
-            return
-        self.post_message(VerdictChanged(sha256, verdict, result=result))
+        ask_verdict(self, sha256, verdict)

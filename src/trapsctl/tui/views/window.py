@@ -75,6 +75,29 @@ class WindowTable(DataTable[Text]):
     against the table's public view of its rows.
     """
 
+    shifting = False
+    """Rows are being shifted (scroll changes are not the analyst's)."""
+
+    def shift(self, rows: list[tuple[str, list[Text]]], dropped: list[str], front: bool) -> None:
+        """Put ``rows`` first (``front``) or last, drop the rows of ``dropped``, and keep the
+        cursor on its row, on the same line of the screen."""
+        cursor, scroll = self.cursor_row, self.scroll_y
+        if front:
+            self.add_rows_first(rows)
+            moved = len(rows)
+        else:
+            for key, cells in rows:
+                self.add_row(*cells, key=key)
+            moved = -sum(1 for key in dropped if key in self.rows)
+        self.drop_rows(dropped)
+        if moved:
+            self.shifting = True
+            try:
+                self.move_cursor(row=cursor + moved, animate=False, scroll=False)
+                self.scroll_y = max(0.0, scroll + moved)
+            finally:
+                self.shifting = False
+
     def drop_rows(self, keys: Iterable[str]) -> None:
         """Remove the rows of ``keys`` (those present), keeping the others' order."""
         gone = {RowKey(key) for key in keys} & set(self.rows)
