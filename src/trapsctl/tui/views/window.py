@@ -54,7 +54,10 @@ class PageWindow:
         return max(0, self.start - limit)
 
     def push_back(self, received: int, keys: list[str]) -> list[str]:
-        """A page after the window; returns the keys of the page dropped from the top."""
+        """A page after the window; returns the keys of the page dropped from the top (none
+        for an empty page: the end of a list whose count the server capped)."""
+        if not received:
+            return []
         self.pages.append(Page(self.end, received, keys))
         return self.pages.pop(0).keys if len(self.pages) > WINDOW_PAGES else []
 
