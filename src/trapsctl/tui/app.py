@@ -211,13 +211,16 @@ class DashboardApp(Operations):
         line = f"{counted.shown} shown"
         if counted.shown != counted.fetched:
             line += f" of {counted.fetched} loaded"
-        if counted.total > counted.fetched:
+        if counted.first:  # a window further down the list
+            last = counted.first + counted.fetched
+            line += f" (rows {counted.first + 1}-{last} of {counted.total} on the server)"
+        elif counted.total > counted.fetched:
             line += f" (newest {counted.fetched} of {counted.total} on the server; more on scroll)"
         else:
             line += f" · {counted.total} on the server"
         if counted.skipped:
             line += f" · {counted.skipped} malformed rows skipped"
-        if self.active_view().pages > 1:
+        if self.active_view().browsing:
             line += " · live refresh paused (r: newest)"
         line += f" · updated {self.clock():%H:%M:%SZ}"
         status.update(Text(line))

@@ -40,6 +40,8 @@ class Counted(Message):
     fetched: int
     total: int
     skipped: int = 0
+    first: int = 0
+    """The server offset of the first row held (0: the newest rows)."""
 
 
 @dataclass
@@ -63,7 +65,8 @@ class Triaged(Message):
 
 @dataclass
 class Appended(Message):
-    """A further page of a view (loaded on scroll): rows after those held, and the count."""
+    """A further page of a view (loaded on scroll): rows after those held (before them when
+    ``front``: the page above a window that does not start at the first row), and the count."""
 
     source: str
     offset: int
@@ -71,6 +74,7 @@ class Appended(Message):
     count: int
     skipped: int = 0
     received: int = 0
+    front: bool = False
 
 
 @dataclass

@@ -2,6 +2,7 @@
 
 Space marks agents; the action keys (isolate, scan, …) act on the marked agents, or on the
 selected one when none is marked, after a dialog that asks for parameters and confirmation.
+A mark keeps its agent's row, so it survives the page being dropped from the table's window.
 """
 
 from __future__ import annotations
@@ -69,13 +70,14 @@ class AgentsView(TableView):
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
-        self.marked: set[str] = set()
+        self.marked: dict[str, Obj] = {}
+        """Marked agents by key, held or not (the page they were on may have been dropped)."""
 
     def targets(self) -> list[Obj]:
-        """The marked agents (still held), else the selected one."""
-        marked = [self.rows[key] for key in self.order if key in self.marked]
-        if marked:
-            return marked
+        """The marked agents (in the table's order, then those not held), else the selected."""
+        held = [self.rows[key] for key in self.order if key in self.marked]
+        if self.marked:
+            return held + [row for key, row in self.marked.items() if key not in self.rows]
         row = self.selected()
         return [row] if row is not None else []
 
@@ -84,7 +86,8 @@ class AgentsView(TableView):
         if row is None:
             return
         key = self.key_of(row)
-        self.marked.symmetric_difference_update({key})
+        if self.marked.pop(key, None) is None:
+            self.marked[key] = row
         table = self.table
         table.update_cell(key, "HOSTNAME", self.cells(row, self.dashboard.clock())[0])
         if table.cursor_row < table.row_count - 1:

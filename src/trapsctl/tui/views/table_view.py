@@ -5,9 +5,12 @@ draw a row and its details, and what the filter matches. Refreshes replace the r
 the selected row (by key) selected, so a live list never jumps under the analyst.
 
 Paging: moving the cursor near the end of the rows held loads the next page from the server
-(``offset``) and appends it, so 100k events or 10k agents are browsed a page at a time. While
-more than the first page is held, the periodic refresh pauses (the list would otherwise
-shrink under the analyst); ``r`` goes back to the newest page.
+(``offset``) and appends it, so 100k events or 10k agents are browsed a page at a time. The
+table holds a window of pages (see ``window``): past it, the oldest page is dropped from the
+top, and near the top of a window that does not start at the first row the previous page is
+loaded again (and the last dropped). While more than the first page is held, the periodic
+refresh pauses (the list would otherwise shift under the analyst); ``r`` goes back to the
+newest page.
 """
 
 from __future__ import annotations
@@ -23,8 +26,10 @@ from textual.widgets import DataTable, Input, Static
 from textual.worker import get_current_worker
 
 from trapsapi.errors import ApiError
-from trapsctl.tui.messages import Appended, Counted, Loaded, LoadFailed, VerdictChanged
-from trapsctl.tui.screens.confirm import ConfirmDialog
+from trapsctl.tui.client import PAGE_LIMIT
+from trapsctl.tui.messages import Appended, Counted, Loaded, LoadFailed
+from trapsctl.tui.views.verdict import ask_verdict
+from trapsctl.tui.views.window import PageWindow, WindowTable
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -79,10 +84,8 @@ class TableView(Vertical):
         self.server_query = ""
         """The filter the server applied to the rows held (see ``server_filter``)."""
         self.loading_more = False
-        self.received = 0
-        """Rows the server sent for the pages held (the offset of the next page)."""
-        self.pages = 0
-        """Pages held: 1 after a refresh, more as the analyst scrolls down."""
+        self.window = PageWindow()
+        """The pages held: 1 after a refresh, up to ``WINDOW_PAGES`` as the analyst scrolls."""
         self._debounce: Timer | None = None
         self._binding_state: tuple[bool, ...] = ()
 
@@ -125,7 +128,7 @@ class TableView(Vertical):
         yield Input(placeholder=self.PLACEHOLDER, classes="filter")
         yield from self.compose_extra()
         with Horizontal(classes="body"):
-            yield DataTable(cursor_type="row", zebra_stripes=True)
+            yield WindowTable(cursor_type="row", zebra_stripes=True)
             yield Static(Text("Loading …", style="dim"), classes="detail")
 
     def on_mount(self) -> None:
@@ -135,13 +138,18 @@ class TableView(Vertical):
         self.watch(table, "scroll_y", self._scrolled, init=False)
 
     def _scrolled(self, scroll_y: float) -> None:
-        """Scrolled (wheel, End) near the last row held: the next page."""
+        """Scrolled (wheel, End) near the last row held: the next page; near the first row
+        held of a window that does not start at the first row: the previous one."""
+        if self.table.shifting:
+            return  # rows are being put first or dropped: the table scrolls to follow
         if scroll_y >= self.table.max_scroll_y - self.LOOKAHEAD:
             self.load_more()
+        elif scroll_y <= self.LOOKAHEAD:
+            self.load_previous()
 
     @property
-    def table(self) -> DataTable[Text]:
-        return self.query_one(DataTable)
+    def table(self) -> WindowTable:
+        return self.query_one(WindowTable)
 
     @property
     def filter_text(self) -> str:
@@ -159,7 +167,7 @@ class TableView(Vertical):
     def reload(self, *, if_idle: bool = False) -> None:
         """Fetch again in a worker; a periodic refresh skips while a fetch is still running
         and while the analyst browses further pages."""
-        if if_idle and (self.in_flight or self.pages > 1):
+        if if_idle and (self.in_flight or self.browsing):
             return
         self.in_flight = True
         self.fetch_started = time.monotonic()
@@ -201,47 +209,82 @@ class TableView(Vertical):
         return None if worker.is_cancelled else (rows, count, skipped, len(data))
 
     @property
+    def pages(self) -> int:
+        return len(self.window.pages)
+
+    @property
+    def browsing(self) -> bool:
+        """More than the newest page is held, or not the newest page."""
+        return self.pages > 1 or self.window.start > 0
+
+    @property
     def more_on_server(self) -> bool:
-        return self.loaded and self.count > self.received
+        return self.loaded and self.count > self.window.end
 
     def load_more(self) -> None:
         """The next page after the rows held, in a worker (once at a time)."""
         if self.loading_more or self.in_flight or not self.more_on_server:
             return
         self.loading_more = True
-        self._fetch_more(self.dashboard.client, self.server_query, self.received)
+        self._fetch_more(self.dashboard.client, self.server_query, self.window.end)
+
+    def load_previous(self) -> None:
+        """The page before the window (when it does not start at the first row)."""
+        if self.loading_more or self.in_flight or not self.loaded or not self.window.start:
+            return
+        self.loading_more = True
+        offset = self.window.previous_offset(PAGE_LIMIT)
+        self._fetch_more(self.dashboard.client, self.server_query, offset, front=True)
 
     @work(thread=True, exclusive=True, group="fetch-more")
-    def _fetch_more(self, client: DashboardClient, query: str, offset: int) -> None:
+    def _fetch_more(
+        self, client: DashboardClient, query: str, offset: int, *, front: bool = False
+    ) -> None:
         page = self._page(client, query, offset)
         if page is not None:
             rows, count, skipped, received = page
-            self.post_message(Appended(self.SOURCE, offset, rows, count, skipped, received))
+            appended = Appended(self.SOURCE, offset, rows, count, skipped, received, front)
+            self.post_message(appended)
 
     @on(Appended)
     def _appended(self, message: Appended) -> None:
         if message.source != self.SOURCE:
             return
         self.loading_more = False
-        if message.offset != self.received:
+        window = self.window
+        expected = window.previous_offset(PAGE_LIMIT) if message.front else window.end
+        if message.offset != expected or (message.front and not window.start):
             return  # a refresh replaced the rows meanwhile
-        self.pages += 1
-        self.received += message.received
         self.count = message.count
         self.skipped += message.skipped
-        needle = self.filter_text
-        now = self.dashboard.clock()
-        for row in message.rows:
-            key = self.key_of(row)
-            if key in self.rows:
-                continue  # moved down by newer rows since the first page
-            self.rows[key] = row
-            self.order.append(key)
-            if self.matches(row, needle):
-                self.table.add_row(*self.cells(row, now), key=key)
+        fresh = {self.key_of(row): row for row in message.rows}
+        keys = [key for key in fresh if key not in self.rows]  # held: moved by newer rows
+        self.rows.update((key, fresh[key]) for key in keys)
+        if message.front:
+            dropped = window.push_front(message.offset, keys)
+            self.order[:0] = keys
+        else:
+            dropped = window.push_back(message.received, keys)
+            self.order.extend(keys)
+        for key in dropped:
+            del self.rows[key]
+        if dropped:
+            self.order = [key for key in self.order if key in self.rows]
         self.rows_changed()
-        shown = self.table.row_count
-        self.post_message(Counted(self.SOURCE, shown, len(self.rows), self.count, self.skipped))
+        self._shift_rows(keys, dropped, front=message.front)
+        self.post_message(self.counted(self.table.row_count))
+
+    def _shift_rows(self, added: list[str], dropped: list[str], *, front: bool) -> None:
+        """Draw the page added (those of its rows the filter shows), remove the one dropped."""
+        now = self.dashboard.clock()
+        needle = self.filter_text
+        shown = [key for key in added if self.matches(self.rows[key], needle)]
+        self.table.shift([(key, self.cells(self.rows[key], now)) for key in shown], dropped, front)
+
+    def counted(self, shown: int) -> Counted:
+        """The status line's figures."""
+        held = len(self.rows)
+        return Counted(self.SOURCE, shown, held, self.count, self.skipped, self.window.start)
 
     def _usable(self, rows: list[Obj]) -> tuple[list[Obj], int]:
         """The rows that can be drawn, once each (by key); and how many could not."""
@@ -266,12 +309,12 @@ class TableView(Vertical):
         self.in_flight = False
         self.loading_more = False
         self.loaded = True
-        self.pages = 1
-        self.received = message.received if message.received >= 0 else len(message.rows)
+        received = message.received if message.received >= 0 else len(message.rows)
         self.count = message.count
         self.skipped = message.skipped
         self.rows = {self.key_of(row): row for row in message.rows}
         self.order = list(self.rows)  # newest first, as the server sent them, without repeats
+        self.window.reset(received, list(self.order))
         self.rows_changed()
         self.redraw()
 
@@ -314,8 +357,7 @@ class TableView(Vertical):
         if keep is not None and keep in keys:
             table.move_cursor(row=keys.index(keep), animate=False)
         self.show_detail()
-        counted = Counted(self.SOURCE, len(keys), len(self.rows), self.count, self.skipped)
-        self.post_message(counted)
+        self.post_message(self.counted(len(keys)))
 
     def show_detail(self) -> None:
         panes = self.query(".detail").results(Static)
@@ -341,8 +383,11 @@ class TableView(Vertical):
     def _highlighted(self, event: DataTable.RowHighlighted) -> None:
         event.stop()
         self.show_detail()
-        if event.cursor_row >= self.table.row_count - self.LOOKAHEAD:
+        row = self.table.cursor_row  # now, not when the message was sent (a refill moves it)
+        if row >= self.table.row_count - self.LOOKAHEAD:
             self.load_more()
+        elif row < self.LOOKAHEAD:
+            self.load_previous()
 
     @on(Input.Changed, ".filter")
     def _filter_changed(self, event: Input.Changed) -> None:
@@ -383,32 +428,4 @@ class TableView(Vertical):
 
     def ask_verdict(self, sha256: str | None, verdict: str) -> None:
         """Ask, then block (malware) or allow (benign) ``sha256`` in a worker."""
-        if not sha256:
-            self.notify("The selected row has no SHA-256.", severity="warning")
-            return
-        verb = "Block" if verdict == "malware" else "Allow"
-        effect = (
-            "Agents in prevention mode will refuse to run it."
-            if verdict == "malware"
-            else "It will run even where other verdicts would block it."
-        )
-
-        def answered(yes: bool | None) -> None:
-            if yes:
-                self._send_verdict(self.dashboard.client, sha256, verdict)
-
-        dialog = ConfirmDialog(f"{verb} this hash?", f"{sha256}\n\n{effect}", verb)
-        self.app.push_screen(dialog, answered)
-
-    @work(thread=True, group="verdict")
-    def _send_verdict(self, client: DashboardClient, sha256: str, verdict: str) -> None:
-        try:
-            result = client.set_verdict(sha256, verdict, "set in trapsctl dashboard")
-        except ApiError as exc:
-            self.post_message(VerdictChanged(sha256, verdict, error=exc))
-            return
-        except Exception as exc:  # never take the dashboard down
-            error = ApiError(f"unexpected {type(exc).__name__}: {exc}")
-            self.post_message(VerdictChanged(sha256, verdict, error=error))
-            return
-        self.post_message(VerdictChanged(sha256, verdict, result=result))
+        ask_verdict(self, sha256, verdict)
