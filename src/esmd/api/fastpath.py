@@ -31,14 +31,14 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from esmd.api.routes import agent_protocol
 from esmd.api.routes import wake as wake_routes
-from esmd.api.wake_reply import hold
+from esmd.api.wake_reply import PolicyJson, hold
 from esmd.config import Settings
 from esmd.metrics import Metrics
 from esmd.services import ingest as ingest_service
 from esmd.services.checkin_group import CheckinGroups
 from esmd.services.registry import Registry
 from trapsapi import routes
-from trapsapi.models import AgentPolicy, CheckinRequest, CheckinResponse, EventBatch
+from trapsapi.models import CheckinRequest, CheckinResponse, EventBatch
 
 _JSON_HEADERS = [(b"content-type", b"application/json")]
 EXEMPT = frozenset({routes.HEALTHZ, routes.READYZ, routes.METRICS})
@@ -46,25 +46,7 @@ HOT_PATHS = frozenset({routes.AGENT_CHECKIN, routes.AGENT_EVENTS, routes.AGENT_W
 WAIT_PREFIX = routes.AGENT_CHECKIN.rsplit("/", 1)[0] + "/wait"
 
 
-class PolicyBytes:
-    """The JSON of the last few policies served, keyed by the policy object itself."""
-
-    def __init__(self, size: int = 8) -> None:
-        self.size = size
-        self._cache: dict[int, tuple[AgentPolicy, bytes]] = {}
-
-    def get(self, policy: AgentPolicy) -> bytes:
-        hit = self._cache.get(id(policy))
-        if hit is not None and hit[0] is policy:
-            return hit[1]
-        raw = policy.__pydantic_serializer__.to_json(policy)
-        if len(self._cache) >= self.size:
-            self._cache.pop(next(iter(self._cache)))
-        self._cache[id(policy)] = (policy, raw)  # holding it keeps its id unique
-        return raw
-
-
-def checkin_json(reply: CheckinResponse, cache: PolicyBytes) -> bytes:
+def checkin_json(reply: CheckinResponse, cache: PolicyJson) -> bytes:
     """``reply`` as JSON, with the (large, rarely changing) policy spliced from the cache."""
     head = reply.__pydantic_serializer__.to_json(reply, exclude={"policy"})
     return head[:-1] + b',"policy":' + cache.get(reply.policy) + b"}"
@@ -146,7 +128,7 @@ class AgentFastPath:
         self.registry = registry
         self.in_flight = 0
         self.max_in_flight = settings.max_in_flight
-        self.policy_bytes = PolicyBytes()
+        self.policy_bytes = PolicyJson()
         self.groups: CheckinGroups | None = None
         self._servers_seen: dict[str, tuple[list[str], list[str]]] = {}
         self.alive = settings.agent_alive_window

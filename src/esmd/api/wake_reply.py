@@ -22,7 +22,8 @@ from trapsapi.models import AgentPolicy
 
 
 class PolicyJson:
-    """The JSON of the last few policies sent, keyed by the (cached) policy object."""
+    """The JSON of the last few policies sent (check-in and wake replies), keyed by the
+    (cached) policy object itself."""
 
     def __init__(self, size: int = 8) -> None:
         self.size = size
