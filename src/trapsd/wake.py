@@ -61,8 +61,8 @@ class Waker:
     def stop(self, timeout: float = 3.0) -> None:
         self._stopping.set()
         self._kick.set()
-        # Abort until the thread is gone: a poll may start just after an abort, and an aborted
-        # kept-alive connection is retried once on a fresh one.
+        # Abort until the thread is gone: a poll may start on a client built just after an
+        # abort found none (an aborted client itself refuses every later request).
         deadline = time.monotonic() + timeout
         while self._thread.is_alive() and time.monotonic() < deadline:
             client = self._client
