@@ -49,16 +49,25 @@ HAS_PENDING = (
 )
 """For the check-in's UPDATE … RETURNING: whether the agent has anything pending."""
 _PENDING = (
-    select(ACTION_AGENTS.c.action_id, ACTIONS.c.type, ACTIONS.c.params, ACTIONS.c.expires_at)
+    select(
+        ACTION_AGENTS.c.agent_id,
+        ACTION_AGENTS.c.action_id,
+        ACTIONS.c.type,
+        ACTIONS.c.params,
+        ACTIONS.c.expires_at,
+    )
     .select_from(ACTION_AGENTS.join(ACTIONS))
-    .where(ACTION_AGENTS.c.agent_id == bindparam("agent_id"), ACTION_AGENTS.c.state == "pending")
+    .where(
+        ACTION_AGENTS.c.agent_id.in_(bindparam("ids", expanding=True)),
+        ACTION_AGENTS.c.state == "pending",
+    )
     .order_by(ACTIONS.c.created_at, ACTION_AGENTS.c.action_id)
 )
 _MARK = (
     update(ACTION_AGENTS)
     .where(
-        ACTION_AGENTS.c.agent_id == bindparam("b_agent_id"),
-        ACTION_AGENTS.c.action_id.in_(bindparam("b_ids", expanding=True)),
+        ACTION_AGENTS.c.agent_id.in_(bindparam("b_agents", expanding=True)),
+        ACTION_AGENTS.c.action_id.in_(bindparam("b_actions", expanding=True)),
         ACTION_AGENTS.c.state == "pending",
     )
     .values(
@@ -71,35 +80,46 @@ _MARK = (
 
 def deliver(connection: Connection, agent_id: str, now: datetime) -> list[dict[str, Any]]:
     """The agent's pending, unexpired actions, now marked delivered (expired ones expired)."""
-    rows = connection.execute(_PENDING, {"agent_id": agent_id}).all()
+    return deliver_many(connection, [agent_id], now).get(agent_id, [])
+
+
+def deliver_many(
+    connection: Connection, agent_ids: list[str], now: datetime
+) -> dict[str, list[dict[str, Any]]]:
+    """The pending, unexpired actions of these agents, now marked delivered (expired ones
+    expired): the check-in's for one agent, the wake channel's for a batch."""
+    rows = connection.execute(_PENDING, {"ids": agent_ids}).all()
     if not rows:
-        return []
+        return {}
     live = [r for r in rows if as_utc(r.expires_at) > now]
-    dead = [r.action_id for r in rows if as_utc(r.expires_at) <= now]
-    for ids, state, delivered, finished in (
-        ([r.action_id for r in live], "delivered", now, None),
+    dead = [r for r in rows if as_utc(r.expires_at) <= now]
+    for chosen, state, delivered, finished in (
+        (live, "delivered", now, None),
         (dead, "expired", None, now),
     ):
-        if ids:
+        if chosen:
+            # Every pending row of these agents for these actions is exactly what was read.
             connection.execute(
                 _MARK,
                 {
-                    "b_agent_id": agent_id,
-                    "b_ids": ids,
+                    "b_agents": sorted({r.agent_id for r in chosen}),
+                    "b_actions": sorted({r.action_id for r in chosen}),
                     "b_state": state,
                     "b_delivered_at": delivered,
                     "b_finished_at": finished,
                 },
             )
-    return [
-        {
-            "id": r.action_id,
-            "type": r.type,
-            "params": r.params,
-            "expires_at": as_utc(r.expires_at).isoformat(),
-        }
-        for r in live
-    ]
+    actions: dict[str, list[dict[str, Any]]] = {}
+    for r in live:
+        actions.setdefault(r.agent_id, []).append(
+            {
+                "id": r.action_id,
+                "type": r.type,
+                "params": r.params,
+                "expires_at": as_utc(r.expires_at).isoformat(),
+            }
+        )
+    return actions
 
 
 def _row(connection: Connection, action_id: str, agent_id: str) -> Any:

@@ -10,53 +10,25 @@ it applied, shows no drift.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, select, update
+from sqlalchemy import bindparam, select, update
 
 from esmd.db.driver import Driver, Statement
 from esmd.db.engine import Database
 from esmd.db.tables import AGENTS
-from esmd.db.tables_actions import ACTION_AGENTS, ACTIONS
+from esmd.db.tables_actions import ACTION_AGENTS
+from esmd.services.action_delivery import deliver_many
 from esmd.services.agents import AUTH_COLUMNS, AgentIdentity, identity_of, parse_agent_credential
 from esmd.services.policy import POLICY_ROW, PolicyCache
 from esmd.services.policy_resolve import Target
-from esmd.timeutil import as_utc, utcnow
+from esmd.timeutil import utcnow
 from trapsapi.models import AgentPolicy
 
 _AUTHENTICATE = Statement(
     f"SELECT {', '.join(AUTH_COLUMNS[:-1])},"
     f" (SELECT version FROM policy_state WHERE id = {POLICY_ROW}), os"
     " FROM agents WHERE agent_id = ?"
-)
-_PENDING = (
-    select(
-        ACTION_AGENTS.c.agent_id,
-        ACTION_AGENTS.c.action_id,
-        ACTIONS.c.type,
-        ACTIONS.c.params,
-        ACTIONS.c.expires_at,
-    )
-    .select_from(ACTION_AGENTS.join(ACTIONS))
-    .where(
-        ACTION_AGENTS.c.agent_id.in_(bindparam("ids", expanding=True)),
-        ACTION_AGENTS.c.state == "pending",
-    )
-    .order_by(ACTIONS.c.created_at, ACTION_AGENTS.c.action_id)
-)
-_MARK = (
-    update(ACTION_AGENTS)
-    .where(
-        ACTION_AGENTS.c.agent_id.in_(bindparam("b_agents", expanding=True)),
-        ACTION_AGENTS.c.action_id.in_(bindparam("b_actions", expanding=True)),
-        ACTION_AGENTS.c.state == "pending",
-    )
-    .values(
-        state=bindparam("b_state"),
-        delivered_at=bindparam("b_delivered_at"),
-        finished_at=bindparam("b_finished_at"),
-    )
 )
 _SERVED = (
     update(AGENTS)
@@ -86,45 +58,6 @@ def authenticate_waiter(db: Database, credential: str) -> Caller:
     agent = identity_of(agent_id, secret, row)
     os_name = str(row["os"] or "") if row is not None else ""
     return Caller(agent, Target(agent.hostname, os_name, agent.labels, agent.group))
-
-
-def deliver_many(
-    connection: Connection, agent_ids: list[str], now: datetime
-) -> dict[str, list[dict[str, Any]]]:
-    """The pending, unexpired actions of these agents, now marked delivered (expired ones
-    expired), as the check-in delivers them."""
-    rows = connection.execute(_PENDING, {"ids": agent_ids}).all()
-    if not rows:
-        return {}
-    live = [r for r in rows if as_utc(r.expires_at) > now]
-    dead = [r for r in rows if as_utc(r.expires_at) <= now]
-    for chosen, state, delivered, finished in (
-        (live, "delivered", now, None),
-        (dead, "expired", None, now),
-    ):
-        if chosen:
-            # Every pending row of these agents for these actions is exactly what was read.
-            connection.execute(
-                _MARK,
-                {
-                    "b_agents": sorted({r.agent_id for r in chosen}),
-                    "b_actions": sorted({r.action_id for r in chosen}),
-                    "b_state": state,
-                    "b_delivered_at": delivered,
-                    "b_finished_at": finished,
-                },
-            )
-    actions: dict[str, list[dict[str, Any]]] = {}
-    for r in live:
-        actions.setdefault(r.agent_id, []).append(
-            {
-                "id": r.action_id,
-                "type": r.type,
-                "params": r.params,
-                "expires_at": as_utc(r.expires_at).isoformat(),
-            }
-        )
-    return actions
 
 
 News = tuple[AgentPolicy | None, list[dict[str, Any]]]
