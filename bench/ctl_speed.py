@@ -42,6 +42,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
 
 from localrun import Programs, describe, free_port, healthy
+from payloads import checkin_body
 
 from trapsapi.admin_client import AdminClient
 
@@ -56,14 +57,7 @@ def insert_agents(data_dir: Path, count: int) -> None:
     from esmd.db.tables import AGENTS
 
     now = datetime.now(UTC)
-    module = {
-        "name": "malware",
-        "enabled": True,
-        "mode": "prevention",
-        "mechanism": "fanotify",
-        "healthy": True,
-        "detail": "",
-    }
+    module = checkin_body(0)["modules"][0]
     rows = [
         {
             "agent_id": str(uuid.uuid4()),

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from esmd_harness import ADMIN_PASSWORD, ADMIN_USER
+from esmd_harness import ADMIN_PASSWORD, ADMIN_USER, checkin_body
 from sqlalchemy import create_engine, inspect
 
 from trapsapi.errors import ConfigError, ExitCode
@@ -138,7 +138,7 @@ def _held_poll(url: str) -> Any:
     request = {"token": token, "hostname": "h", "os": "linux", "os_version": "13"}
     agent = enroll([url], {**request, "agent_version": "0.1.0"})  # type: ignore[typeddict-item]
     client = AgentClient([url], agent["agent_id"], agent["agent_secret"], 70)
-    version = int(client.checkin(_checkin_body())["policy"]["version"])
+    version = int(client.checkin(checkin_body(hostname="h"))["policy"]["version"])
     outcome: list[Any] = []
 
     def hold() -> None:
@@ -153,21 +153,6 @@ def _held_poll(url: str) -> Any:
     time.sleep(1.0)  # held by the server now
     assert not outcome
     return thread
-
-
-def _checkin_body() -> Any:
-    return {
-        "hostname": "h",
-        "os": "linux",
-        "os_version": "13",
-        "agent_version": "0.1.0",
-        "ips": [],
-        "modules": [],
-        "footprint": {"rss_bytes": 1, "cpu_percent": 0.0, "disk_bytes": 1},
-        "policy_version": 0,
-        "outbox_depth": 0,
-        "events_dropped": 0,
-    }
 
 
 def test_cli_errors_are_one_line(
