@@ -6,6 +6,7 @@ import gzip
 import json
 import os
 import struct
+import time
 from pathlib import Path
 from typing import Any
 
@@ -255,6 +256,10 @@ def test_a_bundle_is_gzip_json_with_redacted_environment_and_hashes(tmp_path: Pa
 
     env = {"PATH": "/usr/bin:/bin", "TRAPS_TEST_SECRET": "s3cret", "TRAPS_TEST_PLAIN": "p"}
     child = subprocess.Popen(["sleep", "30"], env=env)
+    maps = Path(f"/proc/{child.pid}/maps")
+    deadline = time.monotonic() + 10  # snapshot sleep itself, once it has loaded libc
+    while b"libc" not in maps.read_bytes() and time.monotonic() < deadline:
+        time.sleep(0.01)
     try:
         forensics = Forensics(tmp_path, 10**7, 10, timeout_s=5)
         forensics.start()
