@@ -7,6 +7,9 @@ Revision 0012_list_indexes: an equality filter followed by the list's sort key (
 so a filtered page, and a keyset page at any depth, is one index range scan in order instead
 of reading every matching row and sorting them; assignee only where one is set (most events
 have none); the audit log by action and actions by creator.
+
+Revision 0013_event_counts: the time index carries module, severity and status, so the
+dashboard's 24-hour counts are an index-only scan (and a newest-first page the same range).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from sqlalchemy import Index
 from esmd.db.tables import AUDIT_LOG, EVENTS
 from esmd.db.tables_actions import ACTIONS
 
+EVENTS_TIME = Index(None, EVENTS.c.time, EVENTS.c.module, EVENTS.c.severity, EVENTS.c.status)
 EVENTS_RECEIVED_AT = Index(None, EVENTS.c.received_at, EVENTS.c.seq)
 EVENTS_MODULE = Index(None, EVENTS.c.module, EVENTS.c.time, EVENTS.c.seq)
 EVENTS_STATUS = Index(None, EVENTS.c.status, EVENTS.c.time, EVENTS.c.seq)

@@ -167,12 +167,19 @@ def _unindexed(wanted: list[str]) -> Any:
 
 
 def _bucket_expression(dialect: str, bucket: TimeBucket) -> Any:
-    """The start of the bucket of ``Event.time`` as ISO text, in UTC, on each database."""
+    """The start of the bucket of ``Event.time`` in UTC: a timestamp on PostgreSQL (truncated
+    in UTC, not the session's zone; formatting it per row cost a third of the query), ISO text
+    on SQLite."""
     if dialect == "postgresql":
-        utc = func.timezone("UTC", col(Event.time))
-        return func.to_char(func.date_trunc(bucket.value, utc), 'YYYY-MM-DD"T"HH24:MI:SS')
+        return func.date_trunc(bucket.value, col(Event.time), "UTC")
     pattern = "%Y-%m-%dT%H:00:00" if bucket is TimeBucket.HOUR else "%Y-%m-%dT00:00:00"
     return func.strftime(pattern, col(Event.time))
+
+
+def _bucket_start(value: datetime | str) -> datetime:
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 @router.get(routes.EVENT_COUNTS)
@@ -199,15 +206,14 @@ def event_counts(
     # of four scans: the 24 h window of a 10-million-event table is ~330,000 rows.
     grouped = sa_select(*keys, func.count()).where(*conditions).group_by(*keys)
     rows = session.connection().execute(grouped).all()
-    by: list[Counter[str]] = [Counter(), Counter(), Counter(), Counter()]
-    for *values, n in rows:
-        for counter, value in zip(by, values, strict=True):
+    by: list[Counter[str]] = [Counter(), Counter(), Counter()]
+    by_bucket: Counter[datetime] = Counter()
+    for module, severity, status, bucket_value, n in rows:
+        for counter, value in zip(by, (module, severity, status), strict=True):
             counter[str(value)] += int(n)
-    by_module, by_severity, by_status, by_bucket = (dict(c) for c in by)
-    by_time = [
-        TimeCount(start=datetime.fromisoformat(key).replace(tzinfo=UTC), count=n)
-        for key, n in sorted(by_bucket.items())
-    ]
+        by_bucket[_bucket_start(bucket_value)] += int(n)
+    by_module, by_severity, by_status = (dict(c) for c in by)
+    by_time = [TimeCount(start=key, count=n) for key, n in sorted(by_bucket.items())]
     return EventCounts(
         total=sum(by_module.values()),
         since=start,
