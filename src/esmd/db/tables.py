@@ -159,7 +159,7 @@ class Event(SQLModel, table=True):
         )
     )
     hostname: str = Field(max_length=255)
-    time: datetime = _time()  # indexed with module, severity, status (tables_filters)
+    time: datetime = _time()  # indexed in tables_filters (with included columns)
     received_at: datetime = _time()
     module: str = Field(max_length=255)  # indexed with time (tables_filters)
     severity: str = Field(max_length=16, index=True)
