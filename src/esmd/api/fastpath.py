@@ -38,7 +38,7 @@ from esmd.errors import ServiceError
 from esmd.metrics import Metrics
 from esmd.services import ingest as ingest_service
 from esmd.services.checkin_group import CheckinGroups
-from esmd.services.liveness import Known, Liveness, same_state, split_reply
+from esmd.services.liveness import Known, Liveness, split_reply, state_digest, telemetry_of
 from esmd.services.registry import Registry
 from esmd.services.storable import check_storable
 from esmd.timeutil import utcnow
@@ -51,10 +51,10 @@ HOT_PATHS = frozenset({routes.AGENT_CHECKIN, routes.AGENT_EVENTS, routes.AGENT_W
 WAIT_PREFIX = routes.AGENT_CHECKIN.rsplit("/", 1)[0] + "/wait"
 
 
-def checkin_json(reply: CheckinResponse, cache: PolicyJson) -> bytes:
-    """``reply`` as JSON, with the (large, rarely changing) policy spliced from the cache."""
+def checkin_parts(reply: CheckinResponse, cache: PolicyJson) -> tuple[bytes, bytes]:
+    """``reply`` as JSON up to its policy, and the policy's JSON (the cache's own bytes)."""
     head = reply.__pydantic_serializer__.to_json(reply, exclude={"policy"})
-    return head[:-1] + b',"policy":' + cache.get(reply.policy) + b"}"
+    return head[:-1] + b',"policy":', cache.get(reply.policy)
 
 
 def _header(scope: Scope, name: bytes) -> bytes:
@@ -211,16 +211,16 @@ class AgentFastPath:
         self.metrics.checkins += 1
         self.registry.saw_agent(reply.agent_id)
         self.fastapi.state.notifier.saw_version(reply.policy.version)
-        raw = checkin_json(reply, self.policy_bytes)
-        cut = split_reply(raw, reply.server_time) if fixed is not None else None
+        head, policy = checkin_parts(reply, self.policy_bytes)
+        cut = split_reply(head, reply.server_time) if fixed is not None else None
         known = None
         if cut is not None:
             known = Known(
-                reply.agent_id, credential.encode(), body, request, reply.policy.version,
-                servers, *cut, fixed,
+                reply.agent_id, credential.encode(), body, state_digest(request),
+                telemetry_of(request), reply.policy.version, servers, *cut, policy, fixed,
             )  # fmt: skip
         self._liveness().learn(known, reply.agent_id)
-        await _send_json(send, 200, raw)
+        await _send_json(send, 200, head + policy + b"}")
 
     async def _from_memory(
         self, credential: str, body: bytes, servers: list[str], send: Send
@@ -232,21 +232,22 @@ class AgentFastPath:
         known = liveness.get(agent_id, credential.encode(), version)
         if known is None or servers != known.servers:
             return False
-        request: BaseModel | None = known.request
+        telemetry = known.telemetry
         if body != known.body:
             request = _parse(CheckinRequest, body)
-            if not isinstance(request, CheckinRequest) or not same_state(known.request, request):
+            if not isinstance(request, CheckinRequest) or state_digest(request) != known.state:
                 return False
             try:
                 check_storable(request)
             except ServiceError:
                 return False  # the full way answers it
-        assert isinstance(request, CheckinRequest)
+            telemetry = telemetry_of(request)
         now = utcnow()
-        liveness.touch(known, now, request)
+        liveness.touch(known, now, telemetry)
         self.metrics.checkins += 1
         self.registry.saw_agent(agent_id)
-        await _send_json(send, 200, known.head + to_json(now) + known.tail)
+        reply = b"".join((known.head, to_json(now), known.tail, known.policy, b"}"))
+        await _send_json(send, 200, reply)
         return True
 
     def _liveness(self) -> Liveness:

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import hmac
 import logging
 from dataclasses import dataclass
@@ -42,9 +43,10 @@ from esmd.db.engine import Database
 from trapsapi.models import CheckinRequest
 
 log = logging.getLogger(__name__)
-TELEMETRY = frozenset({"footprint", "outbox_depth", "events_dropped"})
+TELEMETRY: set[str] = {"footprint", "outbox_depth", "events_dropped"}
 """What a check-in may change and still be answered from memory (written behind)."""
-_STATE = tuple(name for name in CheckinRequest.model_fields if name not in TELEMETRY)
+Telemetry = tuple[str, int, int]
+"""(footprint as JSON text, outbox depth, dropped events) of one check-in, as written."""
 _TIME_KEY = b'"server_time":'
 _FLUSH = Statement(
     "UPDATE agents SET last_checkin_at = ?, footprint = ?, outbox_depth = ?, events_dropped = ?"
@@ -62,12 +64,16 @@ class Known:
     agent_id: str
     credential: bytes
     body: bytes
-    request: CheckinRequest
+    state: bytes
+    """:func:`state_digest` of the request (a few bytes: memory is per agent)."""
+    telemetry: Telemetry
     policy_version: int
     servers: list[str]
     head: bytes
-    """The reply up to its ``server_time`` value, and ``tail`` after it."""
+    """The reply up to its ``server_time`` value, ``tail`` after it up to the policy, and the
+    policy's JSON (the bytes object of ``PolicyJson``, shared by every agent it serves)."""
     tail: bytes
+    policy: bytes
     written: Any
     """``last_checkin_at`` as this process last bound it (the flush's guard)."""
 
@@ -78,11 +84,11 @@ class Pending:
 
     known: Known
     stamp: Any
-    request: CheckinRequest
+    telemetry: Telemetry
 
 
 def split_reply(raw: bytes, server_time: datetime) -> tuple[bytes, bytes] | None:
-    """``raw`` (a check-in reply) cut around its ``server_time`` value."""
+    """``raw`` (a check-in reply, or its start) cut around its ``server_time`` value."""
     marker = _TIME_KEY + to_json(server_time)
     at = raw.find(marker)
     if at < 0:
@@ -90,15 +96,21 @@ def split_reply(raw: bytes, server_time: datetime) -> tuple[bytes, bytes] | None
     return raw[: at + len(_TIME_KEY)], raw[at + len(marker) :]
 
 
-def same_state(known: CheckinRequest, request: CheckinRequest) -> bool:
-    """Whether ``request`` differs from ``known`` in telemetry only."""
-    return all(getattr(known, name) == getattr(request, name) for name in _STATE)
+def state_digest(request: CheckinRequest) -> bytes:
+    """A digest of everything in ``request`` but its telemetry: equal for two requests that
+    differ in telemetry only."""
+    state = request.__pydantic_serializer__.to_json(request, exclude=TELEMETRY)
+    return hashlib.blake2b(state, digest_size=16).digest()
+
+
+def telemetry_of(request: CheckinRequest) -> Telemetry:
+    return to_json(request.footprint).decode(), request.outbox_depth, request.events_dropped
 
 
 class Liveness:
     """The agents this process may answer from memory, and their unwritten check-ins."""
 
-    def __init__(self, db: Database, interval_s: float, max_agents: int = 1_000_000) -> None:
+    def __init__(self, db: Database, interval_s: float, max_agents: int = 250_000) -> None:
         self.db = db
         self.interval_s = interval_s
         self.max_agents = max_agents
@@ -129,9 +141,9 @@ class Liveness:
             return
         self._known[agent_id] = known
 
-    def touch(self, known: Known, stamp: Any, request: CheckinRequest) -> None:
+    def touch(self, known: Known, stamp: Any, telemetry: Telemetry) -> None:
         """An answered-from-memory check-in: write it with the next flush."""
-        self._pending[known.agent_id] = Pending(known, stamp, request)
+        self._pending[known.agent_id] = Pending(known, stamp, telemetry)
 
     def forget(self, agent_ids: list[str] | None) -> None:
         """Drop these agents (None: all) from memory: their next check-in takes the full way.
@@ -200,9 +212,7 @@ def write_pending(db: Database, batch: list[Pending]) -> set[str]:
         params = [
             (
                 driver.timestamp(pending.stamp),
-                to_json(pending.request.footprint).decode(),
-                pending.request.outbox_depth,
-                pending.request.events_dropped,
+                *pending.telemetry,
                 pending.known.agent_id,
                 pending.known.written,
             )
