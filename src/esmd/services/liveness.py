@@ -202,9 +202,9 @@ class Liveness:
 
 def write_pending(db: Database, batch: list[Pending]) -> set[str]:
     """Write ``batch`` (in agent order, as check-in groups lock rows); the agents whose row
-    someone else wrote since this process did (they only get the newer time)."""
+    someone else wrote since this process did (they only get the newer time, in a second
+    transaction, so that each one locks its rows in agent order)."""
     batch = sorted(batch, key=lambda pending: pending.known.agent_id)
-    stale: set[str] = set()
     with db.write() as connection:
         driver = Driver(connection)
         if driver.postgres:
@@ -219,14 +219,15 @@ def write_pending(db: Database, batch: list[Pending]) -> set[str]:
             for pending in batch
         ]
         written = _guarded(driver, params)
-        for pending, param in zip(batch, params, strict=True):
-            agent_id = pending.known.agent_id
-            if agent_id not in written:
-                stale.add(agent_id)
-                driver.execute(_BUMP, (param[0], agent_id, param[0]))
+    stale = [param for param in params if param[4] not in written]
+    if stale:
+        with db.write() as connection:
+            driver = Driver(connection)
+            for param in stale:
+                driver.execute(_BUMP, (param[0], param[4], param[0]))
     for pending, param in zip(batch, params, strict=True):
         pending.stamp = param[0]  # as bound: the guard of the next flush
-    return stale
+    return {param[4] for param in stale}
 
 
 def _guarded(driver: Driver, params: list[tuple[Any, ...]]) -> set[str]:
