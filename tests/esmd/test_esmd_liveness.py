@@ -13,8 +13,11 @@ from typing import Any
 import pytest
 from esmd_harness import Esm, checkin_body
 
+from trapsapi import routes
 from trapsapi.agent_client import AgentClient
 from trapsapi.errors import AuthError
+
+FOOT = checkin_body()["footprint"]
 
 
 def _time(value: Any) -> datetime:
@@ -154,3 +157,16 @@ def test_a_row_written_by_someone_else_is_not_overwritten(esm: Esm) -> None:
     assert _time(row.last_checkin_at).year == 2100
     agent.checkin(checkin_body())  # the full way: its state is stored before the reply
     assert _row(esm, agent).hostname == "web-01"
+
+
+def test_telemetry_that_cannot_be_stored_is_refused_as_on_the_full_way(esm: Esm) -> None:
+    agent = esm.enroll("web-01")
+    _steady(agent)
+    header = esm.agent_header(agent)
+    for body in (
+        checkin_body(outbox_depth=2**63),
+        checkin_body(footprint={**FOOT, "disk_bytes": 2**64}),
+    ):
+        reply = esm.raw("POST", routes.AGENT_CHECKIN, body, header)
+        assert reply.status == 422 and "out of range" in reply.detail, reply.json
+    assert esm.raw("POST", routes.AGENT_CHECKIN, checkin_body(), header).status == 200

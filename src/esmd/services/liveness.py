@@ -40,6 +40,7 @@ from pydantic_core import to_json
 
 from esmd.db.driver import Driver, Statement
 from esmd.db.engine import Database
+from esmd.services.storable import check_finite, check_int64
 from trapsapi.models import CheckinRequest
 
 log = logging.getLogger(__name__)
@@ -104,7 +105,16 @@ def state_digest(request: CheckinRequest) -> bytes:
 
 
 def telemetry_of(request: CheckinRequest) -> Telemetry:
-    return to_json(request.footprint).decode(), request.outbox_depth, request.events_dropped
+    """The telemetry to write; raises ``BadRequest`` if a database could not store it (the
+    rest of the request equals one that was checked and stored: see :func:`state_digest`)."""
+    footprint = request.footprint
+    if footprint is not None:
+        check_int64(footprint.rss_bytes, "footprint.rss_bytes")
+        check_finite(footprint.cpu_percent, "footprint.cpu_percent")
+        check_int64(footprint.disk_bytes, "footprint.disk_bytes")
+    check_int64(request.outbox_depth, "outbox_depth")
+    check_int64(request.events_dropped, "events_dropped")
+    return to_json(footprint).decode(), request.outbox_depth, request.events_dropped
 
 
 class Liveness:
