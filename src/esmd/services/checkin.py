@@ -9,7 +9,9 @@ of that version for the agent's targets and its pending actions, and is sent onl
 commit. The SQL runs on the driver (``esmd.db.driver``): a Core ``execute`` would cost more
 than the statement itself. The secret is checked against the row read in the same
 transaction on every call (a SHA-256, ~1 µs), so a revocation or rotation committed before
-a check-in's group began applies to it, in every process. This module is the one place the
+a check-in's group began applies to it, in every process. A check-in that only repeats the
+last one may be answered from memory instead (``esmd.services.liveness``, which this
+module's ``Fixed`` feeds; revocations reach it through the wake channel). This is the place the
 check-in logic lives (the FastAPI route and the ASGI fast path both end here).
 """
 
