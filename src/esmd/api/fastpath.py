@@ -36,6 +36,7 @@ from esmd.api.wake_reply import PolicyJson, hold, wait_query
 from esmd.config import Settings
 from esmd.errors import ServiceError
 from esmd.metrics import Metrics
+from esmd.security import token_hash
 from esmd.services import ingest as ingest_service
 from esmd.services.checkin_group import CheckinGroups
 from esmd.services.liveness import Known, Liveness, split_reply, state_digest, telemetry_of
@@ -215,7 +216,8 @@ class AgentFastPath:
         known = None
         if cut is not None:
             known = Known(
-                reply.agent_id, credential.encode(), body, state_digest(request),
+                reply.agent_id, credential.encode(), token_hash(credential.partition(".")[2]),
+                body, state_digest(request),
                 telemetry_of(request), reply.policy.version, servers, *cut, policy, fixed,
             )  # fmt: skip
         self._liveness().learn(known, reply.agent_id)

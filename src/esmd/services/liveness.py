@@ -19,8 +19,9 @@ Its ``last_checkin_at`` and telemetry are kept in memory and written by :meth:`f
 transaction for all of them, every ``interval_s`` (default 1 s) and at shutdown, so the
 database lags by at most about that. The flush writes a row only while its
 ``last_checkin_at`` is still the one this process last wrote: if anything else wrote the
-agent meanwhile (another esmd process, the declared FastAPI route), only the newer time is
-kept and the agent is dropped from memory, so its next check-in here runs the full path again.
+agent meanwhile (another esmd process, the declared FastAPI route), or its credential is no
+longer the one remembered (revoked, rotated), only the newer time is kept and the agent is
+dropped from memory, so its next check-in here runs the full path again.
 Anything that changes the agent's state (status, modules, policy applied, addresses,
 instance, a stopping agent...) goes the full way and is committed before its reply.
 """
@@ -51,7 +52,7 @@ Telemetry = tuple[str, int, int]
 _TIME_KEY = b'"server_time":'
 _FLUSH = Statement(
     "UPDATE agents SET last_checkin_at = ?, footprint = ?, outbox_depth = ?, events_dropped = ?"
-    " WHERE agent_id = ? AND last_checkin_at = ? RETURNING agent_id"
+    " WHERE agent_id = ? AND last_checkin_at = ? AND secret_hash = ? RETURNING agent_id"
 )
 _BUMP = Statement(
     "UPDATE agents SET last_checkin_at = ? WHERE agent_id = ? AND last_checkin_at < ?"
@@ -64,6 +65,9 @@ class Known:
 
     agent_id: str
     credential: bytes
+    secret_hash: str
+    """What the row holds for the credential: a flush that finds anything else (revoked,
+    rotated) forgets the agent, whether or not the wake channel told this process."""
     body: bytes
     state: bytes
     """:func:`state_digest` of the request (a few bytes: memory is per agent)."""
@@ -225,6 +229,7 @@ def write_pending(db: Database, batch: list[Pending]) -> set[str]:
                 *pending.telemetry,
                 pending.known.agent_id,
                 pending.known.written,
+                pending.known.secret_hash,
             )
             for pending in batch
         ]
