@@ -22,12 +22,12 @@ from pg import fresh_database, raw_insert_rate
 from run import measure_bare, measure_esmd, measure_raw_insert
 
 
-def measure(seconds: float, agents: int, postgres: bool) -> dict[str, Any]:
+def measure(seconds: float, agents: int, postgres: bool, variants: int = 1) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="traps-hotpath-") as tmp:
         work = Path(tmp)
         load = [os.getloadavg()[0]]
         bare = measure_bare(work, seconds)
-        esmd = measure_esmd(work, agents, seconds)
+        esmd = measure_esmd(work, agents, seconds, telemetry_variants=variants)
         raw = measure_raw_insert(work)
         figures: dict[str, Any] = {
             "bare_rate": round(bare.rate),
@@ -42,7 +42,7 @@ def measure(seconds: float, agents: int, postgres: bool) -> dict[str, Any]:
         if postgres:
             with fresh_database() as url:
                 if url:
-                    pg = measure_esmd(work, agents, seconds, url)
+                    pg = measure_esmd(work, agents, seconds, url, variants)
                     pg_raw = raw_insert_rate(url)
                     figures |= {
                         "pg_checkin_rate": round(pg["checkin"].rate),
@@ -62,8 +62,14 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=4.0)
     parser.add_argument("--agents", type=int, default=100)
     parser.add_argument("--no-postgres", action="store_true")
+    parser.add_argument(
+        "--telemetry-variants",
+        type=int,
+        default=1,
+        help="outbox depths each agent's check-ins cycle through (1: identical bodies)",
+    )
     args = parser.parse_args()
-    figures = measure(args.seconds, args.agents, not args.no_postgres)
+    figures = measure(args.seconds, args.agents, not args.no_postgres, args.telemetry_variants)
     sys.stdout.write(json.dumps(figures, indent=2) + "\n")
     return 0
 

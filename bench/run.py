@@ -95,8 +95,15 @@ def running_esm(
 
 
 def measure_esmd(
-    work: Path, agents: int, seconds: float, database_url: str | None = None
+    work: Path,
+    agents: int,
+    seconds: float,
+    database_url: str | None = None,
+    telemetry_variants: int = 1,
 ) -> dict[str, Result]:
+    """Check-ins and event batches; with ``telemetry_variants`` > 1 each agent's check-ins
+    cycle through that many outbox depths (real agents' footprint moves between check-ins:
+    esmd then validates each body, where a byte-identical repeat skips validation)."""
     with running_esm(work, "esm-pg" if database_url else "esm", database_url) as (
         port,
         admin,
@@ -123,9 +130,10 @@ def measure_esmd(
                 port,
                 "POST",
                 routes.AGENT_CHECKIN,
-                checkin_body(n),
+                checkin_body(n) | {"outbox_depth": variant},
                 {"Authorization": auth},
             )
+            for variant in range(telemetry_variants)
             for n, auth in creds
         ]
         run_load("127.0.0.1", port, checkins, seconds=1.5)

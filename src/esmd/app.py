@@ -42,6 +42,7 @@ from esmd.metrics import Metrics
 from esmd.ops.runner import Operations
 from esmd.runtime import background
 from esmd.services.actions import sweep_forever
+from esmd.services.liveness import Liveness
 from esmd.services.policy import PolicyCache
 from esmd.services.registry import Registry
 from esmd.services.wake import Notifier
@@ -65,8 +66,16 @@ def create_app(settings: Settings) -> FastAPI:
             app.state.db = db
             app.state.policies = PolicyCache(settings.heartbeat_interval_s)
             WakeNews(db, app.state.policies, settings).attach(app.state.notifier)
-            app.state.repolls = Repolls(settings.wait_timeout_s)
-            app.state.notifier.credentials_listener = app.state.repolls.forget
+            app.state.repolls = repolls = Repolls(settings.wait_timeout_s)
+            app.state.liveness = liveness = Liveness(db, settings.liveness_flush_s)
+            notifier = app.state.notifier
+
+            def credentials_changed(agent_ids: list[str]) -> None:
+                repolls.forget(agent_ids)
+                liveness.forget(agent_ids)
+
+            notifier.credentials_listener = credentials_changed
+            notifier.news_listener = liveness.forget
             log.info("esmd %s serving database %s", __version__, describe_url(settings.url))
             app.state.operations = operations = Operations(db, settings)
             metrics.collectors.append(operations.render)
@@ -74,7 +83,11 @@ def create_app(settings: Settings) -> FastAPI:
             sweeper = asyncio.create_task(sweep_forever(db))
             try:
                 async with background(settings, db, app.state.notifier, app.state.registry):
-                    yield
+                    liveness.start()
+                    try:
+                        yield
+                    finally:
+                        await liveness.stop()  # the last check-ins' liveness is written
             finally:
                 sweeper.cancel()
                 with contextlib.suppress(asyncio.CancelledError):

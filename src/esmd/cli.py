@@ -180,6 +180,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         access_log=args.verbose,
         server_header=False,
         timeout_graceful_shutdown=10,
+        backlog=settings.listen_backlog,
         ssl_certfile=str(args.tls_cert) if tls else None,
         ssl_keyfile=str(args.tls_key) if tls else None,
     )

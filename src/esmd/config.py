@@ -94,6 +94,12 @@ class Settings(BaseSettings):
     wake_report_rate: float = Field(default=100.0, gt=0)
     """Agents that got a new policy in their long-poll confirm it by a check-in spread over
     ``waiting / wake_report_rate`` seconds."""
+    liveness_flush_s: float = Field(default=1.0, ge=0, le=60)
+    """A check-in that repeats the agent's last one (telemetry aside) is answered from memory
+    and its ``last_checkin_at`` written this many seconds later at most, with others in one
+    transaction (0: every check-in is committed before its reply). docs/scaling.md."""
+    listen_backlog: int = Field(default=256, ge=1, le=65_535)
+    """Connections the kernel queues before esmd accepts them (``listen`` backlog)."""
     server_heartbeat_s: float = Field(default=10.0, gt=0, le=3600)
     """How often this process refreshes its row in ``servers`` (the registry)."""
 

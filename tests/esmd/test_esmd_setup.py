@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -91,7 +92,8 @@ def test_serve_runs_until_sigterm(
         port = probe.getsockname()[1]
     db = ["--data-dir", str(esm_settings.data_dir), "--database-url", esm_settings.url]
     log = (tmp_path / "serve.log").open("w+")
-    server = subprocess.Popen([ESMD, "serve", *db, "--port", str(port)], stderr=log)
+    env = {**os.environ, "ESMD_LISTEN_BACKLOG": "37"}
+    server = subprocess.Popen([ESMD, "serve", *db, "--port", str(port)], stderr=log, env=env)
     try:
         deadline = time.monotonic() + 30
         while True:
@@ -102,6 +104,11 @@ def test_serve_runs_until_sigterm(
             except OSError:
                 assert server.poll() is None and time.monotonic() < deadline, "did not start"
                 time.sleep(0.1)
+        if shutil.which("ss"):  # a listening socket's Send-Q is its backlog
+            listing = subprocess.run(
+                ["ss", "-ltnH", f"sport = :{port}"], capture_output=True, text=True, check=True
+            )
+            assert listing.stdout.split()[2] == "37", listing.stdout
         from esmd.cli import main  # a second server on the same port: one clear line
 
         assert main(["serve", *db, "--port", str(port)]) == ExitCode.ERROR

@@ -25,18 +25,23 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, ValidationError
+from pydantic_core import to_json
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from esmd.api.routes import agent_protocol
 from esmd.api.routes import wake as wake_routes
-from esmd.api.wake_reply import PolicyJson, hold
+from esmd.api.wake_reply import PolicyJson, hold, wait_query
 from esmd.config import Settings
+from esmd.errors import ServiceError
 from esmd.metrics import Metrics
+from esmd.security import token_hash
 from esmd.services import ingest as ingest_service
 from esmd.services.checkin_group import CheckinGroups
+from esmd.services.liveness import Known, Liveness, split_reply, state_digest, telemetry_of
 from esmd.services.registry import Registry
+from esmd.timeutil import utcnow
 from trapsapi import routes
 from trapsapi.models import CheckinRequest, CheckinResponse, EventBatch
 
@@ -46,10 +51,10 @@ HOT_PATHS = frozenset({routes.AGENT_CHECKIN, routes.AGENT_EVENTS, routes.AGENT_W
 WAIT_PREFIX = routes.AGENT_CHECKIN.rsplit("/", 1)[0] + "/wait"
 
 
-def checkin_json(reply: CheckinResponse, cache: PolicyJson) -> bytes:
-    """``reply`` as JSON, with the (large, rarely changing) policy spliced from the cache."""
+def checkin_parts(reply: CheckinResponse, cache: PolicyJson) -> tuple[bytes, bytes]:
+    """``reply`` as JSON up to its policy, and the policy's JSON (the cache's own bytes)."""
     head = reply.__pydantic_serializer__.to_json(reply, exclude={"policy"})
-    return head[:-1] + b',"policy":' + cache.get(reply.policy) + b"}"
+    return head[:-1] + b',"policy":', cache.get(reply.policy)
 
 
 def _header(scope: Scope, name: bytes) -> bytes:
@@ -186,21 +191,68 @@ class AgentFastPath:
 
     # --- the two hot routes ---------------------------------------------------------------
     async def _checkin(self, scope: Scope, receive: Receive, send: Send) -> None:
-        prepared = await self._prepare(scope, receive, send, CheckinRequest)
-        if prepared is None:
+        read = await self._read(scope, receive, send)
+        if read is None:
             return
-        credential, request = prepared
-        assert isinstance(request, CheckinRequest)
+        credential, body = read
         servers = self._servers(scope)
+        if await self._from_memory(credential, body, servers, send):
+            return
+        request = _parse(CheckinRequest, body)
+        if request is None:
+            await self.app(scope, _replay(body, receive), send)
+            return
+        assert isinstance(request, CheckinRequest)
         try:
-            reply = await self._checkin_groups().checkin(credential, request, servers)
+            reply, fixed = await self._checkin_groups().checkin_fixed(credential, request, servers)
         except Exception as exc:
             await self._error(scope, receive, send, exc)
             return
         self.metrics.checkins += 1
         self.registry.saw_agent(reply.agent_id)
         self.fastapi.state.notifier.saw_version(reply.policy.version)
-        await _send_json(send, 200, checkin_json(reply, self.policy_bytes))
+        head, policy = checkin_parts(reply, self.policy_bytes)
+        cut = split_reply(head, reply.server_time) if fixed is not None else None
+        known = None
+        if cut is not None:
+            known = Known(
+                reply.agent_id, credential.encode(), token_hash(credential.partition(".")[2]),
+                body, state_digest(request),
+                telemetry_of(request), reply.policy.version, servers, *cut, policy, fixed,
+            )  # fmt: skip
+        self._liveness().learn(known, reply.agent_id)
+        await _send_json(send, 200, head + policy + b"}")
+
+    async def _from_memory(
+        self, credential: str, body: bytes, servers: list[str], send: Send
+    ) -> bool:
+        """Answer a repeated check-in without a transaction (``esmd.services.liveness``)."""
+        liveness = self._liveness()
+        agent_id = credential.partition(".")[0]
+        version = self.fastapi.state.notifier.policy_version
+        known = liveness.get(agent_id, credential.encode(), version)
+        if known is None or servers != known.servers:
+            return False
+        telemetry = known.telemetry
+        if body != known.body:
+            request = _parse(CheckinRequest, body)
+            if not isinstance(request, CheckinRequest) or state_digest(request) != known.state:
+                return False
+            try:
+                telemetry = telemetry_of(request)
+            except ServiceError:
+                return False  # the full way answers it
+        now = utcnow()
+        liveness.touch(known, now, telemetry)
+        self.metrics.checkins += 1
+        self.registry.saw_agent(agent_id)
+        reply = b"".join((known.head, to_json(now), known.tail, known.policy, b"}"))
+        await _send_json(send, 200, reply)
+        return True
+
+    def _liveness(self) -> Liveness:
+        liveness: Liveness = self.fastapi.state.liveness
+        return liveness
 
     def _servers(self, scope: Scope) -> list[str]:
         """``registry.servers_for`` the request's base URL, kept until the live list changes
@@ -261,10 +313,8 @@ class AgentFastPath:
             return
         await _send_json(send, status, body)
 
-    async def _prepare(
-        self, scope: Scope, receive: Receive, send: Send, model: type[BaseModel]
-    ) -> tuple[str, BaseModel] | None:
-        """(credential, validated body), or None after FastAPI answered an unusual request."""
+    async def _read(self, scope: Scope, receive: Receive, send: Send) -> tuple[str, bytes] | None:
+        """(bearer credential, JSON body); None after FastAPI answered an unusual request."""
         try:
             body = await _read_body(receive)
         except HTTPException as exc:  # the body limit: answered as the routes answer it
@@ -274,11 +324,21 @@ class AgentFastPath:
         credential = credential.strip()
         content_type = _header(scope, b"content-type").split(b";", 1)[0].strip().lower()
         if scheme.lower() == "bearer" and "." in credential and content_type == b"application/json":
-            try:
-                return credential, model.model_validate_json(body)
-            except ValidationError:
-                pass
+            return credential, body
         await self.app(scope, _replay(body, receive), send)
+        return None
+
+    async def _prepare(
+        self, scope: Scope, receive: Receive, send: Send, model: type[BaseModel]
+    ) -> tuple[str, BaseModel] | None:
+        """(credential, validated body), or None after FastAPI answered an unusual request."""
+        read = await self._read(scope, receive, send)
+        if read is None:
+            return None
+        parsed = _parse(model, read[1])
+        if parsed is not None:
+            return read[0], parsed
+        await self.app(scope, _replay(read[1], receive), send)
         return None
 
     async def _error(self, scope: Scope, receive: Receive, send: Send, exc: Exception) -> None:
@@ -295,6 +355,13 @@ class AgentFastPath:
         raise exc  # GuardMiddleware logs it and answers a one-line 500
 
 
+def _parse(model: type[BaseModel], body: bytes) -> BaseModel | None:
+    try:
+        return model.model_validate_json(body)
+    except ValidationError:
+        return None
+
+
 async def _read_body(receive: Receive) -> bytes:
     message = await receive()
     body: bytes = message.get("body", b"")
@@ -305,23 +372,6 @@ async def _read_body(receive: Receive) -> bytes:
         message = await receive()
         chunks.append(message.get("body", b""))
     return b"".join(chunks)
-
-
-def wait_query(raw: bytes) -> tuple[int, int | None, bool] | None:
-    """(policy_version, timeout, deliver) of a plain, valid long-poll query, else None."""
-    values: dict[str, str] = {}
-    for part in raw.decode("latin-1").split("&"):
-        name, _, value = part.partition("=")
-        if name in values or name not in ("policy_version", "timeout", "deliver"):
-            return None
-        values[name] = value
-    version, timeout = values.get("policy_version", ""), values.get("timeout")
-    deliver = values.get("deliver", "false")
-    if not version.isdigit() or len(version) > 18 or deliver not in ("true", "false", "1", "0"):
-        return None
-    if timeout is not None and not (timeout.isdigit() and 1 <= int(timeout) <= 60):
-        return None
-    return int(version), int(timeout) if timeout else None, deliver in ("true", "1")
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:

@@ -141,3 +141,20 @@ async def hold(
         return 200, wake.body
     reply = {"reason": wake.reason, "policy_version": wake.policy_version}
     return 200, json.dumps(reply, separators=(",", ":")).encode()
+
+
+def wait_query(raw: bytes) -> tuple[int, int | None, bool] | None:
+    """(policy_version, timeout, deliver) of a plain, valid long-poll query, else None."""
+    values: dict[str, str] = {}
+    for part in raw.decode("latin-1").split("&"):
+        name, _, value = part.partition("=")
+        if name in values or name not in ("policy_version", "timeout", "deliver"):
+            return None
+        values[name] = value
+    version, timeout = values.get("policy_version", ""), values.get("timeout")
+    deliver = values.get("deliver", "false")
+    if not version.isdigit() or len(version) > 18 or deliver not in ("true", "false", "1", "0"):
+        return None
+    if timeout is not None and not (timeout.isdigit() and 1 <= int(timeout) <= 60):
+        return None
+    return int(version), int(timeout) if timeout else None, deliver in ("true", "1")

@@ -9,7 +9,9 @@ of that version for the agent's targets and its pending actions, and is sent onl
 commit. The SQL runs on the driver (``esmd.db.driver``): a Core ``execute`` would cost more
 than the statement itself. The secret is checked against the row read in the same
 transaction on every call (a SHA-256, ~1 µs), so a revocation or rotation committed before
-a check-in's group began applies to it, in every process. This module is the one place the
+a check-in's group began applies to it, in every process. A check-in that only repeats the
+last one may be answered from memory instead (``esmd.services.liveness``, which this
+module's ``Fixed`` feeds; revocations reach it through the wake channel). This is the place the
 check-in logic lives (the FastAPI route and the ASGI fast path both end here).
 """
 
@@ -35,6 +37,7 @@ from esmd.services.agents import (
 from esmd.services.policy import POLICY_ROW, PolicyCache
 from esmd.services.policy_resolve import Target
 from esmd.services.storable import check_storable
+from esmd.services.wake import credentials_changed
 from esmd.timeutil import utcnow
 from trapsapi.enums import Mode
 from trapsapi.models import AgentPolicy, CheckinRequest, CheckinResponse
@@ -77,7 +80,8 @@ _UPDATE_STATUS = Statement(
     + ", ".join(f"{name} = ?" for name in _STATUS_COLUMNS)
     + ", policy_expected_version = policy_served_version, policy_served_version = ?"
     " WHERE agent_id = ? RETURNING EXISTS (SELECT 1 FROM action_agents"
-    " WHERE action_agents.agent_id = agents.agent_id AND action_agents.state = 'pending')"
+    " WHERE action_agents.agent_id = agents.agent_id AND action_agents.state = 'pending'),"
+    " policy_expected_version"
 )
 _MARK_CONFLICT = Statement(
     "UPDATE agents SET identity_conflict_at = ?, issues = ? WHERE agent_id = ?"
@@ -88,6 +92,12 @@ _FINISH_ROTATION = Statement(
 # psycopg binds a str as "unknown", which PostgreSQL casts to the json columns by itself.
 Call = tuple[str, CheckinRequest, list[str]]
 """One check-in: (credential, request, the server list for the reply)."""
+Fixed = dict[int, Any]
+"""Index of a call → the ``last_checkin_at`` it wrote (as bound), for the calls whose row is
+now a fixed point: the same request again would change nothing but ``last_checkin_at`` (no
+pending action, no rotation, not stopping, no clone flag in its window, and the policy it
+was served is the one it was served before). ``esmd.services.liveness`` answers those
+repeats without a transaction."""
 
 
 def _instance(
@@ -147,6 +157,7 @@ def checkin_many(
     policies: PolicyCache,
     calls: Sequence[Call],
     window: timedelta = DEFAULT_WINDOW,
+    fixed: Fixed | None = None,
 ) -> list[CheckinResponse | ServiceError]:
     """Check-ins ``(credential, request, servers)`` in one transaction (group commit).
 
@@ -156,6 +167,7 @@ def checkin_many(
     one group is handled in a second round, so it sees its first call's effects. Anything
     else failing rolls the whole group back and raises. ``window``: how long a replaced
     agent instance counts as possibly still alive (the heartbeat interval plus its grace).
+    ``fixed``, if given, is filled as :data:`Fixed` says.
     """
     now = utcnow()
     outcomes: list[CheckinResponse | ServiceError | None] = [None] * len(calls)
@@ -176,7 +188,9 @@ def checkin_many(
                 # the WAL flush (a crash can lose at most the last ~0.6 s of them).
                 driver.raw.execute("SET LOCAL synchronous_commit TO OFF")
             for group in _rounds(valid):  # in the same transaction, one after the other
-                _checkin_round(connection, driver, policies, calls, group, outcomes, now, window)
+                _checkin_round(
+                    connection, driver, policies, calls, group, outcomes, now, window, fixed
+                )
     done = [outcome for outcome in outcomes if outcome is not None]
     assert len(done) == len(calls), "a check-in of the group got no outcome"
     return done
@@ -204,10 +218,11 @@ def _checkin_round(
     outcomes: list[CheckinResponse | ServiceError | None],
     now: datetime,
     window: timedelta,
+    fixed: Fixed | None = None,
 ) -> None:
-    """Check in ``group`` (distinct agents), setting their ``outcomes``."""
+    """Check in ``group`` (distinct agents), setting their ``outcomes`` (and ``fixed``)."""
     rows = _read_agents(driver, [agent_id for _, agent_id, _ in group])
-    served: list[tuple[int, str, AgentPolicy]] = []
+    served: list[tuple[int, str, AgentPolicy, bool]] = []
     params: list[tuple[Any, ...]] = []
     stamp = driver.timestamp(now)
     # In agent order: concurrent groups (PostgreSQL) then lock their rows in the same order.
@@ -220,6 +235,7 @@ def _checkin_round(
             continue
         if agent.rotated:
             driver.execute(_FINISH_ROTATION, (agent_id,))
+            credentials_changed(connection, agent_id)  # the old secret dies in every process
         instance, conflict = _instance(agent, request, now, window)
         if conflict:  # the flag is committed with the group, for admins to see
             marked = (stamp, driver.json([ISSUE_CONFLICT]), agent_id)
@@ -228,10 +244,16 @@ def _checkin_round(
             continue
         target = Target(request.hostname, request.os, agent.labels, agent.group)
         policy = policies.get(connection, agent.current_policy_version, target)
-        served.append((index, agent_id, policy))
+        flagged = instance[3] is not None and now - instance[3] < window
+        steady = not request.stopping and not flagged
+        served.append((index, agent_id, policy, steady))
         params.append(_status(driver, agent, request, instance, policy, now, stamp, window))
     pending = _update_status(driver, params)
-    for (index, agent_id, policy), has_actions in zip(served, pending, strict=True):
+    for (index, agent_id, policy, steady), (has_actions, expected) in zip(
+        served, pending, strict=True
+    ):
+        if fixed is not None and steady and not has_actions and expected == policy.version:
+            fixed[index] = stamp
         outcomes[index] = CheckinResponse(
             agent_id=agent_id,
             server_time=now,
@@ -292,20 +314,21 @@ def _status(
     )
 
 
-def _update_status(driver: Driver, params: list[tuple[Any, ...]]) -> list[bool]:
+def _update_status(driver: Driver, params: list[tuple[Any, ...]]) -> list[tuple[bool, int | None]]:
     """Run :data:`_UPDATE_STATUS` for each of ``params``: whether actions are pending (False
-    for an agent deleted meanwhile). PostgreSQL gets them in one pipelined ``executemany``."""
+    for an agent deleted meanwhile) and the policy version now expected of the agent.
+    PostgreSQL gets them in one pipelined ``executemany``."""
     if not params:
         return []
     if not driver.postgres:
         rows = [driver.raw.execute(_UPDATE_STATUS.sqlite, p).fetchone() for p in params]
-        return [bool(row and row[0]) for row in rows]
+        return [(bool(row[0]), row[1]) if row else (False, None) for row in rows]
     pending = []
     with driver.raw.cursor() as cursor:
         cursor.executemany(_UPDATE_STATUS.postgresql, params, returning=True)
         while True:
             row = cursor.fetchone()
-            pending.append(bool(row and row[0]))
+            pending.append((bool(row[0]), row[1]) if row else (False, None))
             if not cursor.nextset():
                 break
     return pending

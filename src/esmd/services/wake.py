@@ -135,6 +135,9 @@ class Notifier:
         self.action_agents: ActionAgents | None = None
         self.credentials_listener: Callable[[list[str]], None] | None = None
         """Told (on the loop) of agents whose credential was revoked or deleted."""
+        self.news_listener: Callable[[list[str] | None], None] | None = None
+        """Told (on the loop) of agents with news (an action), and with None of possibly
+        missed news (the LISTEN connection was made again)."""
         self._waiters: dict[str, Waiter] = {}
         self._pending: dict[str, float] = {}
         self._queue: deque[str] = deque()
@@ -226,6 +229,8 @@ class Notifier:
 
     def agents_notified(self, agent_ids: Iterable[str]) -> None:
         ids = list(agent_ids)
+        if self.news_listener is not None:
+            self.news_listener(ids)
         expires = time.monotonic() + self.pending_ttl_s
         few = len(ids) <= FEW
         for agent_id in ids:
@@ -349,6 +354,8 @@ class Notifier:
                 async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
                     await conn.execute(f"LISTEN {CHANNEL}")
                     delay = 1.0
+                    if self.news_listener is not None:
+                        self.news_listener(None)  # what came while not listening is unknown
                     async for note in conn.notifies():
                         await self._deliver(note.payload)
             except asyncio.CancelledError:

@@ -57,6 +57,7 @@ async def checkin(body: CheckinRequest, call: AgentCallDep, request: Request) ->
     )
     call.metrics.checkins += 1
     state = request.app.state
+    state.liveness.learn(None, reply.agent_id)  # what the fast path remembers is older
     state.registry.saw_agent(reply.agent_id)
     state.notifier.saw_version(reply.policy.version)
     return reply

@@ -17,6 +17,7 @@ from esmd.services import policies as service
 from esmd.services.accounts import AdminIdentity
 from esmd.services.audit import audit
 from esmd.services.policy import PolicyCache
+from esmd.services.wake import credentials_changed
 from trapsapi import routes
 from trapsapi.models import Page
 from trapsapi.models_policies import (
@@ -134,6 +135,9 @@ def _set_agent(db: Any, agent_id: str, admin: AdminIdentity, action: str, **valu
         if before is None:
             raise NotFound(f"no agent {agent_id!r}")
         connection.execute(update(AGENTS).where(AGENTS.c.agent_id == agent_id).values(**values))
+        # Every process forgets what it remembers of the agent (a check-in answered from
+        # memory, esmd.services.liveness): its next check-in is served the new targeting.
+        credentials_changed(connection, agent_id)
         previous = {"labels": list(before.labels or []), "group": before.group_name}
         current = {
             **previous,
