@@ -13,16 +13,16 @@ from typing import Any
 import pytest
 
 from trapsd.behaviour import rules
-from trapsd.behaviour.proctree import (
+from trapsd.behaviour.proctree import parse_events
+from trapsd.behaviour.rules import Creds, Image
+from trapsd.forensics import enforce_quota, load_bundle, summaries
+from trapsd.policy import PolicyError, compile_policy, default_policy
+from trapsd.sensors.cn_proc import (
     PROC_EVENT_EXEC,
     PROC_EVENT_FORK,
     PROC_EVENT_PTRACE,
     PROC_EVENT_UID,
-    parse_events,
 )
-from trapsd.behaviour.rules import Creds, Image
-from trapsd.forensics import enforce_quota, load_bundle, summaries
-from trapsd.policy import PolicyError, compile_policy, default_policy
 
 
 def behaviour(**modules: Any) -> rules.Behaviour:
@@ -162,7 +162,8 @@ def test_environment_secrets_are_redacted() -> None:
 
 
 def _message(what: int, payload: bytes) -> bytes:
-    body = struct.pack("=IIQ", what, 0, 123) + payload
+    """As the kernel sends it: the whole struct proc_event (its union is 24 bytes)."""
+    body = struct.pack("=IIQ", what, 0, 123) + payload.ljust(24, b"\0")
     cn = struct.pack("=IIIIHH", 1, 1, 0, 0, len(body), 0) + body
     return struct.pack("=IHHII", 16 + len(cn), 3, 0, 0, 0) + cn
 
@@ -175,18 +176,19 @@ def test_connector_messages_are_parsed() -> None:
         + _message(PROC_EVENT_UID, struct.pack("=IIII", 11, 11, 1000, 0))
         + _message(PROC_EVENT_PTRACE, struct.pack("=IIII", 11, 11, 20, 20))
     )
-    events = list(parse_events(data))
-    assert [(e.what, e.pid, e.other, e.thread) for e in events] == [
-        (PROC_EVENT_FORK, 11, 10, False),
-        (PROC_EVENT_FORK, 10, 10, True),
-        (PROC_EVENT_EXEC, 11, 0, False),
-        (PROC_EVENT_UID, 11, 0, False),
-        (PROC_EVENT_PTRACE, 11, 20, False),
+    assert [m[1:] for m in parse_events(data)] == [
+        (PROC_EVENT_FORK, 10, 10, 11, 11),
+        (PROC_EVENT_FORK, 10, 10, 12, 10),
+        (PROC_EVENT_EXEC, 11, 11, 0, 0),
+        (PROC_EVENT_UID, 11, 11, 1000, 0),
+        (PROC_EVENT_PTRACE, 11, 11, 20, 20),
     ]
-    assert (events[3].ruid, events[3].euid) == (1000, 0)
-    assert list(parse_events(data[:20])) == []  # truncated: nothing, no exception
-    ack = list(parse_events(_message(0, struct.pack("=II", 1, 0))))  # PROC_EVENT_NONE, EPERM
-    assert [(e.what, e.other) for e in ack] == [(0, 1)]
+    assert parse_events(data[:20]) == []  # truncated: nothing, no exception
+    assert [m[1:] for m in parse_events(bytearray(data) + bytes(100), 76)] == [
+        (PROC_EVENT_FORK, 10, 10, 11, 11)  # only the bytes received
+    ]
+    ack = parse_events(_message(0, struct.pack("=II", 1, 0)))  # PROC_EVENT_NONE, EPERM
+    assert [(m[1], m[2]) for m in ack] == [(0, 1)]
 
 
 def test_forensics_quota_drops_the_oldest_first(tmp_path: Path) -> None:
@@ -238,14 +240,6 @@ def test_local_hash_verdicts_say_where_they_come_from() -> None:
     assert hash_verdict(policy, allowed)["verdict"] == "allowed"  # the allow-list wins
     unknown = hash_verdict(policy, other)
     assert (unknown["verdict"], unknown["policy_version"]) == ("unknown", 3)
-
-
-def test_the_subscription_message_matches_the_exec_sensors() -> None:
-    from trapsd.behaviour import source
-    from trapsd.sensors import proc_connector
-
-    for op in (1, 2):
-        assert source._subscribe_message(op) == proc_connector._subscribe_message(op)
 
 
 def test_a_bundle_is_gzip_json_with_redacted_environment_and_hashes(tmp_path: Path) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-import queue
 import signal
 import threading
 import time
@@ -23,7 +22,14 @@ from trapsd.behaviour import probes, rules
 from trapsd.behaviour.health import module_states
 from trapsd.behaviour.proctree import Node, ProcTree, read_exe
 from trapsd.behaviour.rules import Behaviour, Creds, Image
-from trapsd.behaviour.source import ConnectorSource, PollSource, Source, Work, tracer_of
+from trapsd.behaviour.source import (
+    ConnectorSource,
+    PollSource,
+    Source,
+    Work,
+    WorkQueue,
+    tracer_of,
+)
 from trapsd.config import AgentSettings
 from trapsd.defaults import (
     FILELESS,
@@ -83,7 +89,7 @@ class BehaviourEngine:
         self.malware_kills = malware_kills
         self.own_pid = os.getpid()
         self.tree = ProcTree()
-        self.work: queue.Queue[Work] = queue.Queue(WORK_MAX)
+        self.work = WorkQueue(WORK_MAX)
         self.source: Source | None = None
         self.crashed = ""
         self.counts = {"checked": 0, "killed": 0, "notified": 0, "scans": 0}
@@ -116,10 +122,7 @@ class BehaviourEngine:
         self._stopping.set()
         if self.source is not None:
             self.source.stop()
-        try:
-            self.work.put_nowait(("stop",))
-        except queue.Full:
-            pass
+        self.work.wake(always=True)
         if self._thread.is_alive():
             self._thread.join(5)
 
@@ -154,16 +157,14 @@ class BehaviourEngine:
         next_scan = time.monotonic()
         while not self._stopping.is_set():
             timeout = max(0.0, next_scan - time.monotonic())
-            try:
-                item = self.work.get(timeout=timeout)
-            except queue.Empty:
-                item = None
-            if item is not None and item[0] == "stop":
-                return
-            if item is not None:
+            for item in self.work.take(timeout):
+                if self._stopping.is_set():
+                    return
                 self.counts["checked"] += 1
                 for hit in self._check(item):
                     self.act(hit)
+            if self._stopping.is_set():
+                return
             if time.monotonic() >= next_scan:
                 self.scan()
                 next_scan = time.monotonic() + interval

@@ -59,11 +59,25 @@ def stdio_peers(pid: int) -> dict[int, str | None]:
 
 
 def environ(pid: int) -> bytes:
+    """Up to ENVIRON_MAX bytes of ``pid``'s environment (read in pages: most are small)."""
     try:
-        with open(f"/proc/{pid}/environ", "rb") as handle:
-            return handle.read(ENVIRON_MAX)
+        fd = os.open(f"/proc/{pid}/environ", os.O_RDONLY | os.O_CLOEXEC)
     except OSError:
         return b""
+    try:
+        data = os.read(fd, 8192)
+        if len(data) < 8192:
+            return data
+        chunks, total = [data], len(data)
+        while data and total < ENVIRON_MAX:
+            data = os.read(fd, 65536)
+            chunks.append(data)
+            total += len(data)
+        return b"".join(chunks)[:ENVIRON_MAX]
+    except OSError:
+        return b""
+    finally:
+        os.close(fd)
 
 
 def maps(pid: int) -> list[str]:

@@ -10,70 +10,37 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import struct
 import threading
-from collections.abc import Iterator
 
 from trapsd.behaviour.probes import setuid_root
 from trapsd.behaviour.rules import Creds
+from trapsd.sensors.cn_proc import MESSAGE
 
-PROC_EVENT_NONE = 0x0
-PROC_EVENT_FORK = 0x1
-PROC_EVENT_EXEC = 0x2
-PROC_EVENT_UID = 0x4
-PROC_EVENT_PTRACE = 0x100
-PROC_EVENT_EXIT = 0x80000000
-_NLMSG = struct.Struct("=IHHII")
-_CNMSG = struct.Struct("=IIIIHH")
-_HEAD = struct.Struct("=IIQ")
-_FOUR = struct.Struct("=IIII")
-_TWO = struct.Struct("=II")
 MAX_NODES = 32768
+EXITED_MAX = 256
+Message = tuple[int, int, int, int, int, int]
+"""nlmsg_len, what, and the first four u32 words of the event's data (see cn_proc.MESSAGE)."""
+
+
+def parse_events(data: bytes | bytearray, size: int | None = None) -> list[Message]:
+    """The messages in the first ``size`` bytes of ``data`` (the kernel sends whole
+    ``struct proc_event``s; a shorter message ends the list)."""
+    size = len(data) if size is None else size
+    out: list[Message] = []
+    offset = 0
+    while offset + MESSAGE.size <= size:
+        message = MESSAGE.unpack_from(data, offset)
+        if message[0] < MESSAGE.size:
+            break
+        out.append(message)
+        offset += (message[0] + 3) & ~3
+    return out
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class ProcEvent:
-    """One connector event: ``pid`` is the tgid acted on; ``other`` the parent or tracer."""
-
-    what: int
-    pid: int
-    other: int = 0
-    ruid: int = -1
-    euid: int = -1
-    thread: bool = False
-
-
-def parse_events(data: bytes) -> Iterator[ProcEvent]:
-    offset = 0
-    while offset + _NLMSG.size <= len(data):
-        length = _NLMSG.unpack_from(data, offset)[0]
-        end = offset + length
-        if length < _NLMSG.size or end > len(data):
-            return
-        body = offset + _NLMSG.size + _CNMSG.size
-        if body + _HEAD.size + _TWO.size <= end:
-            what = _HEAD.unpack_from(data, body)[0]
-            at = body + _HEAD.size
-            four = at + _FOUR.size <= end
-            if what == PROC_EVENT_FORK and four:
-                _, ptgid, cpid, ctgid = _FOUR.unpack_from(data, at)
-                yield ProcEvent(what, ctgid, ptgid, thread=cpid != ctgid)
-            elif what in (PROC_EVENT_EXEC, PROC_EVENT_EXIT):
-                pid, tgid = _TWO.unpack_from(data, at)
-                yield ProcEvent(what, tgid, thread=pid != tgid)
-            elif what == PROC_EVENT_UID and four:
-                _, tgid, ruid, euid = _FOUR.unpack_from(data, at)
-                yield ProcEvent(what, tgid, ruid=ruid, euid=euid)
-            elif what == PROC_EVENT_NONE:  # the subscription's ack: its error code
-                yield ProcEvent(what, 0, _TWO.unpack_from(data, at)[0])
-            elif what == PROC_EVENT_PTRACE and four:
-                _, tgid, _, tracer_tgid = _FOUR.unpack_from(data, at)
-                yield ProcEvent(what, tgid, tracer_tgid)
-        offset += (length + 3) & ~3
-
-
-@dataclasses.dataclass(slots=True)
 class Node:
+    """Replaced, never changed, once in the tree: work items carry nodes without copies."""
+
     pid: int
     ppid: int
     exe: str
@@ -111,6 +78,9 @@ class ProcTree:
     def __init__(self, max_nodes: int = MAX_NODES) -> None:
         self.max_nodes = max_nodes
         self.nodes: dict[int, Node] = {}
+        # Nodes of the last group leaders that exited: the process lives on when other
+        # threads remain (its events, e.g. an exec from one of them, bring it back).
+        self.exited: dict[int, Node] = {}
         self.resyncs = 0
         self.lock = threading.Lock()  # held for writes and for snapshots of other threads
 
@@ -129,10 +99,12 @@ class ProcTree:
                 nodes[pid] = Node(pid, ppid, read_exe(pid), creds)
         with self.lock:
             self.nodes = nodes
+            self.exited = {}
             self.resyncs += 1
 
     def fork(self, pid: int, ppid: int) -> Node | None:
-        parent = self.nodes.get(ppid)
+        self.exited.pop(pid, None)  # a new process: the pid was recycled
+        parent = self.nodes.get(ppid) or self.revive(ppid)
         if len(self.nodes) >= self.max_nodes:
             return None  # the caller resyncs
         creds = parent.creds if parent else read_creds(pid) or Creds(-1, -1)
@@ -147,7 +119,7 @@ class ProcTree:
         Credentials follow the events, not /proc (read late, /proc shows what the process
         did since): an exec changes them only through a setuid-root image.
         """
-        old = self.nodes.get(pid)
+        old = self.nodes.get(pid) or self.exited.pop(pid, None)  # exec'd by another thread
         exe = read_exe(pid)
         if not exe:
             return None, None
@@ -161,28 +133,43 @@ class ProcTree:
             self.nodes[pid] = node
         return (old.creds if old else None), node
 
-    def set_uid(self, event: ProcEvent) -> tuple[Creds | None, Node | None]:
+    def set_uid(self, pid: int, ruid: int, euid: int) -> tuple[Creds | None, Node | None]:
         """The uids come from the event; the saved uid from /proc when it agrees with it."""
-        node = self.nodes.get(event.pid)
+        node = self.nodes.get(pid) or self.revive(pid)
         if node is None:
             return None, None
         before = node.creds
-        status = read_creds(event.pid)
-        consistent = status is not None and (status.ruid, status.euid) == (event.ruid, event.euid)
+        status = read_creds(pid)
+        consistent = status is not None and (status.ruid, status.euid) == (ruid, euid)
         suid = status.suid if status is not None and consistent else before.suid
-        node.creds = Creds(event.ruid, event.euid, suid)
+        node = dataclasses.replace(node, creds=Creds(ruid, euid, suid))
+        with self.lock:
+            self.nodes[pid] = node
         return before, node
 
     def exit(self, pid: int) -> None:
         with self.lock:
-            self.nodes.pop(pid, None)
+            node = self.nodes.pop(pid, None)
+        if node is not None:
+            self.exited[pid] = node
+            if len(self.exited) > EXITED_MAX:
+                del self.exited[next(iter(self.exited))]
+
+    def revive(self, pid: int) -> Node | None:
+        """The node of a process whose group leader exited, back in the tree (it still runs:
+        it made an event)."""
+        node = self.exited.pop(pid, None)
+        if node is not None:
+            with self.lock:
+                self.nodes[pid] = node
+        return node
 
     def get(self, pid: int) -> Node | None:
         return self.nodes.get(pid)
 
     def snapshot(self) -> list[Node]:
         with self.lock:
-            return [dataclasses.replace(n) for n in self.nodes.values()]
+            return list(self.nodes.values())  # frozen: no copies needed
 
     def descendants(self, pid: int) -> list[int]:
         children: dict[int, list[int]] = {}

@@ -149,11 +149,16 @@ def fileless(rules: Behaviour, exe: str) -> str | None:
 
 def preloads(environ: bytes) -> list[str]:
     """The LD_PRELOAD entries of a raw /proc/PID/environ (space- or colon-separated)."""
-    for entry in environ.split(b"\0"):
-        if entry.startswith(b"LD_PRELOAD="):
-            value = entry[len(b"LD_PRELOAD=") :].decode(errors="replace")
-            return [p for p in re.split(r"[\s:]+", value) if p]
-    return []
+    name = b"LD_PRELOAD="
+    if environ.startswith(name):
+        start = len(name)
+    else:
+        start = environ.find(b"\0" + name) + 1 + len(name)
+        if start == len(name):
+            return []  # the usual case: one search, no split of the whole environment
+    end = environ.find(b"\0", start)
+    value = environ[start : end if end >= 0 else len(environ)].decode(errors="replace")
+    return [p for p in re.split(r"[\s:]+", value) if p]
 
 
 def untrusted_preloads(rules: Behaviour, libraries: Iterable[str]) -> list[str]:

@@ -6,54 +6,75 @@ thread (it never kills, hashes or writes): it must keep up with the kernel's mul
 
 from __future__ import annotations
 
-import dataclasses
+import collections
 import errno
 import logging
-import queue
 import select
 import socket
-import struct
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import psutil
 
-from trapsd.behaviour.proctree import (
+from trapsd.behaviour.proctree import Message, ProcTree, parse_events
+from trapsd.sensors.base import SensorUnavailable
+from trapsd.sensors.cn_proc import (
     PROC_EVENT_EXEC,
     PROC_EVENT_EXIT,
     PROC_EVENT_FORK,
     PROC_EVENT_NONE,
     PROC_EVENT_PTRACE,
     PROC_EVENT_UID,
-    ProcEvent,
-    ProcTree,
-    parse_events,
+    open_connector,
+    unsubscribe,
 )
-from trapsd.sensors.base import SensorUnavailable
-from trapsd.sensors.proc_connector import open_connector
 from trapsd.wakeup import WakePipe
 
 log = logging.getLogger(__name__)
-# As in trapsd.sensors.proc_connector (not imported: it pulls in the whole kill sensor).
-NETLINK_CONNECTOR = 11
-CN_IDX_PROC = 1
-PROC_CN_MCAST_LISTEN = 1
-PROC_CN_MCAST_IGNORE = 2
-RCVBUF = 4 * 1024 * 1024
-_NLMSG = struct.Struct("=IHHII")
-_CNMSG = struct.Struct("=IIIIHH")
-
-
-def _subscribe_message(op_code: int = PROC_CN_MCAST_LISTEN) -> bytes:
-    op = struct.pack("=I", op_code)
-    cn = _CNMSG.pack(CN_IDX_PROC, 1, 0, 0, len(op), 0) + op
-    return _NLMSG.pack(_NLMSG.size + len(cn), 3, 0, 0, 0) + cn  # NLMSG_DONE
-
+EVENTS = PROC_EVENT_FORK | PROC_EVENT_EXEC | PROC_EVENT_UID | PROC_EVENT_PTRACE | PROC_EVENT_EXIT
+"""What the tree follows (never COMM, GID, SID, COREDUMP: each exec sends a COMM)."""
+BATCH_MAX = 64
+"""Messages read before the behaviour thread is woken for their work, in a long burst."""
 
 Work = tuple[Any, ...]
 Wants = Callable[[str], bool]
 """Whether a kind of work ("exec", "uid", "ptrace", "shell") is wanted by an active module."""
+
+
+class WorkQueue:
+    """Work for the behaviour thread, bounded; one wake-up per batch of it, not per item."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._items: collections.deque[Work] = collections.deque()
+        self._ready = threading.Event()
+        self._added = False
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def add(self, item: Work) -> bool:
+        """Queue ``item`` (no wake-up: :meth:`wake` once the batch is in); False when full."""
+        if len(self._items) >= self.limit:
+            return False
+        self._items.append(item)
+        self._added = True
+        return True
+
+    def wake(self, always: bool = False) -> None:
+        """Wake the reader if work was added since the last wake-up (or ``always``)."""
+        if (self._added or always) and not self._ready.is_set():
+            self._added = False
+            self._ready.set()
+
+    def take(self, timeout: float) -> Iterator[Work]:
+        """What is queued once woken (or after ``timeout`` s: possibly nothing)."""
+        self._ready.wait(timeout)
+        self._ready.clear()  # before taking: an item added after the last take wakes again
+        items = self._items
+        while items:
+            yield items.popleft()
 
 
 class Source:
@@ -61,8 +82,9 @@ class Source:
 
     mechanism = "none"
     healthy = False
+    kernel_filter = "none"
 
-    def __init__(self, tree: ProcTree, work: queue.Queue[Work], wants: Wants) -> None:
+    def __init__(self, tree: ProcTree, work: WorkQueue, wants: Wants) -> None:
         self.tree = tree
         self.work = work
         self.wants = wants
@@ -96,43 +118,43 @@ class Source:
         raise NotImplementedError
 
     def put(self, item: Work) -> None:
-        try:
-            self.work.put_nowait(item)
-        except queue.Full:
+        """Queue work; the reader is woken by :meth:`WorkQueue.wake` after the batch."""
+        if not self.work.add(item):
             self.counts["work_dropped"] += 1
 
     def _exec(self, pid: int) -> None:
         before, node = self.tree.exec(pid)
         if node is not None and self.wants("exec"):
-            self.put(("exec", pid, before, dataclasses.replace(node)))  # as it was now
+            self.put(("exec", pid, before, node))  # frozen: as it was now
 
 
 class ConnectorSource(Source):
     mechanism = "proc-connector"
     healthy = True
 
-    def __init__(self, tree: ProcTree, work: queue.Queue[Work], wants: Wants) -> None:
+    def __init__(self, tree: ProcTree, work: WorkQueue, wants: Wants) -> None:
         super().__init__(tree, work, wants)
-        self._sock, self._pending = open_connector(_subscribe_message(), self._check_ack)
+        self._sock, self._pending, self.kernel_filter = open_connector(EVENTS, self._check_ack)
+        self._buffer = bytearray(65536)
 
     @staticmethod
-    def _check_ack(sock: socket.socket) -> list[ProcEvent]:
+    def _check_ack(sock: socket.socket) -> list[Message]:
         """Wait (up to 1 s) for the kernel's ack; a non-zero error means refused.
 
         Returns the events that arrived with it (applied once the thread runs).
         """
         poller = select.poll()
         poller.register(sock, select.POLLIN)
-        early: list[ProcEvent] = []
+        early: list[Message] = []
         for _ in range(10):
             if not poller.poll(100):
                 continue
-            for event in parse_events(sock.recv(65536)):
-                if event.what != PROC_EVENT_NONE:
-                    early.append(event)
-                elif event.other:
+            for message in parse_events(sock.recv(65536)):
+                if message[1] != PROC_EVENT_NONE:
+                    early.append(message)
+                elif message[2]:
                     raise SensorUnavailable(
-                        f"proc connector refused ({errno.errorcode.get(event.other)})"
+                        f"proc connector refused ({errno.errorcode.get(message[2])})"
                     )
                 else:
                     return early
@@ -142,8 +164,9 @@ class ConnectorSource(Source):
         poller = select.poll()
         poller.register(self._sock, select.POLLIN)
         poller.register(self._wake, select.POLLIN)
-        for event in self._pending:
-            self._apply(event.what, event.pid, event)
+        for _, what, a, b, c, d in self._pending:
+            self._apply(what, a, b, c, d)
+        self.work.wake()
         try:
             while not self._stopping.is_set():
                 ready = poller.poll()  # no timeout: stop() writes the wake pipe
@@ -151,28 +174,34 @@ class ConnectorSource(Source):
                     continue
                 self._drain()
         finally:
-            try:
-                self._sock.send(_subscribe_message(PROC_CN_MCAST_IGNORE))
-            except OSError:
-                pass
-            self._sock.close()
+            unsubscribe(self._sock)
 
     def _drain(self) -> None:
-        """Every message queued now (one poll() per burst, not one per event)."""
-        while not self._stopping.is_set():
-            try:
-                data = self._sock.recv(65536, socket.MSG_DONTWAIT)
-            except BlockingIOError:
-                return
-            except OSError as exc:
-                if exc.errno != errno.ENOBUFS:
-                    raise
-                self.counts["lost"] += 1
-                self._resync()
-                continue
-            for event in parse_events(data):
-                self.counts["events"] += 1
-                self._apply(event.what, event.pid, event)
+        """Every message queued now (one poll() per burst, not one per event); the behaviour
+        thread is woken once per batch of them."""
+        recv_into, buffer, apply = self._sock.recv_into, self._buffer, self._apply
+        counts = self.counts
+        read = 0
+        try:
+            while not self._stopping.is_set():
+                try:
+                    size = recv_into(buffer, 0, socket.MSG_DONTWAIT)
+                except BlockingIOError:
+                    return
+                except OSError as exc:
+                    if exc.errno != errno.ENOBUFS:
+                        raise
+                    counts["lost"] += 1
+                    self._resync()
+                    continue
+                for _, what, a, b, c, d in parse_events(buffer, size):
+                    counts["events"] += 1
+                    apply(what, a, b, c, d)
+                read += 1
+                if read % BATCH_MAX == 0:
+                    self.work.wake()
+        finally:
+            self.work.wake()
 
     def _resync(self) -> None:
         self.tree.resync()
@@ -180,25 +209,28 @@ class ConnectorSource(Source):
         if self.wants("shell"):
             self.put(("sweep",))  # what ran during the gap is judged from the new tree
 
-    def _apply(self, what: int, pid: int, event: ProcEvent) -> None:
-        if event.thread:
-            return
+    def _apply(self, what: int, a: int, b: int, c: int, d: int) -> None:
+        """One event; its data words ``a`` to ``d`` (see cn_proc.MESSAGE). Threads' forks and
+        exits are skipped here too, for kernels that refused the socket filter."""
         if what == PROC_EVENT_FORK:
-            child = self.tree.fork(pid, event.other)  # it runs its parent's image
+            if c != d:
+                return  # a thread
+            child = self.tree.fork(d, b)  # it runs its parent's image
             if child is None:
                 self._resync()
             elif self.wants("shell") and self.is_shell(child.exe):
-                self.put(("shell", event.other))  # a shell forks for each command it runs
+                self.put(("shell", b))  # a shell forks for each command it runs
         elif what == PROC_EVENT_EXEC:
-            self._exec(pid)
+            self._exec(b)
         elif what == PROC_EVENT_EXIT:
-            self.tree.exit(pid)
+            if a == b:  # the group leader (other threads may live on: see ProcTree.exit)
+                self.tree.exit(b)
         elif what == PROC_EVENT_UID:
-            before, node = self.tree.set_uid(event)
+            before, node = self.tree.set_uid(b, c, d)
             if node is not None and self.wants("uid"):
-                self.put(("uid", pid, before, dataclasses.replace(node)))
-        elif what == PROC_EVENT_PTRACE and event.other and self.wants("ptrace"):
-            self.put(("ptrace", pid, event.other))
+                self.put(("uid", b, before, node))
+        elif what == PROC_EVENT_PTRACE and d and self.wants("ptrace"):
+            self.put(("ptrace", b, d))
 
 
 class PollSource(Source):
@@ -207,7 +239,7 @@ class PollSource(Source):
     mechanism = "psutil-poll"
 
     def __init__(
-        self, tree: ProcTree, work: queue.Queue[Work], wants: Wants, interval: float, why: str
+        self, tree: ProcTree, work: WorkQueue, wants: Wants, interval: float, why: str
     ) -> None:
         super().__init__(tree, work, wants)
         self.interval = interval
@@ -228,6 +260,7 @@ class PollSource(Source):
             known = now
             if self.wants("ptrace"):
                 self.put(("tracers",))
+            self.work.wake()
 
 
 def psutil_ppid(pid: int) -> int | None:

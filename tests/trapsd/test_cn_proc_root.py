@@ -1,0 +1,128 @@
+"""The proc connector's kernel-side filters against the real kernel (netlink only: no fanotify
+in this process). A child process renames itself, starts threads, forks and execs; what
+reaches the socket is compared with and without each filter. (An exec sends no COMM event:
+only a rename does.)"""
+
+from __future__ import annotations
+
+import select
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+import pytest
+from agent_helpers import ROOT_ONLY
+
+from trapsd.behaviour.proctree import Message, parse_events
+from trapsd.behaviour.source import EVENTS
+from trapsd.sensors import cn_proc
+from trapsd.sensors.cn_proc import (
+    PROC_EVENT_COMM,
+    PROC_EVENT_EXEC,
+    PROC_EVENT_EXIT,
+    PROC_EVENT_FORK,
+)
+
+pytestmark = [ROOT_ONLY, pytest.mark.root, pytest.mark.timeout(60, method="thread")]
+
+CHILD = """
+import ctypes, os, threading, time
+ctypes.CDLL(None).prctl(15, b"traps-renamed", 0, 0, 0)  # PR_SET_NAME: a COMM event
+threads = [threading.Thread(target=time.sleep, args=(0.05,)) for _ in range(4)]
+for t in threads: t.start()
+for t in threads: t.join()
+pid = os.fork()
+if pid == 0:
+    os._exit(0)
+os.waitpid(pid, 0)
+os.execv("/bin/true", ["true"])
+"""
+TYPES_FILTERED = cn_proc.event_types_filtered()
+
+
+def connector(by_type: bool, bpf: bool) -> socket.socket:
+    sock = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, cn_proc.NETLINK_CONNECTOR)
+    sock.setsockopt(socket.SOL_SOCKET, cn_proc.SO_RCVBUFFORCE, cn_proc.RCVBUF)
+    if bpf:
+        assert cn_proc.attach_filter(sock, cn_proc.socket_filter(EVENTS))
+    sock.bind((0, cn_proc.CN_IDX_PROC))
+    sock.send(cn_proc.subscribe_message(cn_proc.PROC_CN_MCAST_LISTEN, EVENTS if by_type else None))
+    return sock
+
+
+def messages(sock: socket.socket, seconds: float) -> Iterator[Message]:
+    poller = select.poll()
+    poller.register(sock, select.POLLIN)
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if poller.poll(100):
+            yield from parse_events(sock.recv(65536))
+
+
+def child_events(sock: socket.socket) -> list[Message]:
+    """The events of a child that threads, forks and execs, up to its exit."""
+    child = subprocess.Popen([sys.executable, "-c", CHILD])
+    assert child.wait(20) == 0
+    ours, seen = {child.pid}, []
+    for message in messages(sock, 10):
+        _, what, a, b, _, d = message
+        if what == PROC_EVENT_FORK and b in ours:
+            ours.add(d)
+        if b in ours or (what == PROC_EVENT_FORK and d in ours):
+            seen.append(message)
+        if what == PROC_EVENT_EXIT and a == b == child.pid:
+            return seen
+    raise AssertionError(f"no exit of the child in 10 s: {seen}")
+
+
+def kinds(seen: list[Message]) -> set[str]:
+    out = set()
+    for _, what, a, b, c, d in seen:
+        if what == PROC_EVENT_FORK:
+            out.add("process fork" if c == d else "thread fork")
+        elif what == PROC_EVENT_EXIT:
+            out.add("process exit" if a == b else "thread exit")
+        elif what == PROC_EVENT_EXEC:
+            out.add("exec")
+        elif what == PROC_EVENT_COMM:
+            out.add("comm")
+    return out
+
+
+PROCESSES = {"process fork", "exec", "process exit"}
+
+
+@pytest.mark.parametrize(
+    ("by_type", "bpf", "expected"),
+    [
+        (False, False, PROCESSES | {"thread fork", "thread exit", "comm"}),  # the control
+        (False, True, PROCESSES),
+        pytest.param(
+            True,
+            False,
+            PROCESSES | {"thread fork", "thread exit"},
+            marks=pytest.mark.skipif(not TYPES_FILTERED, reason="Linux < 6.6"),
+        ),
+        (TYPES_FILTERED, True, PROCESSES),  # what the agent does
+    ],
+)
+def test_kernel_filters_drop_comm_and_thread_events(
+    by_type: bool, bpf: bool, expected: set[str]
+) -> None:
+    sock = connector(by_type, bpf)
+    try:
+        seen = child_events(sock)
+    finally:
+        cn_proc.unsubscribe(sock)
+    assert kinds(seen) == expected
+    forks = [m for m in seen if m[1] == PROC_EVENT_FORK and m[4] == m[5]]
+    assert len(forks) == 2  # the child, its child
+    assert len([m for m in seen if m[1] == PROC_EVENT_EXEC]) == 2  # python, then true
+
+
+def test_the_agent_socket_says_how_the_kernel_filters() -> None:
+    sock, _, how = cn_proc.open_connector(EVENTS, lambda sock: None)
+    cn_proc.unsubscribe(sock)
+    assert how == ("event types+bpf" if TYPES_FILTERED else "bpf")
