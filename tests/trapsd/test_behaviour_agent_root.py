@@ -4,7 +4,6 @@ polling fallback and the local inspection verbs."""
 from __future__ import annotations
 
 import os
-import queue
 import subprocess
 from pathlib import Path
 
@@ -82,13 +81,11 @@ def test_inspection_verbs(agents: Agents, tmp_path: Path, built: dict[str, Path]
 
 
 def test_the_process_tree_follows_fork_exec_uid_and_exit_and_resyncs() -> None:
-    import queue
-
     from trapsd.behaviour.proctree import ProcTree
-    from trapsd.behaviour.source import ConnectorSource, Work
+    from trapsd.behaviour.source import ConnectorSource, WorkQueue
 
     tree = ProcTree()
-    work: queue.Queue[Work] = queue.Queue()
+    work = WorkQueue(10_000)
     source = ConnectorSource(tree, work, lambda kind: True)
     source.start()
     try:
@@ -102,15 +99,11 @@ def test_the_process_tree_follows_fork_exec_uid_and_exit_and_resyncs() -> None:
         child.kill()
         child.wait()
         wait_for(lambda: child.pid not in tree.nodes, 5)
-        kinds = set()
-        while not work.empty():
-            item = work.get()
-            if item[1] == child.pid:
-                kinds.add(item[0])
+        kinds = {item[0] for item in work.take(0) if item[1] == child.pid}
         assert {"exec", "uid"} <= kinds
         before = tree.resyncs
         source._resync()  # what ENOBUFS triggers
         assert tree.resyncs == before + 1 and source.counts["resyncs"] == 1
-        assert work.get_nowait() == ("sweep",)
+        assert list(work.take(0)) == [("sweep",)]
     finally:
         source.stop()
