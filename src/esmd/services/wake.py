@@ -45,7 +45,7 @@ _AGENTS_KEY = "esmd_wake_agents"
 _CREDENTIALS_KEY = "esmd_wake_credentials"
 CREDENTIALS = "credentials"
 _PAYLOAD_IDS = 200  # 200 UUIDs and commas stay below PostgreSQL's 8000-byte NOTIFY payload
-BATCH = 256
+BATCH = 1024
 """Most agents woken (and their news fetched, in one transaction) at once."""
 FEW = 16
 """News for at most this many agents goes before any queued broadcast."""
