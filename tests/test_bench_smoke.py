@@ -76,3 +76,25 @@ def test_console_bench_lists_completes_and_draws_the_dashboard(tmp_path: Path) -
     assert figures["complete_command_ms"] > 0 and figures["complete_agent_cached_ms"] > 0
     assert 0 < figures["dashboard_first_frame_ms"] <= figures["dashboard_agents_ms"]
     assert "first frame" in ctl_speed.report_line(figures)
+
+
+def test_wake_bench_delivers_every_broadcast_and_leaves_the_collector_as_it_was(
+    tmp_path: Path,
+) -> None:
+    """bench/run.py's wake measurement with a small fleet on one real esmd (SQLite)."""
+    import asyncio
+    import gc
+
+    from run import measure_wake
+
+    policy = asyncio.get_event_loop_policy()
+    try:
+        result = measure_wake(tmp_path, 40)
+    finally:
+        asyncio.set_event_loop_policy(policy)  # the simulator installs uvloop's
+    assert result["errors"] == {} and result["held"] == 40
+    for kind in ("action", "policy"):
+        assert result[f"{kind}_delivered"] == 40, result
+        assert result[f"{kind}_p95_ms"] > 0
+    assert result["simulator_gc_pauses_s"] == 0  # measured with the collector off
+    assert gc.isenabled() and gc.get_freeze_count() == 0

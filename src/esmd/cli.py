@@ -153,6 +153,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from esmd.app import create_app
     from esmd.db.engine import make_engine
     from esmd.ops.tls import check_tls_files
+    from esmd.services.collector import freeze_startup
     from esmd.setup import check_schema
 
     settings = _settings(args, host=args.host, port=args.port)
@@ -185,6 +186,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         ssl_keyfile=str(args.tls_key) if tls else None,
     )
     server = _server(config)
+    freeze_startup()  # a broadcast's full collections scan the polls, not the modules
     server.run(sockets=[sock])
     if not server.started:
         raise TrapsError("the server did not start (see the log above)")

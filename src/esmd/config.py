@@ -88,7 +88,7 @@ class Settings(BaseSettings):
     """Longest an agent's long-poll (``/agent/wait``) is held before a 204."""
     max_waiters: int = Field(default=100_000, ge=1)
     """Long-polls held at once per process; beyond it a wait answers 429."""
-    wake_rate: float = Field(default=5000.0, gt=0)
+    wake_rate: float = Field(default=20_000.0, gt=0)
     """Long-polls per second this process ends with news (a token bucket: a broadcast is
     paced, never a herd); each costs a reply and the agent's next poll (docs/scaling.md)."""
     wake_report_rate: float = Field(default=100.0, gt=0)

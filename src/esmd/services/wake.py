@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
@@ -35,6 +34,7 @@ from sqlalchemy import Connection
 from sqlalchemy.engine import make_url
 
 from esmd.metrics import Metrics
+from esmd.services.collector import CollectorHold
 
 log = logging.getLogger(__name__)
 CHANNEL = "esmd_wake"
@@ -45,7 +45,7 @@ _AGENTS_KEY = "esmd_wake_agents"
 _CREDENTIALS_KEY = "esmd_wake_credentials"
 CREDENTIALS = "credentials"
 _PAYLOAD_IDS = 200  # 200 UUIDs and commas stay below PostgreSQL's 8000-byte NOTIFY payload
-BATCH = 256
+BATCH = 1024
 """Most agents woken (and their news fetched, in one transaction) at once."""
 FEW = 16
 """News for at most this many agents goes before any queued broadcast."""
@@ -114,6 +114,7 @@ class Waiter:
     news: Any = None
     """What the deliverer needs to build this agent's news (None: just say why)."""
     timer: asyncio.TimerHandle | None = field(default=None, repr=False)
+    answering: bool = False
 
 
 Deliverer = Callable[[list[tuple[Waiter, str]], int], Awaitable[dict[str, bytes]]]
@@ -145,6 +146,11 @@ class Notifier:
         self._queued_event = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self.closing = False
+        self.collector = CollectorHold()
+        self.settle_s = 0.5
+        """After a broadcast, how long the collector stays held for the re-polls to come."""
+        self._answering = 0
+        """Waiters handed their wake-up whose reply is not out yet."""
 
     # --- lifecycle ------------------------------------------------------------------------
     def start(self, policy_version: int, database_url: str | None = None) -> None:
@@ -154,7 +160,9 @@ class Notifier:
         self._queued_event = asyncio.Event()
         self._tasks.append(self.loop.create_task(self._pump()))
         if database_url is not None and make_url(database_url).get_backend_name() == "postgresql":
-            self._tasks.append(self.loop.create_task(self._listen(database_url)))
+            from esmd.services.wake_listen import listen
+
+            self._tasks.append(self.loop.create_task(listen(self, database_url)))
 
     def release_all(self) -> None:
         """The server is stopping: end every held poll now (as a timeout: the agent polls
@@ -169,6 +177,7 @@ class Notifier:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks.clear()
+        self.collector.release()
         for waiter in self._waiters.values():
             _resolve(waiter.future, None)
         self._waiters.clear()
@@ -287,6 +296,8 @@ class Notifier:
             wake = await waiter.future
         finally:
             self.metrics.waits -= 1
+            if waiter.answering:
+                self._answering -= 1
             if waiter.timer is not None:
                 waiter.timer.cancel()
             if self._waiters.get(agent_id) is waiter:
@@ -303,8 +314,18 @@ class Notifier:
         tokens, last = burst, time.monotonic()
         while True:
             if not self._queue:
+                if self.collector.holding and not self.collector.settling:
+                    for _ in range(200):  # the last replies go out (a second at most)
+                        if not self._answering or self._queue:
+                            break
+                        await asyncio.sleep(0.005)
+                    if not self._queue:
+                        self.collector.settle(self.settle_s)
+                    continue
                 self._queued_event.clear()
                 await self._queued_event.wait()
+            if len(self._queue) > FEW:  # a broadcast: no garbage collection until it is out
+                self.collector.hold()
             now = time.monotonic()
             tokens, last = min(burst, tokens + (now - last) * self.wake_rate), now
             wanted = min(float(len(self._queue)), burst)  # whole batches: one transaction each
@@ -331,7 +352,7 @@ class Notifier:
                 except Exception:  # never let the pump die; the agents get the bare reason
                     log.exception("wake channel: delivering news failed")
                     for waiter, reason in batch:
-                        _resolve(waiter.future, Wake(reason, self.policy_version))
+                        self._answer(waiter, Wake(reason, self.policy_version))
 
     async def _wake(self, batch: list[tuple[Waiter, str]]) -> None:
         version = self.policy_version
@@ -340,46 +361,13 @@ class Notifier:
         if rich and self.deliverer is not None:
             bodies = await self.deliverer(rich, version)
         for waiter, reason in batch:
-            _resolve(waiter.future, Wake(reason, version, bodies.get(waiter.agent_id)))
+            self._answer(waiter, Wake(reason, version, bodies.get(waiter.agent_id)))
 
-    # --- PostgreSQL LISTEN ----------------------------------------------------------------
-    async def _listen(self, database_url: str) -> None:
-        import psycopg
-
-        conninfo = make_url(database_url).set(drivername="postgresql")
-        dsn = conninfo.render_as_string(hide_password=False)
-        delay = 1.0
-        while True:
-            try:
-                async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
-                    await conn.execute(f"LISTEN {CHANNEL}")
-                    delay = 1.0
-                    if self.news_listener is not None:
-                        self.news_listener(None)  # what came while not listening is unknown
-                    async for note in conn.notifies():
-                        await self._deliver(note.payload)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # the database went away: retry, wake nobody meanwhile
-                log.warning("wake channel: LISTEN failed (%s); retrying in %.0f s", exc, delay)
-                await asyncio.sleep(delay * (0.5 + random.random()))
-                delay = min(delay * 2, 30.0)
-
-    async def _deliver(self, payload: str) -> None:
-        kind, _, value = payload.partition(":")
-        if kind == POLICY and value.isdigit():
-            self.policy_moved(int(value))
-        elif kind == CREDENTIALS and value:
-            self.credentials_revoked([value])
-        elif kind == "agents":
-            self.agents_notified(a for a in value.split(",") if a)
-        elif kind == "action" and value and self.action_agents is not None:
-            try:
-                ids = await self.action_agents(value)
-            except Exception as exc:  # a check-in or the next poll will still bring it
-                log.warning("wake channel: cannot read the agents of action %s: %s", value, exc)
-                return
-            self.agents_notified(ids)  # those already served are no longer pending
+    def _answer(self, waiter: Waiter, wake: Wake) -> None:
+        if not waiter.future.done():
+            waiter.answering = True
+            self._answering += 1
+            waiter.future.set_result(wake)
 
 
 def _resolve(future: asyncio.Future[Wake | None], value: Wake | None) -> None:

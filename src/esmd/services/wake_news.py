@@ -2,7 +2,7 @@
 
 Read and marked for a whole batch of woken agents in one transaction (one SELECT of the
 pending actions, one UPDATE per outcome, one UPDATE recording the policy version served),
-so a broadcast to 10,000 waiters costs ~40 transactions, not 10,000 check-ins. The version
+so a broadcast to 10,000 waiters costs ~10 transactions, not 10,000 check-ins. The version
 served is recorded as a check-in would, so the agent's next check-in, reporting the version
 it applied, shows no drift.
 """
