@@ -15,6 +15,7 @@ check-in costs one dict lookup.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -175,6 +176,25 @@ def load_snapshot(connection: Connection, version: int, heartbeat_s: int) -> Sna
     return Snapshot(version, heartbeat_s, load_policies(connection), load_hashes(connection))
 
 
+VISIBLE_WAIT_S = 2.0
+
+
+def _visible(connection: Connection, version: int) -> int:
+    """The version ``connection`` sees, after waiting up to 2 s for ``version`` to show.
+
+    A version learnt from the wake channel can be ahead of the database: the engine's commit
+    hook runs as the change commits, not after, so a reader woken by it may still see the
+    previous content; labelled with the new version, that content would tell agents they were
+    current without the change. PostgreSQL (read committed) reads each statement anew, so
+    the wait ends when the commit lands; SQLite's writers wait for each other's commits."""
+    visible = current_version(connection)
+    deadline = time.monotonic() + VISIBLE_WAIT_S
+    while visible < version and time.monotonic() < deadline:
+        time.sleep(0.005)
+        visible = current_version(connection)
+    return visible
+
+
 class PolicyCache:
     """The snapshot of the newest version this process has seen."""
 
@@ -192,6 +212,7 @@ class PolicyCache:
         with self._lock:
             snap = self._snapshot
             if snap is None or snap.version != version:
+                version = min(version, _visible(connection, version))
                 snap = load_snapshot(connection, version, self.heartbeat_interval_s)
                 if self._snapshot is None or self._snapshot.version < version:
                     self._snapshot = snap
