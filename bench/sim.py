@@ -34,15 +34,37 @@ class Stats:
     latencies_ms: list[float] = field(default_factory=list)
     errors: dict[str, int] = field(default_factory=dict)
     events: int = 0
+    minutes: list[int] = field(default_factory=list)
+    """The minute of the run each latency was measured in (the first check-ins of a fleet
+    cost more than its steady state: a reply from memory needs two check-ins before)."""
+    started: float = field(default_factory=time.monotonic)
 
     def error(self, kind: str) -> None:
         self.errors[kind] = self.errors.get(kind, 0) + 1
 
-    def percentile(self, q: float) -> float:
-        if not self.latencies_ms:
+    def record(self, latency_ms: float) -> None:
+        self.latencies_ms.append(latency_ms)
+        self.minutes.append(int((time.monotonic() - self.started) // 60))
+
+    def percentile(self, q: float, minute: int | None = None) -> float:
+        latencies = self.latencies_ms
+        if minute is not None:
+            latencies = [v for v, m in zip(latencies, self.minutes, strict=True) if m == minute]
+        if not latencies:
             return 0.0
-        ordered = sorted(self.latencies_ms)
+        ordered = sorted(latencies)
         return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+    def by_minute(self) -> list[dict[str, float]]:
+        return [
+            {
+                "minute": minute,
+                "checkins": self.minutes.count(minute),
+                "p50_ms": round(self.percentile(0.50, minute), 1),
+                "p99_ms": round(self.percentile(0.99, minute), 1),
+            }
+            for minute in sorted(set(self.minutes))
+        ]
 
 
 async def call(host: str, port: int, request: bytes) -> tuple[int, bytes]:
@@ -155,7 +177,7 @@ async def agent_loop(
         except OSError as exc:
             stats.error(type(exc).__name__)
         else:
-            stats.latencies_ms.append((time.perf_counter() - started) * 1000)
+            stats.record((time.perf_counter() - started) * 1000)
             if status != 200:
                 stats.error(f"http {status}")
         await asyncio.sleep(min(interval, max(0.0, deadline - time.monotonic())))
@@ -207,7 +229,7 @@ async def _simulate(
     else:
         fleet = await enroll_fleet(host, port, token, agents, store)
     stats = Stats()
-    deadline = time.monotonic() + duration
+    deadline = stats.started + duration
     await asyncio.gather(
         event_loop(host, port, fleet, events_per_s, deadline, stats),
         *(
@@ -242,6 +264,7 @@ def simulate(
         "p50_ms": round(stats.percentile(0.50), 1),
         "p95_ms": round(stats.percentile(0.95), 1),
         "p99_ms": round(stats.percentile(0.99), 1),
+        "by_minute": stats.by_minute(),
         "events": stats.events,
         "simulator_cpu_s": round(time.process_time(), 1),
         "errors": stats.errors,
