@@ -26,6 +26,7 @@ async def background(
     notifier.start(version, settings.url)
     db.listen("commit", notifier.on_commit)
     db.listen("rollback", notifier.on_rollback)
+    db.listen("checkin", notifier.on_checkin)  # after the commit: see Notifier.on_commit
     await _beat(db, notifier, registry)  # registered before the first request is served
     loop = asyncio.get_running_loop()
     learned = asyncio.Event()

@@ -43,6 +43,7 @@ PENDING = "pending"
 _POLICY_KEY = "esmd_wake_policy"
 _AGENTS_KEY = "esmd_wake_agents"
 _CREDENTIALS_KEY = "esmd_wake_credentials"
+_COMMITTED_KEY = "esmd_wake_committed"
 CREDENTIALS = "credentials"
 _PAYLOAD_IDS = 200  # 200 UUIDs and commas stay below PostgreSQL's 8000-byte NOTIFY payload
 BATCH = 1024
@@ -192,16 +193,32 @@ class Notifier:
 
     # --- what wakes agents (any thread) ---------------------------------------------------
     def on_commit(self, connection: Connection) -> None:
-        """The engine's commit hook: deliver what the transaction recorded."""
-        version = connection.info.pop(_POLICY_KEY, None)
-        agents = connection.info.pop(_AGENTS_KEY, None)
-        revoked = connection.info.pop(_CREDENTIALS_KEY, None)
-        if revoked:
-            self._threadsafe(self.credentials_revoked, sorted(revoked))
-        if version is not None:
-            self._threadsafe(self.policy_moved, version)
-        if agents:
-            self._threadsafe(self.agents_notified, agents)
+        """The engine's commit hook. It runs *before* the database commits, so a reader woken
+        now could still see the previous state (an action not yet there): what the
+        transaction recorded is kept with the connection until it goes back to the pool
+        (:meth:`on_checkin`), after the commit."""
+        info = connection.info
+        recorded = (
+            info.pop(_POLICY_KEY, None),
+            info.pop(_AGENTS_KEY, None),
+            info.pop(_CREDENTIALS_KEY, None),
+        )
+        if recorded[0] is not None or recorded[1] or recorded[2]:
+            info.setdefault(_COMMITTED_KEY, []).append(recorded)
+
+    def on_checkin(self, _dbapi_connection: Any, record: Any) -> None:
+        """The pool's check-in hook: deliver what the connection's transactions committed
+        (what an uncommitted one recorded is dropped with it)."""
+        info = record.info
+        for key in (_POLICY_KEY, _AGENTS_KEY, _CREDENTIALS_KEY):
+            info.pop(key, None)
+        for version, agents, revoked in info.pop(_COMMITTED_KEY, ()):
+            if revoked:
+                self._threadsafe(self.credentials_revoked, sorted(revoked))
+            if version is not None:
+                self._threadsafe(self.policy_moved, version)
+            if agents:
+                self._threadsafe(self.agents_notified, agents)
 
     @staticmethod
     def on_rollback(connection: Connection) -> None:
