@@ -13,7 +13,6 @@ from typing import Any
 import pytest
 
 from trapsd.behaviour import rules
-from trapsd.behaviour.proctree import parse_events
 from trapsd.behaviour.rules import Creds, Image
 from trapsd.forensics import enforce_quota, load_bundle, summaries
 from trapsd.policy import PolicyError, compile_policy, default_policy
@@ -22,6 +21,7 @@ from trapsd.sensors.cn_proc import (
     PROC_EVENT_FORK,
     PROC_EVENT_PTRACE,
     PROC_EVENT_UID,
+    parse_events,
 )
 
 

@@ -15,7 +15,6 @@ from collections.abc import Iterator
 import pytest
 from agent_helpers import ROOT_ONLY
 
-from trapsd.behaviour.proctree import Message, parse_events
 from trapsd.behaviour.source import EVENTS
 from trapsd.sensors import cn_proc
 from trapsd.sensors.cn_proc import (
@@ -23,6 +22,8 @@ from trapsd.sensors.cn_proc import (
     PROC_EVENT_EXEC,
     PROC_EVENT_EXIT,
     PROC_EVENT_FORK,
+    Message,
+    parse_events,
 )
 
 pytestmark = [ROOT_ONLY, pytest.mark.root, pytest.mark.timeout(60, method="thread")]

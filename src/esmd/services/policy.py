@@ -182,11 +182,12 @@ VISIBLE_WAIT_S = 2.0
 def _visible(connection: Connection, version: int) -> int:
     """The version ``connection`` sees, after waiting up to 2 s for ``version`` to show.
 
-    A version learnt from the wake channel can be ahead of the database: the engine's commit
-    hook runs as the change commits, not after, so a reader woken by it may still see the
-    previous content; labelled with the new version, that content would tell agents they were
-    current without the change. PostgreSQL (read committed) reads each statement anew, so
-    the wait ends when the commit lands; SQLite's writers wait for each other's commits."""
+    A version given from outside this transaction must not label older content: agents
+    would be told they were current without the change. The wake channel now wakes readers
+    only after the commit (``Notifier.on_checkin``), so this normally returns at once; it
+    guards any other caller that learns a version early. PostgreSQL (read committed) reads
+    each statement anew, so the wait ends when the commit lands; SQLite's writers wait for
+    each other's commits."""
     visible = current_version(connection)
     deadline = time.monotonic() + VISIBLE_WAIT_S
     while visible < version and time.monotonic() < deadline:

@@ -14,27 +14,9 @@ import threading
 
 from trapsd.behaviour.probes import setuid_root
 from trapsd.behaviour.rules import Creds
-from trapsd.sensors.cn_proc import MESSAGE
 
 MAX_NODES = 32768
 EXITED_MAX = 256
-Message = tuple[int, int, int, int, int, int]
-"""nlmsg_len, what, and the first four u32 words of the event's data (see cn_proc.MESSAGE)."""
-
-
-def parse_events(data: bytes | bytearray, size: int | None = None) -> list[Message]:
-    """The messages in the first ``size`` bytes of ``data`` (the kernel sends whole
-    ``struct proc_event``s; a shorter message ends the list)."""
-    size = len(data) if size is None else size
-    out: list[Message] = []
-    offset = 0
-    while offset + MESSAGE.size <= size:
-        message = MESSAGE.unpack_from(data, offset)
-        if message[0] < MESSAGE.size:
-            break
-        out.append(message)
-        offset += (message[0] + 3) & ~3
-    return out
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

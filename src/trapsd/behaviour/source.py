@@ -17,7 +17,7 @@ from typing import Any
 
 import psutil
 
-from trapsd.behaviour.proctree import Message, ProcTree, parse_events
+from trapsd.behaviour.proctree import ProcTree
 from trapsd.sensors.base import SensorUnavailable
 from trapsd.sensors.cn_proc import (
     PROC_EVENT_EXEC,
@@ -26,7 +26,9 @@ from trapsd.sensors.cn_proc import (
     PROC_EVENT_NONE,
     PROC_EVENT_PTRACE,
     PROC_EVENT_UID,
+    Message,
     open_connector,
+    parse_events,
     unsubscribe,
 )
 from trapsd.wakeup import WakePipe

@@ -52,6 +52,23 @@ MESSAGE = struct.Struct("=I32xI12xIIII")
 # event_data words: fork (parent pid, parent tgid, child pid, child tgid), exec and exit
 # (pid, tgid, ...), uid (pid, tgid, ruid, euid), ptrace (pid, tgid, tracer pid, tracer tgid),
 # none, the subscription's ack (error, ...).
+Message = tuple[int, int, int, int, int, int]
+"""nlmsg_len, what, and the first four u32 words of the event's data (see :data:`MESSAGE`)."""
+
+
+def parse_events(data: bytes | bytearray, size: int | None = None) -> list[Message]:
+    """The messages in the first ``size`` bytes of ``data`` (the kernel sends whole
+    ``struct proc_event``s; a shorter message ends the list)."""
+    size = len(data) if size is None else size
+    out: list[Message] = []
+    offset = 0
+    while offset + MESSAGE.size <= size:
+        message = MESSAGE.unpack_from(data, offset)
+        if message[0] < MESSAGE.size:
+            break
+        out.append(message)
+        offset += (message[0] + 3) & ~3
+    return out
 
 
 def event_types_filtered(release: str | None = None) -> bool:

@@ -13,10 +13,10 @@ import socket
 
 from trapsd.sensors.base import SensorUnavailable
 from trapsd.sensors.cn_proc import (
-    MESSAGE,
     PROC_EVENT_EXEC,
     PROC_EVENT_NONE,
     open_connector,
+    parse_events,
     unsubscribe,
 )
 from trapsd.sensors.killer import KillSensor
@@ -26,16 +26,11 @@ def parse(data: bytes) -> tuple[list[int], int | None]:
     """(pids that exec'd, the error of a subscription ack if one is in the data)."""
     pids: list[int] = []
     ack_error: int | None = None
-    offset = 0
-    while offset + MESSAGE.size <= len(data):
-        length, what, first, tgid, _, _ = MESSAGE.unpack_from(data, offset)
-        if length < MESSAGE.size:  # the kernel sends the whole struct proc_event
-            break
+    for _, what, first, tgid, _, _ in parse_events(data):
         if what == PROC_EVENT_EXEC:
             pids.append(tgid)
         elif what == PROC_EVENT_NONE:
             ack_error = first
-        offset += (length + 3) & ~3
     return pids, ack_error
 
 
