@@ -135,7 +135,15 @@ def test_actions_on_a_real_agent(live_esm: Any, admin: Any, agents: Agents, tmp_
     assert cleared["state"] == "succeeded" and cleared["result"]["actions"] >= 5
 
     # Killed in the middle of a long scan: the restarted agent still reports a result.
-    params = {"paths": ["/usr"], "max_seconds": 120}
+    # 64 sparse 128 MiB executables (8 GiB of zeros to hash) outlast the second before the kill on
+    # any machine, unlike a walk of /usr that a small image with a warm cache finishes at once.
+    slow = tmp_path / "slow"
+    slow.mkdir()
+    for index in range(64):
+        with open(slow / f"big{index}", "wb") as handle:
+            handle.truncate(128 * 1024 * 1024)
+        (slow / f"big{index}").chmod(0o755)
+    params = {"paths": [str(slow)], "max_seconds": 120}
     long_scan = admin.create_action("scan", {"agent_id": agent_id}, params)["id"]
     assert trapsd("checkin", "--state-dir", state).returncode == 0
     wait_for(lambda: admin.get_action(long_scan)["deliveries"][0]["state"] == "delivered", 10)
