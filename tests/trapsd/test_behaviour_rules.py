@@ -176,7 +176,7 @@ def test_connector_messages_are_parsed() -> None:
         + _message(PROC_EVENT_UID, struct.pack("=IIII", 11, 11, 1000, 0))
         + _message(PROC_EVENT_PTRACE, struct.pack("=IIII", 11, 11, 20, 20))
     )
-    assert [m[1:] for m in parse_events(data)] == [
+    assert [(m[1], *m[3:]) for m in parse_events(data)] == [
         (PROC_EVENT_FORK, 10, 10, 11, 11),
         (PROC_EVENT_FORK, 10, 10, 12, 10),
         (PROC_EVENT_EXEC, 11, 11, 0, 0),
@@ -184,11 +184,11 @@ def test_connector_messages_are_parsed() -> None:
         (PROC_EVENT_PTRACE, 11, 11, 20, 20),
     ]
     assert parse_events(data[:20]) == []  # truncated: nothing, no exception
-    assert [m[1:] for m in parse_events(bytearray(data) + bytes(100), 76)] == [
+    assert [(m[1], *m[3:]) for m in parse_events(bytearray(data) + bytes(100), 76)] == [
         (PROC_EVENT_FORK, 10, 10, 11, 11)  # only the bytes received
     ]
     ack = parse_events(_message(0, struct.pack("=II", 1, 0)))  # PROC_EVENT_NONE, EPERM
-    assert [(m[1], m[2]) for m in ack] == [(0, 1)]
+    assert [(m[1], m[2], m[3]) for m in ack] == [(0, 123, 1)]  # what, timestamp, error
 
 
 def test_forensics_quota_drops_the_oldest_first(tmp_path: Path) -> None:

@@ -68,7 +68,7 @@ def child_events(sock: socket.socket) -> list[Message]:
     assert child.wait(20) == 0
     ours, seen = {child.pid}, []
     for message in messages(sock, 10):
-        _, what, a, b, _, d = message
+        _, what, _, a, b, _, d = message
         if what == PROC_EVENT_FORK and b in ours:
             ours.add(d)
         if b in ours or (what == PROC_EVENT_FORK and d in ours):
@@ -80,7 +80,7 @@ def child_events(sock: socket.socket) -> list[Message]:
 
 def kinds(seen: list[Message]) -> set[str]:
     out = set()
-    for _, what, a, b, c, d in seen:
+    for _, what, _, a, b, c, d in seen:
         if what == PROC_EVENT_FORK:
             out.add("process fork" if c == d else "thread fork")
         elif what == PROC_EVENT_EXIT:
@@ -118,7 +118,7 @@ def test_kernel_filters_drop_comm_and_thread_events(
     finally:
         cn_proc.unsubscribe(sock)
     assert kinds(seen) == expected
-    forks = [m for m in seen if m[1] == PROC_EVENT_FORK and m[4] == m[5]]
+    forks = [m for m in seen if m[1] == PROC_EVENT_FORK and m[5] == m[6]]
     assert len(forks) == 2  # the child, its child
     assert len([m for m in seen if m[1] == PROC_EVENT_EXEC]) == 2  # python, then true
 
@@ -127,3 +127,38 @@ def test_the_agent_socket_says_how_the_kernel_filters() -> None:
     sock, _, how = cn_proc.open_connector(EVENTS, lambda sock: None)
     cn_proc.unsubscribe(sock)
     assert how == ("event types+bpf" if TYPES_FILTERED else "bpf")
+
+
+def test_forks_and_exits_read_later_are_applied_in_the_kernels_order() -> None:
+    """The tree's source reads execs at once and forks and exits with them or ~0.5 s later:
+    the fork of a shell's child is still applied before the child's exec (the exec finds the
+    node the fork made, with its parent's credentials), and its exit is applied without any
+    further exec."""
+    from trapsd.behaviour.proctree import Node, ProcTree
+    from trapsd.behaviour.rules import Creds
+    from trapsd.behaviour.source import ConnectorSource, WorkQueue
+
+    tree, work = ProcTree(), WorkQueue(10_000)
+    source = ConnectorSource(tree, work, lambda kind: kind == "exec")
+    source.start()
+    try:
+        shell = subprocess.Popen(
+            ["/bin/sh", "-c", "/bin/sleep 1 & echo $!; wait"], stdout=subprocess.PIPE, text=True
+        )
+        assert shell.stdout is not None
+        sleeper = int(shell.stdout.readline())
+        deadline = time.monotonic() + 10
+        execs: dict[int, tuple[Creds | None, Node]] = {}
+        while sleeper not in execs and time.monotonic() < deadline:
+            execs.update({i[1]: (i[2], i[3]) for i in work.take(0.2) if i[0] == "exec"})
+        before, node = execs[sleeper]
+        assert before is not None  # the fork's node, made before the exec was applied
+        assert node.exe == "/usr/bin/sleep" and node.ppid == shell.pid
+        assert shell.wait(10) == 0
+        deadline = time.monotonic() + 5
+        while (sleeper in tree.nodes or shell.pid in tree.nodes) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert sleeper not in tree.nodes and shell.pid not in tree.nodes
+        assert source.kernel_filter in ("event types+bpf", "bpf")
+    finally:
+        source.stop()

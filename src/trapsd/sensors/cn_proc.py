@@ -47,13 +47,15 @@ _NLMSG = struct.Struct("=IHHII")
 _CNMSG = struct.Struct("=IIIIHH")
 WHAT_AT = _NLMSG.size + _CNMSG.size  # proc_event.what; then cpu (u32), timestamp (u64)
 DATA_AT = WHAT_AT + 16  # proc_event.event_data
-MESSAGE = struct.Struct("=I32xI12xIIII")
-"""One message in one unpack: nlmsg_len, what, the first four u32 words of event_data."""
+MESSAGE = struct.Struct("=I32xI4xQIIII")
+"""One message in one unpack: nlmsg_len, what, timestamp (ns, CLOCK_MONOTONIC), the first
+four u32 words of event_data."""
 # event_data words: fork (parent pid, parent tgid, child pid, child tgid), exec and exit
 # (pid, tgid, ...), uid (pid, tgid, ruid, euid), ptrace (pid, tgid, tracer pid, tracer tgid),
 # none, the subscription's ack (error, ...).
-Message = tuple[int, int, int, int, int, int]
-"""nlmsg_len, what, and the first four u32 words of the event's data (see :data:`MESSAGE`)."""
+Message = tuple[int, int, int, int, int, int, int]
+"""nlmsg_len, what, timestamp_ns and the first four u32 words of the event's data (see
+:data:`MESSAGE`)."""
 
 
 def parse_events(data: bytes | bytearray, size: int | None = None) -> list[Message]:

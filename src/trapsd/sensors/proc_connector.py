@@ -26,7 +26,7 @@ def parse(data: bytes) -> tuple[list[int], int | None]:
     """(pids that exec'd, the error of a subscription ack if one is in the data)."""
     pids: list[int] = []
     ack_error: int | None = None
-    for _, what, first, tgid, _, _ in parse_events(data):
+    for _, what, _, first, tgid, _, _ in parse_events(data):
         if what == PROC_EVENT_EXEC:
             pids.append(tgid)
         elif what == PROC_EVENT_NONE:
