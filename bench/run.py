@@ -35,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
 
 import agent_bench
+import agent_report
 import big_tables
 from ctl_speed import measure_ctl_speed, report_line
 from loadgen import Result, build_request, run_load
@@ -282,7 +283,7 @@ def report(figures: dict[str, Any]) -> str:
         f"{AGENT_RSS_GOAL_MB:.0f} MB (bare python {f['bare_rss']:.1f} MB) | "
         f"{f['agent_rss'] / AGENT_RSS_GOAL_MB:.2f} | ≤ 1.00 | "
         f"{'yes' if f['agent_rss'] <= AGENT_RSS_GOAL_MB else 'no'} |",
-        *(agent_bench.report_lines(f["agent_bench"]) if f.get("agent_bench") else []),
+        *(agent_report.report_lines(f["agent_bench"]) if f.get("agent_bench") else []),
         "",
         *_idle_lines(f.get("agent_bench", {}).get("idle")),
         f"Check-in latency: p50 {f['checkin_p50']:.1f} ms, p99 {f['checkin_p99']:.1f} ms "
@@ -303,7 +304,7 @@ def _idle_lines(idle: dict[str, Any] | None) -> list[str]:
     if not idle or "idle_cpu_percent" not in idle:
         return []
     return [
-        agent_bench.idle_thread_text(idle) + " The window ran beside the server benchmarks,",
+        agent_report.idle_thread_text(idle) + " The window ran beside the server benchmarks,",
         "which exec nothing per request; every exec and fork on the host is work for the agent,",
         "so the figure is an upper bound of its cost on a quiet host (see the counts above).",
         "",

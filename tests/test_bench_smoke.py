@@ -42,28 +42,26 @@ def test_large_table_bench_runs_end_to_end_on_postgres(tmp_path: Path, postgres_
 
 
 def test_agent_bench_report_rows() -> None:
-    import agent_bench
+    import agent_report
 
-    rows = agent_bench.report_lines(
-        {
-            "install_mb": 2.4,
-            "agent": {
-                "exec_warm_base_ms": 0.5,
-                "exec_warm_agent_ms": 0.52,
-                "exec_cold_base_ms": 1.0,
-                "exec_cold_agent_ms": 1.4,
-                "idle_cpu_percent": 0.01,
-                "idle_seconds": 60,
-                "host_busy_percent": 3.0,
-                "visible_p50_s": 0.1,
-                "visible_p95_s": 0.2,
-                "visible_count": 20,
-            },
-        }
-    )
+    agent = {
+        "exec_warm_base_ms": 0.5,
+        "exec_warm_agent_ms": 0.52,
+        "exec_cold_base_ms": 1.0,
+        "exec_cold_agent_ms": 1.4,
+        "idle_cpu_percent": 0.01,
+        "idle_seconds": 60,
+        "host_busy_percent": 3.0,
+        "visible_p50_s": 0.1,
+        "visible_p95_s": 0.2,
+        "visible_count": 20,
+    }
+    rows = agent_report.report_lines({"install_mb": 2.4, "agent": agent})
     assert len(rows) == 5 and all(row.startswith("| ") for row in rows)
     assert "1.04 | ≤ 1.10 | yes" in rows[1]
-    skipped = agent_bench.report_lines({"install_mb": 2.4, "agent": {"skipped": "needs root"}})
+    cycles = agent_report.report_lines({"agent": {**agent, "exec_warm_ratios": [1.2, 1.08, 1.1]}})
+    assert "(median of the ratios 1.20, 1.08, 1.10) | 1.10 | ≤ 1.10 | yes" in cycles[0]
+    skipped = agent_report.report_lines({"install_mb": 2.4, "agent": {"skipped": "needs root"}})
     assert "skipped: needs root" in skipped[1]
 
 
