@@ -63,6 +63,9 @@ class AgentSettings:
     event_repeat_window_s: float = 60.0
     """Duplicates of an event (module, path, parent, action) within this window are counted
     into one summary event with a repeat count."""
+    batch_scheduling: bool = True
+    """Run every thread but the fanotify ones as SCHED_BATCH (no preemption of the host's
+    work when they wake; the same share of CPU). See trapsd.scheduling."""
     log_level: str = "info"
     behaviour_mechanism: str = "auto"
     """Process tree for the behaviour modules: auto, proc-connector or psutil-poll."""

@@ -24,7 +24,7 @@ from collections import deque
 from typing import Any
 
 from trapsapi.errors import TrapsError
-from trapsd import __version__, policylog
+from trapsd import __version__, policylog, scheduling
 from trapsd.actions.dispatcher import Dispatcher
 from trapsd.actions.host import ActionHost, remove_state
 from trapsd.actions.quarantine import with_local_blocks
@@ -110,6 +110,8 @@ class Agent(ActionHost, DetectionPipeline, EsmLink, AgentReporting):
     # --- lifecycle -------------------------------------------------------------------------
     def start(self) -> None:
         os.umask(0o077)
+        if self.settings.batch_scheduling:
+            scheduling.background()  # before any thread starts: they inherit it
         ensure_private_dir(self.state_dir)
         self._lock_state_dir()
         self.identity = load_identity(self.state_dir)

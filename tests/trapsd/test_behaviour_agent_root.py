@@ -45,7 +45,8 @@ def test_polling_fallback_is_reported_degraded_and_still_catches_a_reverse_shell
 def test_inspection_verbs(agents: Agents, tmp_path: Path, built: dict[str, Path]) -> None:
     state = tmp_path / "agent"
     guarded = named_copy(built["dummy"], tmp_path, "traps-guarded")
-    agent_pid = start_agent(agents, state, {"ptrace": {**PREVENT, "protected": [guarded.name]}})
+    ptrace = {**PREVENT, "protected": [guarded.name]}
+    agent_pid = start_agent(agents, state, {"ptrace": ptrace, "malware": NOTIFY})
     policy = cli_json("policy", "--state-dir", state)
     modules = {m["name"]: m for m in policy["modules"]}
     assert modules["ptrace"]["mode"] == "prevention" and modules["ptrace"]["healthy"]
@@ -59,6 +60,23 @@ def test_inspection_verbs(agents: Agents, tmp_path: Path, built: dict[str, Path]
     assert processes["mechanism"] == "proc-connector" and processes["tracked"] > 10
     every = cli_json("processes", "--all", "--state-dir", state)
     assert os.getpid() in [p["pid"] for p in every["processes"]]
+    # Only the threads every exec waits for may preempt the host's work (trapsd.scheduling).
+    threads = cli_json("status", "--state-dir", state)["threads"]
+    wanted = {
+        "fanotify-verdict",
+        "fanotify-watchdog",
+        "MainThread",
+        "proctree",
+        "behaviour",
+        "comms",
+    }
+    policies = {
+        name: os.sched_getscheduler(int(t)) for t, name in threads.items() if name in wanted
+    }
+    assert policies["fanotify-verdict"] == policies["fanotify-watchdog"] == os.SCHED_OTHER
+    assert {policies[name] for name in ("MainThread", "proctree", "behaviour", "comms")} == {
+        os.SCHED_BATCH
+    }
 
     verdict = cli_json("hash", guarded, "--state-dir", state)
     assert (verdict["verdict"], verdict["source"]) == ("unknown", "not in the policy")

@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable
 from typing import BinaryIO
 
+from trapsd import scheduling
 from trapsd.config import AgentSettings
 from trapsd.policy import Policy
 from trapsd.sensors.base import (
@@ -151,6 +152,7 @@ class FanotifySensor:
     def _supervise(self) -> None:
         """Sleep until something needs watching: a verdict in progress, a changed mount
         table (POLLPRI on mountinfo), a policy change, a dead verdict thread or a stop."""
+        scheduling.foreground()  # it lets held execs run when the verdict thread hangs
         mountinfo = open("/proc/self/mountinfo", "rb")
         poller = select.poll()
         poller.register(mountinfo, select.POLLPRI | select.POLLERR)

@@ -16,6 +16,7 @@ import threading
 import time
 from typing import TYPE_CHECKING
 
+from trapsd import scheduling
 from trapsd.events import Detection, exec_detection, parent_images
 from trapsd.exec_rules import ALLOW, DENY, MALWARE, Finding, decide_exec, depends_on_path
 from trapsd.policy import Policy
@@ -110,6 +111,7 @@ class Listener:
         self.thread.start()
 
     def _run(self) -> None:
+        scheduling.foreground()  # every exec on the host waits for this thread
         poller = select.poll()
         poller.register(self.fd, select.POLLIN)
         poller.register(self.wake_r, select.POLLIN)
