@@ -114,6 +114,7 @@ class BehaviourEngine:
                 self.tree, self.work, self._wants, self.settings.poll_interval_s, why
             )
         source.is_shell = lambda exe: self.policy.behaviour.is_shell(exe)
+        source.on_exec = self._judge_exec
         self.source = source
         source.start()
         self._thread.start()
@@ -160,7 +161,8 @@ class BehaviourEngine:
             for item in self.work.take(timeout):
                 if self._stopping.is_set():
                     return
-                self.counts["checked"] += 1
+                if item[0] != "hits":  # an exec's were counted when it was judged
+                    self.counts["checked"] += 1
                 for hit in self._check(item):
                     self.act(hit)
             if self._stopping.is_set():
@@ -169,11 +171,20 @@ class BehaviourEngine:
                 self.scan()
                 next_scan = time.monotonic() + interval
 
+    def _judge_exec(self, pid: int, before: Creds | None, node: Node) -> list[Work]:
+        """An exec's checks, run on the process tree's thread as the exec is read: what they
+        read from /proc (environment, stdio, image) is there only while the process lives,
+        and waking the behaviour thread for every exec cost the host more than the checks
+        (a spawn of /bin/true). Only hits are handed over, to be acted on."""
+        self.counts["checked"] += 1
+        hits = self._check_exec(self.policy.behaviour, pid, before, node)
+        return [("hits", hits)] if hits else []
+
     def _check(self, item: Work) -> list[Hit]:
         b = self.policy.behaviour
         kind = item[0]
-        if kind == "exec":
-            return self._check_exec(b, item[1], item[2], item[3])
+        if kind == "hits":
+            return list(item[1])
         if kind == "uid":  # also sent by an exec of a setuid binary, before its exec event
             node: Node = item[3]
             exe = read_exe(item[1])

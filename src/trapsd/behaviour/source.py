@@ -19,7 +19,8 @@ from typing import Any
 
 import psutil
 
-from trapsd.behaviour.proctree import ProcTree
+from trapsd.behaviour.proctree import Node, ProcTree
+from trapsd.behaviour.rules import Creds
 from trapsd.sensors.base import SensorUnavailable
 from trapsd.sensors.cn_proc import (
     PROC_EVENT_EXEC,
@@ -48,6 +49,7 @@ TIMESTAMP = operator.itemgetter(2)
 
 Work = tuple[Any, ...]
 Wants = Callable[[str], bool]
+OnExec = Callable[[int, Creds | None, Node], list[Work]]
 """Whether a kind of work ("exec", "uid", "ptrace", "shell") is wanted by an active module."""
 
 
@@ -98,6 +100,8 @@ class Source:
         self.work = work
         self.wants = wants
         self.is_shell: Callable[[str], bool] = lambda exe: True  # the engine sets the real one
+        self.on_exec: OnExec = lambda pid, before, node: [("exec", pid, before, node)]
+        """The work an exec makes, decided on this thread (the engine judges it here)."""
         self.counts = {"events": 0, "resyncs": 0, "lost": 0, "work_dropped": 0}
         self.crashed = ""
         self._stopping = threading.Event()
@@ -134,20 +138,21 @@ class Source:
     def _exec(self, pid: int) -> None:
         before, node = self.tree.exec(pid)
         if node is not None and self.wants("exec"):
-            self.put(("exec", pid, before, node))  # frozen: as it was now
+            for item in self.on_exec(pid, before, node):  # the node is frozen: as it was now
+                self.put(item)
 
 
 class ConnectorSource(Source):
     """Two proc-connector sockets, so that a process costs the agent one wake-up, not three.
 
     Execs, uid changes and traces (PROMPT) wake the thread at once: what they name is read
-    from /proc while the process still lives. Forks and exits (LATER) only update the map:
-    their socket is read with the next prompt event, or ``LATER_WAIT_S`` after the last time
-    it had something (a host that forks without exec'ing: servers' workers). Both are read
-    together and applied in the kernel's timestamp order. Waking a thread is what the agent
-    costs an exec most (measured: every process event read at once +11 % on a spawn of
-    /bin/true, exec events alone +3 %). A kernel that filters neither by event type nor by
-    socket filter would send every event to both: then one socket takes them all.
+    from /proc while the process still lives. Forks and exits (LATER) only update the map.
+    On a quiet host they wake the thread too; once a prompt event came, they wait for the
+    next one, or at most ``LATER_WAIT_S`` (then the thread listens to them again). Both
+    sockets are read together and applied in the kernel's timestamp order. Waking a thread
+    is what the agent costs an exec most (measured: every process event read at once +11 %
+    on a spawn of /bin/true, exec events alone +3 %). A kernel that filters neither by event
+    type nor by socket filter would send every event to both: then one socket takes them all.
     """
 
     mechanism = "proc-connector"
@@ -200,13 +205,24 @@ class ConnectorSource(Source):
         for _, what, _, a, b, c, d in self._pending:
             self._apply(what, a, b, c, d)
         self.work.wake()
+        if self._later is not None:
+            poller.register(self._later, select.POLLIN)
         timeout: float | None = None
         try:
             while not self._stopping.is_set():
                 ready = poller.poll(None if timeout is None else timeout * 1000)
                 if ready and all(fd == self._wake.fileno() for fd, _ in ready):
                     continue
-                timeout = LATER_WAIT_S if self._drain() else None
+                self._drain()
+                if self._later is None:
+                    continue
+                if any(fd == self._prompt.fileno() for fd, _ in ready):
+                    if timeout is None:  # processes being started: forks and exits can wait
+                        poller.unregister(self._later)
+                        timeout = LATER_WAIT_S
+                elif timeout is not None:  # LATER_WAIT_S without a prompt event: quiet again
+                    poller.register(self._later, select.POLLIN)
+                    timeout = None
         finally:
             unsubscribe(self._prompt)
             if self._later is not None:
@@ -231,13 +247,11 @@ class ConnectorSource(Source):
             out += parse_events(buffer, size)
         return out, False
 
-    def _drain(self) -> bool:
+    def _drain(self) -> None:
         """What is queued now, in batches; the behaviour thread is woken once per batch.
-        Whether the later socket had anything (then it is looked at again soon). What comes
-        in meanwhile waits for the next poll(), which returns at once: no read to find the
-        sockets empty again."""
+        What comes in meanwhile waits for the next poll(), which returns at once: no read to
+        find the sockets empty again."""
         held: list[Message] = []  # prompt events newer than the last read of the later socket
-        had_later = False
         try:
             while not self._stopping.is_set():
                 read_at = time.monotonic_ns()  # the kernel's clock for the timestamps
@@ -246,7 +260,6 @@ class ConnectorSource(Source):
                 )
                 prompt, prompt_all = self._read(self._prompt)
                 prompt = held + prompt
-                had_later = had_later or bool(later)
                 batch = prompt
                 if self._later is not None:  # a fork or exit after read_at goes before held
                     held = [m for m in prompt if m[2] >= read_at]
@@ -260,7 +273,6 @@ class ConnectorSource(Source):
                     break
         finally:
             self.work.wake()
-        return had_later
 
     def _resync(self) -> None:
         self.tree.resync()
