@@ -1,7 +1,8 @@
 """Where the process tree's events come from: the proc connector, or /proc polling.
 
-The connector thread only applies events to the tree and queues work for the behaviour
-thread (it never kills, hashes or writes): it must keep up with the kernel's multicast.
+The connector thread applies events to the tree and judges each exec as it reads it (the
+engine's checks only read /proc); it never kills, hashes or writes: hits and slower work go
+to the behaviour thread. It must keep up with the kernel's multicast.
 """
 
 from __future__ import annotations
