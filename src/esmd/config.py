@@ -98,8 +98,10 @@ class Settings(BaseSettings):
     """A check-in that repeats the agent's last one (telemetry aside) is answered from memory
     and its ``last_checkin_at`` written this many seconds later at most, with others in one
     transaction (0: every check-in is committed before its reply). docs/scaling.md."""
-    listen_backlog: int = Field(default=256, ge=1, le=65_535)
-    """Connections the kernel queues before esmd accepts them (``listen`` backlog)."""
+    listen_backlog: int = Field(default=1024, ge=1, le=65_535)
+    """Connections the kernel queues before esmd accepts them (``listen`` backlog; the kernel
+    caps it at ``net.core.somaxconn``). Sized so that a process briefly behind does not drop
+    SYNs (a 1 s retransmit each) while a full queue still drains in under a second."""
     server_heartbeat_s: float = Field(default=10.0, gt=0, le=3600)
     """How often this process refreshes its row in ``servers`` (the registry)."""
 
