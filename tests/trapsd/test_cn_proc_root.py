@@ -5,6 +5,7 @@ only a rename does.)"""
 
 from __future__ import annotations
 
+import os
 import select
 import socket
 import subprocess
@@ -162,3 +163,55 @@ def test_forks_and_exits_read_later_are_applied_in_the_kernels_order() -> None:
         assert source.kernel_filter in ("event types+bpf", "bpf")
     finally:
         source.stop()
+
+
+def test_a_stream_of_forks_without_exec_wakes_the_tree_a_few_times_not_per_event() -> None:
+    """A server's workers (fork, exit, no exec): from the third wake-up within 0.5 s the
+    forks and exits wait and are read in batches; the tree still loses none of them."""
+    from trapsd.behaviour.proctree import ProcTree
+    from trapsd.behaviour.source import ConnectorSource, WorkQueue
+
+    def wakeups(tid: int) -> int:
+        with open(f"/proc/self/task/{tid}/status") as status:
+            line = next(line for line in status if line.startswith("voluntary_ctxt_switches"))
+        return int(line.split()[1])
+
+    source = ConnectorSource(ProcTree(), WorkQueue(10_000), lambda kind: kind == "exec")
+    source.start()
+    try:
+        time.sleep(0.3)
+        tid = source._thread.native_id
+        assert tid is not None
+        before, events = wakeups(tid), source.counts["events"]
+        children = []
+        for _ in range(100):
+            child = subprocess.Popen(["/bin/sleep", "0"])  # fork and exec: prompt
+            children.append(child)
+        for child in children:
+            child.wait()
+        deadline = time.monotonic() + 5
+        while any(c.pid in source.tree.nodes for c in children) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not any(c.pid in source.tree.nodes for c in children)
+        forks = os_forks(100)
+        while any(pid in source.tree.nodes for pid in forks) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not any(pid in source.tree.nodes for pid in forks)
+        read = source.counts["events"] - events
+        assert read >= 400  # of 100 spawns (fork, exec, exit), 100 forks (fork, exit)
+        assert wakeups(tid) - before < read / 3
+    finally:
+        source.stop()
+
+
+def os_forks(count: int) -> list[int]:
+    """``count`` children that exit at once without exec'ing, 10 ms apart."""
+    pids = []
+    for _ in range(count):
+        pid = os.fork()
+        if pid == 0:
+            os._exit(0)
+        os.waitpid(pid, 0)
+        pids.append(pid)
+        time.sleep(0.01)
+    return pids

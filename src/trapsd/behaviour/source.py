@@ -44,6 +44,8 @@ EVENTS = PROMPT | LATER
 """What the tree follows (never COMM, GID, SID, COREDUMP: each exec sends a COMM)."""
 LATER_WAIT_S = 0.5
 """How long forks and exits may wait for a prompt event before they are read anyway."""
+LATER_FREQUENT = 3
+"""Wake-ups by forks and exits within LATER_WAIT_S from which they wait (a lone process: 2)."""
 BATCH_MAX = 64
 """Datagrams read from a socket before the batch is applied and the behaviour thread woken."""
 TIMESTAMP = operator.itemgetter(2)
@@ -175,6 +177,7 @@ class ConnectorSource(Source):
             early = sorted(early + later_early, key=TIMESTAMP)
         self._pending = early
         self._buffer = bytearray(65536)
+        self._later_since, self._later_wakes = 0.0, 0  # forks and exits' wake-ups lately
 
     @staticmethod
     def _check_ack(sock: socket.socket) -> list[Message]:
@@ -214,20 +217,44 @@ class ConnectorSource(Source):
                 ready = poller.poll(None if timeout is None else timeout * 1000)
                 if ready and all(fd == self._wake.fileno() for fd, _ in ready):
                     continue
-                self._drain()
-                if self._later is None:
-                    continue
-                if any(fd == self._prompt.fileno() for fd, _ in ready):
-                    if timeout is None:  # processes being started: forks and exits can wait
-                        poller.unregister(self._later)
-                        timeout = LATER_WAIT_S
-                elif timeout is not None:  # LATER_WAIT_S without a prompt event: quiet again
-                    poller.register(self._later, select.POLLIN)
-                    timeout = None
+                had_later = self._drain()
+                if self._later is not None:
+                    woke = {fd for fd, _ in ready}
+                    timeout = self._pace_later(poller, self._later, timeout, woke, had_later)
         finally:
             unsubscribe(self._prompt)
             if self._later is not None:
                 unsubscribe(self._later)
+
+    def _pace_later(
+        self,
+        poller: select.poll,
+        later: socket.socket,
+        timeout: float | None,
+        woke: set[int],
+        had_later: bool,
+    ) -> float | None:
+        """Whether forks and exits wake the thread (None: listened to) or wait for the next
+        prompt event or ``LATER_WAIT_S``: they wait once an exec came, or when
+        ``LATER_FREQUENT`` of them woke it within ``LATER_WAIT_S`` (a server's workers),
+        until such a wait passed with nothing; a lone fork and exit are read as they come."""
+        prompt_woke = self._prompt.fileno() in woke
+        if timeout is None:
+            frequent = False
+            if later.fileno() in woke:
+                now = time.monotonic()
+                if now - self._later_since >= LATER_WAIT_S:
+                    self._later_since, self._later_wakes = now, 0
+                self._later_wakes += 1
+                frequent = self._later_wakes >= LATER_FREQUENT
+            if prompt_woke or frequent:
+                poller.unregister(later)
+                return LATER_WAIT_S
+            return None
+        if prompt_woke or had_later:
+            return timeout
+        poller.register(later, select.POLLIN)  # a quiet LATER_WAIT_S: listen again
+        return None
 
     def _read(self, sock: socket.socket) -> tuple[list[Message], bool]:
         """What ``sock`` holds now, up to ``BATCH_MAX`` datagrams, and whether that was all
@@ -248,10 +275,11 @@ class ConnectorSource(Source):
             out += parse_events(buffer, size)
         return out, False
 
-    def _drain(self) -> None:
+    def _drain(self) -> bool:
         """What is queued now, in batches; the behaviour thread is woken once per batch.
         What comes in meanwhile waits for the next poll(), which returns at once: no read to
-        find the sockets empty again."""
+        find the sockets empty again. Whether the later socket had anything."""
+        had_later = False
         held: list[Message] = []  # prompt events newer than the last read of the later socket
         try:
             while not self._stopping.is_set():
@@ -261,6 +289,7 @@ class ConnectorSource(Source):
                 )
                 prompt, prompt_all = self._read(self._prompt)
                 prompt = held + prompt
+                had_later = had_later or bool(later)
                 batch = prompt
                 if self._later is not None:  # a fork or exit after read_at goes before held
                     held = [m for m in prompt if m[2] >= read_at]
@@ -274,6 +303,7 @@ class ConnectorSource(Source):
                     break
         finally:
             self.work.wake()
+        return had_later
 
     def _resync(self) -> None:
         self.tree.resync()
