@@ -24,7 +24,6 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -35,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
 
 import psutil
 from localrun import Programs, describe, free_port, healthy
-from pg import ADMIN_URL, _plain
+from pg import ADMIN_URL, fresh_database
 from sim import bulk_enroll
 from sim_stats import quantile
 from wake_sim import raise_fd_limit
@@ -78,16 +77,10 @@ def time_wait() -> int:
 
 @contextmanager
 def bench_database() -> Iterator[str]:
-    import psycopg
-
-    name = f"bench_sim_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(_plain(ADMIN_URL), autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield ADMIN_URL.rsplit("/", 1)[0] + "/" + name
-    finally:
-        with psycopg.connect(_plain(ADMIN_URL), autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with fresh_database("bench_sim_") as url:
+        if url is None:
+            raise SystemExit(f"no PostgreSQL answers at {ADMIN_URL}")
+        yield url
 
 
 class Watch(threading.Thread):

@@ -22,7 +22,7 @@ def _plain(url: str) -> str:
 
 
 @contextmanager
-def fresh_database() -> Iterator[str | None]:
+def fresh_database(prefix: str = "traps_bench_") -> Iterator[str | None]:
     """A new, empty database on the bench PostgreSQL (dropped after); None if there is none."""
     import psycopg
 
@@ -33,7 +33,7 @@ def fresh_database() -> Iterator[str | None]:
     except OSError:
         yield None
         return
-    database = f"traps_bench_{uuid.uuid4().hex[:10]}"
+    database = f"{prefix}{uuid.uuid4().hex[:10]}"
     with psycopg.connect(_plain(ADMIN_URL), autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{database}"')
     try:
