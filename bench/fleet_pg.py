@@ -18,7 +18,6 @@ import argparse
 import http.client
 import json
 import os
-import secrets
 import subprocess
 import sys
 import tempfile
@@ -33,10 +32,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
 
 import psutil
-from localrun import Programs, describe, free_port, healthy
+from loadgen import percentile
 from pg import ADMIN_URL, fresh_database
+from run import another_esmd, running_esm
 from sim import bulk_enroll
-from sim_stats import quantile
 from wake_sim import raise_fd_limit
 
 COUNTERS = [
@@ -169,7 +168,7 @@ class Watch(threading.Thread):
             health[str(port)] = [
                 {
                     "minute": m,
-                    "p99_ms": round(quantile([v for k, v in values if k == m], 0.99), 1),
+                    "p99_ms": round(percentile([v for k, v in values if k == m], 0.99), 1),
                     "max_ms": round(max(v for k, v in values if k == m), 1),
                 }
                 for m in minutes
@@ -200,18 +199,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     raise_fd_limit(65_536)
     with tempfile.TemporaryDirectory(prefix="traps-fleet-") as tmp, bench_database() as url:
         work = Path(tmp)
-        db = ["--data-dir", str(work / "esm"), "--database-url", url]
-        with Programs(work, env) as programs:
-            init = programs.run(
-                "esmd", "init", *db, "--admin-user", "admin", "--admin-password-stdin",
-                stdin=secrets.token_urlsafe(16) + "\n",
-            )  # fmt: skip
-            if init.returncode:
-                raise SystemExit(f"esmd init: {describe(init)}")
-            ports = [free_port(), free_port()]
-            servers = [programs.start("esmd", "serve", *db, "--port", str(p)) for p in ports]
-            for port in ports:
-                programs.wait_for("esmd", lambda p=port: healthy(f"http://127.0.0.1:{p}"), 30)
+        with running_esm(work, "esm", url, env) as (first, _, programs):
+            second, second_pid = another_esmd(programs, work, "esm", url)
+            ports = [first, second]
+            pids = [programs.processes[0].pid, second_pid]
             store = work / "fleet.json"
             bulk_enroll(url, args.agents, store)
             sim = [sys.executable, str(Path(__file__).parent / "sim.py"), "--token", "unused"]
@@ -227,8 +218,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             before, load = nstat(), os.getloadavg()[0]
             simulator = subprocess.Popen(sim, stdout=subprocess.PIPE, text=True)
             groups = {
-                "esmd_1": [psutil.Process(servers[0].pid)],
-                "esmd_2": [psutil.Process(servers[1].pid)],
+                "esmd_1": [psutil.Process(pids[0])],
+                "esmd_2": [psutil.Process(pids[1])],
                 "simulator": [psutil.Process(simulator.pid)],
                 "postgres": postgres,
             }

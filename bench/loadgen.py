@@ -25,10 +25,25 @@ class Result:
         return self.requests / self.seconds if self.seconds else 0.0
 
     def percentile(self, q: float) -> float:
-        if not self.latencies_ms:
-            return 0.0
-        ordered = sorted(self.latencies_ms)
-        return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+        return percentile(self.latencies_ms, q)
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The ``q`` quantile of ``values`` (nearest rank; 0 for none): every bench's one."""
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def install_uvloop() -> None:
+    """uvloop's event loop for the load generators, as the server runs (when installed)."""
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:  # pragma: no cover - uvloop is a server dependency
+        pass
 
 
 def build_request(
@@ -90,10 +105,5 @@ async def _run(
 def run_load(
     host: str, port: int, requests: list[bytes], connections: int = 32, seconds: float = 8.0
 ) -> Result:
-    try:
-        import uvloop
-
-        uvloop.install()
-    except ImportError:  # pragma: no cover - uvloop is a server dependency
-        pass
+    install_uvloop()
     return asyncio.run(_run(host, port, requests, connections, seconds))

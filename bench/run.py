@@ -67,15 +67,15 @@ def rss_mb(pid: int) -> float:
 
 @contextmanager
 def running_esm(
-    work: Path, name: str, database_url: str | None = None
+    work: Path, name: str, database_url: str | None = None, env: dict[str, str] | None = None
 ) -> Iterator[tuple[int, AdminClient, Programs]]:
-    """A fresh ESM (SQLite under work/name, or ``database_url``), served; yields (port,
-    admin client, programs)."""
+    """A fresh ESM (SQLite under work/name, or ``database_url``), served (in ``env``, if
+    given); yields (port, admin client, programs)."""
     password = secrets.token_urlsafe(16)
     db = ["--data-dir", str(work / name)]
     if database_url:
         db += ["--database-url", database_url]
-    with Programs(work) as programs:
+    with Programs(work, env) as programs:
         init = programs.run(
             "esmd",
             "init",
@@ -200,6 +200,16 @@ def measure_fleet(work: Path, agents: int, seconds: float) -> dict[str, Any]:
         )
 
 
+def another_esmd(programs: Programs, work: Path, name: str, database_url: str) -> tuple[int, int]:
+    """A second ``esmd serve`` on the PostgreSQL database of :func:`running_esm`, healthy:
+    (its port, its pid)."""
+    port = free_port()
+    db = ["--data-dir", str(work / name), "--database-url", database_url]
+    pid = programs.start("esmd", "serve", *db, "--port", str(port)).pid
+    programs.wait_for("esmd 2", lambda: healthy(f"http://127.0.0.1:{port}"), timeout=30)
+    return port, pid
+
+
 def measure_wake(work: Path, agents: int, database_url: str | None = None) -> dict[str, Any]:
     """Agents holding long-polls: one esmd on SQLite, or two on PostgreSQL (agents split over
     both, every change made through the first): one-agent actions and two broadcasts."""
@@ -208,11 +218,9 @@ def measure_wake(work: Path, agents: int, database_url: str | None = None) -> di
         servers = [f"http://127.0.0.1:{port}"]
         pids = [p.pid for p in programs.processes if p.poll() is None]
         if database_url:
-            second = free_port()
-            db = ["--data-dir", str(work / name), "--database-url", database_url]
-            pids.append(programs.start("esmd", "serve", *db, "--port", str(second)).pid)
+            second, pid = another_esmd(programs, work, name, database_url)
+            pids.append(pid)
             servers.append(f"http://127.0.0.1:{second}")
-            programs.wait_for("esmd 2", lambda: healthy(servers[1]), timeout=30)
         token = admin.create_token(label="wake", max_uses=agents)["token"]
         url = database_url or f"sqlite:///{work / name / 'esm.db'}"
         result = simulate_wake(

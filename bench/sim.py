@@ -33,7 +33,7 @@ from urllib.parse import urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from loadgen import build_request
+from loadgen import build_request, install_uvloop
 from payloads import checkin_body, event
 from sim_stats import Stats
 
@@ -286,7 +286,7 @@ async def _run_shard(
 
 def _shard_process(arguments: tuple[Any, ...]) -> Stats:
     """One simulator process: its own event loop over its share of the fleet."""
-    _install_uvloop()
+    install_uvloop()
     stats = asyncio.run(_run_shard(*arguments))
     stats.cpu_s = [time.process_time()]
     return stats
@@ -298,15 +298,6 @@ async def _fleet(
     if database_url:
         return bulk_enroll(database_url, agents, store)
     return await enroll_fleet(*hosts[0], token, agents, store)
-
-
-def _install_uvloop() -> None:
-    try:
-        import uvloop
-
-        uvloop.install()
-    except ImportError:  # pragma: no cover
-        pass
 
 
 def simulate(
@@ -376,7 +367,7 @@ def main() -> int:
     parser.add_argument("--processes", type=int, default=1, help="simulator processes")
     parser.add_argument("--sources", type=int, default=1, help="source addresses 127.0.0.1-N")
     args = parser.parse_args()
-    _install_uvloop()
+    install_uvloop()
     result = simulate(
         args.server,
         args.token,

@@ -6,12 +6,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-
-def quantile(values: list[float], q: float) -> float:
-    if not values:
-        return 0.0
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+from loadgen import percentile
 
 
 @dataclass
@@ -57,7 +52,7 @@ class Stats:
         latencies = self.latencies_ms
         if minute is not None:
             latencies = [v for v, m in zip(latencies, self.minutes, strict=True) if m == minute]
-        return quantile(latencies, q)
+        return percentile(latencies, q)
 
     def by_minute(self) -> list[dict[str, float]]:
         rows = []
@@ -70,11 +65,11 @@ class Stats:
                 {
                     "minute": minute,
                     "checkins": len(picked),
-                    "p50_ms": round(quantile(latencies, 0.50), 1),
-                    "p99_ms": round(quantile(latencies, 0.99), 1),
-                    "connect_p99_ms": round(quantile(connects, 0.99), 1),
+                    "p50_ms": round(percentile(latencies, 0.50), 1),
+                    "p99_ms": round(percentile(latencies, 0.99), 1),
+                    "connect_p99_ms": round(percentile(connects, 0.99), 1),
                     "over_900ms": sum(1 for v in latencies if v >= 900),
-                    "loop_lag_p99_ms": round(quantile(lags, 0.99), 1),
+                    "loop_lag_p99_ms": round(percentile(lags, 0.99), 1),
                     "loop_lag_max_ms": round(max(lags, default=0.0), 1),
                 }
             )

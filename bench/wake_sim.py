@@ -37,7 +37,7 @@ from urllib.parse import urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from loadgen import build_request
+from loadgen import build_request, install_uvloop, percentile
 from payloads import checkin_body
 from sim import bulk_enroll, call, enroll_fleet
 
@@ -53,13 +53,6 @@ def raise_fd_limit(wanted: int) -> int:
     if soft < target:
         resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
     return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-
-
-def percentile(values: list[float], q: float) -> float:
-    if not values:
-        return 0.0
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 def cpu_seconds(pids: list[int]) -> float:
@@ -345,12 +338,7 @@ def measure_wake(
     """Hold ``agents`` long-polls over ``servers``; measure one-agent and broadcast delivery
     (with ``database_url`` the agents are written into the database, not enrolled)."""
     raise_fd_limit(agents * 2 + 1024)
-    try:
-        import uvloop
-
-        uvloop.install()
-    except ImportError:  # pragma: no cover
-        pass
+    install_uvloop()
     return asyncio.run(
         _measure(servers, token, agents, store, admin, samples, server_pids or [], database_url)
     )

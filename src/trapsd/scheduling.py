@@ -19,20 +19,18 @@ import os
 log = logging.getLogger(__name__)
 
 
-def _set(policy: int, name: str) -> bool:
-    try:
-        os.sched_setscheduler(0, policy, os.sched_param(0))  # 0: the calling thread
-    except (OSError, AttributeError) as exc:  # AttributeError: not Linux
-        log.debug("scheduling policy %s refused: %s", name, exc)
-        return False
-    return True
+def _set(policy: str) -> None:
+    try:  # 0: the calling thread; AttributeError: not Linux
+        os.sched_setscheduler(0, getattr(os, policy), os.sched_param(0))
+    except (OSError, AttributeError) as exc:
+        log.debug("scheduling policy %s refused: %s", policy, exc)
 
 
-def background() -> bool:
+def background() -> None:
     """Make the calling thread, and the threads it starts from now on, SCHED_BATCH."""
-    return _set(os.SCHED_BATCH, "SCHED_BATCH")
+    _set("SCHED_BATCH")
 
 
-def foreground() -> bool:
+def foreground() -> None:
     """Make the calling thread an ordinary (SCHED_OTHER) one again."""
-    return _set(os.SCHED_OTHER, "SCHED_OTHER")
+    _set("SCHED_OTHER")

@@ -52,8 +52,9 @@ TIMESTAMP = operator.itemgetter(2)
 
 Work = tuple[Any, ...]
 Wants = Callable[[str], bool]
-OnExec = Callable[[int, Creds | None, Node], list[Work]]
 """Whether a kind of work ("exec", "uid", "ptrace", "shell") is wanted by an active module."""
+OnExec = Callable[[int, Creds | None, Node], list[Work]]
+"""The work an exec makes (pid, credentials before it, its node)."""
 
 
 class WorkQueue:
@@ -294,8 +295,7 @@ class ConnectorSource(Source):
                 batch = prompt
                 if self._later is not None:  # a fork or exit after read_at goes before held
                     held = [m for m in prompt if m[2] >= read_at]
-                    batch = [m for m in prompt if m[2] < read_at]
-                    batch = sorted(later + batch, key=TIMESTAMP) if later else batch
+                    batch = sorted(later + [m for m in prompt if m[2] < read_at], key=TIMESTAMP)
                 for _, what, _, a, b, c, d in batch:
                     self.counts["events"] += 1
                     self._apply(what, a, b, c, d)
