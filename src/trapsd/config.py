@@ -71,6 +71,11 @@ class AgentSettings:
     """Process tree for the behaviour modules: auto, proc-connector or psutil-poll."""
     behaviour_scan_interval_s: float = 30.0
     """Period of the bounded scans: shells' stdio, W+X memory of protected processes."""
+    behaviour_storm_period_ms: float = 1.0
+    """During an exec storm (more than ~250 execs a second) the process tree reads the
+    kernel's events this often instead of being woken by each exec; a process that lives
+    shorter than that meanwhile is not judged by the behaviour modules. 0: every exec wakes
+    it (see trapsd.behaviour.pacing)."""
     forensics_max_bytes: int = 64 * 1024 * 1024
     """Disk quota of the forensics bundles (oldest deleted first); 0 turns bundles off."""
     forensics_max_bundles: int = 500
@@ -93,6 +98,8 @@ class AgentSettings:
         for name in ("behaviour_scan_interval_s", "forensics_timeout_s"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name}: must be greater than 0")
+        if not 0 <= self.behaviour_storm_period_ms <= 100:
+            raise ConfigError("behaviour_storm_period_ms: must be between 0 (off) and 100")
         for name in ("forensics_max_bytes", "forensics_max_bundles", "forensics_memory_dump_bytes"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name}: must not be negative")

@@ -41,6 +41,10 @@ def test_explicit_config_path_wins_and_must_exist(tmp_path: Path) -> None:
         ({"TRAPSD_WATCHDOG_TIMEOUT_S": "0"}, "watchdog_timeout_s: must be greater than 0"),
         ({"TRAPSD_IGNORE_MARKS": "maybe"}, "expected true or false"),
         ({"TRAPSD_LOG_LEVEL": "loud"}, "log_level"),
+        (
+            {"TRAPSD_BEHAVIOUR_STORM_PERIOD_MS": "250"},
+            r"behaviour_storm_period_ms: must be between 0 \(off\) and 100",
+        ),
     ],
 )
 def test_bad_values_are_one_line_usage_errors(env: dict[str, str], message: str) -> None:

@@ -106,7 +106,8 @@ class BehaviourEngine:
         why = "mechanism chosen by settings"
         if wanted in ("auto", "proc-connector"):
             try:
-                source = ConnectorSource(self.tree, self.work, self._wants)
+                period = self.settings.behaviour_storm_period_ms / 1000
+                source = ConnectorSource(self.tree, self.work, self._wants, period)
             except SensorUnavailable as exc:
                 why = str(exc)
         if source is None:

@@ -20,6 +20,7 @@ from typing import Any
 
 import psutil
 
+from trapsd.behaviour.pacing import Pacing
 from trapsd.behaviour.proctree import Node, ProcTree
 from trapsd.behaviour.rules import Creds
 from trapsd.sensors.base import SensorUnavailable
@@ -42,10 +43,6 @@ PROMPT = PROC_EVENT_EXEC | PROC_EVENT_UID | PROC_EVENT_PTRACE
 LATER = PROC_EVENT_FORK | PROC_EVENT_EXIT
 EVENTS = PROMPT | LATER
 """What the tree follows (never COMM, GID, SID, COREDUMP: each exec sends a COMM)."""
-LATER_WAIT_S = 0.5
-"""How long forks and exits may wait for a prompt event before they are read anyway."""
-LATER_FREQUENT = 3
-"""Wake-ups by forks and exits within LATER_WAIT_S from which they wait (a lone process: 2)."""
 BATCH_MAX = 64
 """Datagrams read from a socket before the batch is applied and the behaviour thread woken."""
 TIMESTAMP = operator.itemgetter(2)
@@ -106,7 +103,7 @@ class Source:
         self.is_shell: Callable[[str], bool] = lambda exe: True  # the engine sets the real one
         self.on_exec: OnExec = lambda pid, before, node: [("exec", pid, before, node)]
         """The work an exec makes, decided on this thread (the engine judges it here)."""
-        self.counts = {"events": 0, "resyncs": 0, "lost": 0, "work_dropped": 0}
+        self.counts = {"events": 0, "resyncs": 0, "lost": 0, "work_dropped": 0, "exec_gone": 0}
         self.crashed = ""
         self._stopping = threading.Event()
         self._wake = WakePipe()
@@ -141,7 +138,9 @@ class Source:
 
     def _exec(self, pid: int) -> None:
         before, node = self.tree.exec(pid)
-        if node is not None and self.wants("exec"):
+        if node is None:
+            self.counts["exec_gone"] += 1  # exited before its image could be read
+        elif self.wants("exec"):
             for item in self.on_exec(pid, before, node):  # the node is frozen: as it was now
                 self.put(item)
 
@@ -150,21 +149,23 @@ class ConnectorSource(Source):
     """Two proc-connector sockets, so that a process costs the agent one wake-up, not three.
 
     Execs, uid changes and traces (PROMPT) wake the thread at once: what they name is read
-    from /proc while the process still lives. Forks and exits (LATER) only update the map.
-    On a quiet host they wake the thread too; once a prompt event came, or when they come in
-    a stream, they wait for the next prompt event, or at most ``LATER_WAIT_S`` (see
-    :meth:`_pace_later`). Both sockets are read together and applied in the kernel's
-    timestamp order. Waking a thread
-    is what the agent costs an exec most (measured: every process event read at once +11 %
-    on a spawn of /bin/true, exec events alone +3 %). A kernel that filters neither by event
-    type nor by socket filter would send every event to both: then one socket takes them all.
+    from /proc while the process still lives. Forks and exits (LATER) only update the map:
+    they may wait for the next prompt event. During an exec storm nothing wakes the thread:
+    it reads every ``storm_period_s`` (0: never). :mod:`trapsd.behaviour.pacing` decides.
+    Both sockets are read together and applied in the kernel's timestamp order. A kernel
+    that filters neither by event type nor by socket filter would send every event to both:
+    then one socket takes them all.
     """
 
     mechanism = "proc-connector"
     healthy = True
 
-    def __init__(self, tree: ProcTree, work: WorkQueue, wants: Wants) -> None:
+    def __init__(
+        self, tree: ProcTree, work: WorkQueue, wants: Wants, storm_period_s: float = 0.0
+    ) -> None:
         super().__init__(tree, work, wants)
+        self.storm_period_s = storm_period_s
+        self.counts["storms"] = 0
         self._prompt, early, self.kernel_filter = open_connector(PROMPT, self._check_ack)
         self._later: socket.socket | None = None
         if self.kernel_filter == "none":
@@ -179,7 +180,6 @@ class ConnectorSource(Source):
             early = sorted(early + later_early, key=TIMESTAMP)
         self._pending = early
         self._buffer = bytearray(65536)
-        self._later_since, self._later_wakes = 0.0, 0  # forks and exits' wake-ups lately
 
     @staticmethod
     def _check_ack(sock: socket.socket) -> list[Message]:
@@ -206,57 +206,24 @@ class ConnectorSource(Source):
 
     def _run(self) -> None:
         poller = select.poll()
-        poller.register(self._prompt, select.POLLIN)
         poller.register(self._wake, select.POLLIN)
         for _, what, _, a, b, c, d in self._pending:
             self._apply(what, a, b, c, d)
         self.work.wake()
-        if self._later is not None:
-            poller.register(self._later, select.POLLIN)
-        timeout: float | None = None
+        pacing = Pacing(poller, self._prompt, self._later, self.storm_period_s)
         try:
             while not self._stopping.is_set():
+                timeout = pacing.timeout
                 ready = poller.poll(None if timeout is None else timeout * 1000)
                 if ready and all(fd == self._wake.fileno() for fd, _ in ready):
                     continue
-                had_later = self._drain()
-                if self._later is not None:
-                    woke = {fd for fd, _ in ready}
-                    timeout = self._pace_later(poller, self._later, timeout, woke, had_later)
+                had_later, prompts = self._drain()
+                pacing.after({fd for fd, _ in ready}, had_later, prompts)
+                self.counts["storms"] = pacing.storms
         finally:
             unsubscribe(self._prompt)
             if self._later is not None:
                 unsubscribe(self._later)
-
-    def _pace_later(
-        self,
-        poller: select.poll,
-        later: socket.socket,
-        timeout: float | None,
-        woke: set[int],
-        had_later: bool,
-    ) -> float | None:
-        """Whether forks and exits wake the thread (None: listened to) or wait for the next
-        prompt event or ``LATER_WAIT_S``: they wait once an exec came, or when
-        ``LATER_FREQUENT`` of them woke it within ``LATER_WAIT_S`` (a server's workers),
-        until such a wait passed with nothing; a lone fork and exit are read as they come."""
-        prompt_woke = self._prompt.fileno() in woke
-        if timeout is None:
-            frequent = False
-            if later.fileno() in woke:
-                now = time.monotonic()
-                if now - self._later_since >= LATER_WAIT_S:
-                    self._later_since, self._later_wakes = now, 0
-                self._later_wakes += 1
-                frequent = self._later_wakes >= LATER_FREQUENT
-            if prompt_woke or frequent:
-                poller.unregister(later)
-                return LATER_WAIT_S
-            return None
-        if prompt_woke or had_later:
-            return timeout
-        poller.register(later, select.POLLIN)  # a quiet LATER_WAIT_S: listen again
-        return None
 
     def _read(self, sock: socket.socket) -> tuple[list[Message], bool]:
         """What ``sock`` holds now, up to ``BATCH_MAX`` datagrams, and whether that was all
@@ -277,11 +244,12 @@ class ConnectorSource(Source):
             out += parse_events(buffer, size)
         return out, False
 
-    def _drain(self) -> bool:
+    def _drain(self) -> tuple[bool, int]:
         """What is queued now, in batches; the behaviour thread is woken once per batch.
         What comes in meanwhile waits for the next poll(), which returns at once: no read to
-        find the sockets empty again. Whether the later socket had anything."""
-        had_later = False
+        find the sockets empty again. Whether the later socket had anything, and how many
+        prompt events were read."""
+        had_later, prompts = False, 0
         held: list[Message] = []  # prompt events newer than the last read of the later socket
         try:
             while not self._stopping.is_set():
@@ -290,6 +258,7 @@ class ConnectorSource(Source):
                     self._read(self._later) if self._later is not None else ([], True)
                 )
                 prompt, prompt_all = self._read(self._prompt)
+                prompts += len(prompt)
                 prompt = held + prompt
                 had_later = had_later or bool(later)
                 batch = prompt
@@ -304,7 +273,7 @@ class ConnectorSource(Source):
                     break
         finally:
             self.work.wake()
-        return had_later
+        return had_later, prompts
 
     def _resync(self) -> None:
         self.tree.resync()
