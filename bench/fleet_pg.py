@@ -3,7 +3,11 @@ simulated fleet (bench/sim.py, its own process or processes) checking in every 6
 what the machine did meanwhile.
 
     python bench/fleet_pg.py --agents 100000 --duration 300 [--processes 2] [--sources 16]
-        [--env ESMD_LISTEN_BACKLOG=1024]
+        [--env ESMD_LISTEN_BACKLOG=1024] [--restart-at 180]
+
+``--restart-at S`` stops both esmd S seconds into the fleet's run and starts them again on
+the same ports (a restart of the whole server side under an established fleet: the
+agents' rows are at their fixed point, unlike the fresh fleet's first minutes).
 
 Prints one JSON line: the simulator's figures (percentiles by minute, errors, its loop lag),
 the CPU share of each esmd, of the simulator and of PostgreSQL by minute, each esmd's
@@ -33,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
 
 import psutil
 from loadgen import percentile
+from localrun import Programs, healthy
 from pg import ADMIN_URL, fresh_database
 from run import another_esmd, running_esm
 from sim import bulk_enroll
@@ -176,6 +181,31 @@ class Watch(threading.Thread):
         return {"cpu_share_by_minute": cpu, "healthz_by_minute": health}
 
 
+def restart_both(
+    programs: Programs,
+    db: list[str],
+    ports: list[int],
+    groups: dict[str, list[psutil.Process]],
+    out: dict[str, Any],
+) -> None:
+    """Stop both esmd (SIGTERM: each flushes what it holds), then start both again on the
+    same ports; ``out`` gets when (UTC) and how long until both answered again."""
+    began = time.monotonic()
+    out["at_utc"] = time.strftime("%H:%M:%S", time.gmtime())
+    serving = [p for p in programs.processes if p.poll() is None and "serve" in p.args]
+    for process in serving:
+        process.terminate()
+    for process in serving:
+        process.wait(timeout=60)
+        programs.processes.remove(process)  # stopped on purpose: not a failure
+    for index, port in enumerate(ports):
+        process = programs.start("esmd", "serve", *db, "--port", str(port))
+        groups[f"esmd_{index + 1}"].append(psutil.Process(process.pid))
+    urls = [f"http://127.0.0.1:{port}" for port in ports]
+    programs.wait_for("both esmd again", lambda: all(healthy(u) for u in urls), timeout=60)
+    out["down_s"] = round(time.monotonic() - began, 2)
+
+
 def scrape(port: int) -> dict[str, float]:
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     connection.request("GET", "/metrics")
@@ -225,7 +255,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             }
             watch = Watch(groups, ports)
             watch.start()
+            restart: dict[str, Any] = {}
+            restarter = None
+            if args.restart_at:
+                db = ["--data-dir", str(work / "esm"), "--database-url", url]
+                restarter = threading.Timer(
+                    args.restart_at, restart_both, (programs, db, ports, groups, restart)
+                )
+                restarter.start()
             out, _ = simulator.communicate()
+            if restarter is not None:
+                restarter.join()
             watch.stop.set()
             watch.join()
             after = nstat()
@@ -240,6 +280,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         **watch.report(),
         "nstat": {k: after.get(k, 0) - before.get(k, 0) for k in COUNTERS},
         "ss_summary": ss.splitlines()[:2],
+        "restart": restart,
         "metrics": metrics,
     }
 
@@ -252,6 +293,9 @@ def main() -> int:
     parser.add_argument("--processes", type=int, default=1)
     parser.add_argument("--sources", type=int, default=1)
     parser.add_argument("--env", action="append", default=[], help="KEY=VALUE for both esmd")
+    parser.add_argument(
+        "--restart-at", type=float, default=0.0, help="restart both esmd after S seconds"
+    )
     parser.add_argument("--label", default="")
     parser.add_argument("--out", help="append the JSON line to this file too")
     args = parser.parse_args()
