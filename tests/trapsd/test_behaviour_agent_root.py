@@ -125,3 +125,41 @@ def test_the_process_tree_follows_fork_exec_uid_and_exit_and_resyncs() -> None:
         assert list(work.take(0)) == [("sweep",)]
     finally:
         source.stop()
+
+
+def test_a_tree_kill_reaches_children_the_process_tree_has_not_read_yet() -> None:
+    """Forks may wait on the later socket (or a storm's timer) before the tree has them: the
+    kill of a tree also walks /proc/PID/task/*/children."""
+    from trapsd.behaviour.engine import BehaviourEngine
+    from trapsd.config import AgentSettings
+    from trapsd.policy import default_policy
+
+    engine = BehaviourEngine(AgentSettings(), default_policy(), lambda detection: None)
+    assert len(engine.tree) == 0  # never started: it knows no process at all
+    shell = subprocess.Popen(["/bin/sh", "-c", "sleep 30 & sleep 30 & (sleep 30 & wait) & wait"])
+    try:
+        wait_for(lambda: len(probes_descendants(shell.pid)) >= 4, 5)
+        family = probes_descendants(shell.pid)
+        action, error = engine._kill(shell.pid, tree=True)
+        assert (action, error) == ("killed", "")
+        assert shell.wait(5) == -9
+        wait_for(lambda: not any(alive(pid) for pid in family), 5)
+    finally:
+        if shell.poll() is None:
+            shell.kill()
+            shell.wait()
+
+
+def probes_descendants(pid: int) -> list[int]:
+    from trapsd.behaviour.probes import descendants
+
+    return descendants(pid)
+
+
+def alive(pid: int) -> bool:
+    """Whether ``pid`` still runs (a zombie, reaped by nobody here but init, does not)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            return handle.read().rpartition(b")")[2].split()[0] != b"Z"
+    except OSError:
+        return False

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ctypes
 import gzip
 import json
+import mmap
 import os
 import struct
 import time
@@ -115,6 +117,22 @@ def test_wx_regions_are_anonymous_writable_executable_only() -> None:
         "7f0c-7f0d rwxs /memfd:jit (deleted)",
     ]
     assert DEFAULTS.wx_protects("/usr/sbin/nginx") and not DEFAULTS.wx_protects("/usr/bin/java")
+
+
+def test_the_scan_reads_the_same_wx_regions_as_the_whole_maps() -> None:
+    """probes.wx_lines (the periodic scan's read) finds what parsing every line finds, here
+    an anonymous W+X page of this process."""
+    from trapsd.behaviour import probes
+
+    page = mmap.mmap(-1, 4096, prot=mmap.PROT_READ | mmap.PROT_WRITE | mmap.PROT_EXEC)
+    try:
+        address = ctypes.addressof(ctypes.c_char.from_buffer(page))
+        found = rules.wx_regions(probes.wx_lines(os.getpid()))
+        assert any(int(r.split("-")[0], 16) == address for r in found)
+        assert found == rules.wx_regions(probes.maps(os.getpid()))
+        assert probes.wx_lines(2**22 + 1) == []  # no such process
+    finally:
+        page.close()
 
 
 NOBODY = Creds(65534, 65534, 65534)

@@ -257,7 +257,7 @@ class BehaviourEngine:
             self._sweep_shells(b)
         if b.wx_memory.active:
             for node in self._protected(b.wx_protects):
-                regions = rules.wx_regions(probes.maps(node.pid))
+                regions = rules.wx_regions(probes.wx_lines(node.pid))
                 if regions:
                     hit = Hit(WX_MEMORY, node.pid, f"{len(regions)} W+X anonymous region(s)")
                     hit.details["regions"] = regions[:16]
@@ -368,10 +368,17 @@ class BehaviourEngine:
             return None
 
     def _kill(self, pid: int, tree: bool) -> tuple[EventAction, str]:
-        """SIGKILL through pidfds (a recycled pid is never hit): the process, then its tree."""
+        """SIGKILL through pidfds (a recycled pid is never hit): the process, then its tree:
+        the descendants the process tree holds and those /proc shows now (forks read late,
+        during a storm or waiting for the next exec, are not in the tree yet)."""
         if pid in (0, 1, self.own_pid):
             return EventAction.NOTIFIED, "refused: not killing pid 1 or trapsd"
-        pids = [pid] + (self.tree.descendants(pid) if tree else [])
+        pids = [pid]
+        if tree:
+            known = self.tree.descendants(pid)
+            seen = set(known)
+            pids += known + [p for p in probes.descendants(pid) if p not in seen]
+            pids = [p for p in pids if p != self.own_pid]
         fds: list[int] = []
         for target in pids:
             try:

@@ -12,6 +12,7 @@ import dataclasses
 import os
 import threading
 
+from trapsd.behaviour import probes
 from trapsd.behaviour.probes import setuid_root
 from trapsd.behaviour.rules import Creds
 
@@ -158,14 +159,7 @@ class ProcTree:
         with self.lock:
             for node in self.nodes.values():
                 children.setdefault(node.ppid, []).append(node.pid)
-        out: list[int] = []
-        todo = [pid]
-        while todo and len(out) < 4096:
-            for child in children.get(todo.pop(), []):
-                if child not in out and child != pid:
-                    out.append(child)
-                    todo.append(child)
-        return out
+        return probes.descendants(pid, lambda parent: children.get(parent, []))
 
     def ancestors(self, pid: int, limit: int = 32) -> list[int]:
         chain: list[int] = []
