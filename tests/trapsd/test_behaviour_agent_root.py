@@ -150,6 +150,21 @@ def test_a_tree_kill_reaches_children_the_process_tree_has_not_read_yet() -> Non
             shell.wait()
 
 
+def test_the_descendants_of_a_process_that_exited_are_still_killed() -> None:
+    from trapsd.behaviour.killing import kill_all
+
+    orphan = subprocess.Popen(["sleep", "30"])
+    try:
+        gone = 2**22 + 1  # above any pid_max: never a process
+        assert kill_all([gone, orphan.pid]) == ("notified", "exited before the kill")
+        assert orphan.wait(5) == -9
+        assert kill_all([gone]) == ("notified", "exited before the kill")
+    finally:
+        if orphan.poll() is None:
+            orphan.kill()
+            orphan.wait()
+
+
 def probes_descendants(pid: int) -> list[int]:
     from trapsd.behaviour.probes import descendants
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-import signal
 import threading
 import time
 from collections.abc import Callable
@@ -20,6 +19,7 @@ from trapsapi.enums import EventAction, Mode, Severity
 from trapsapi.wire import ModuleState
 from trapsd.behaviour import probes, rules
 from trapsd.behaviour.health import module_states
+from trapsd.behaviour.killing import kill_all
 from trapsd.behaviour.proctree import Node, ProcTree, read_exe
 from trapsd.behaviour.rules import Behaviour, Creds, Image
 from trapsd.behaviour.source import (
@@ -379,27 +379,7 @@ class BehaviourEngine:
             seen = set(known)
             pids += known + [p for p in probes.descendants(pid) if p not in seen]
             pids = [p for p in pids if p != self.own_pid]
-        fds: list[int] = []
-        for target in pids:
-            try:
-                fds.append(os.pidfd_open(target))
-            except OSError:
-                continue
-        if not fds:
-            return EventAction.NOTIFIED, "exited before the kill"
-        error = ""
-        for index, fd in enumerate(fds):
-            try:
-                signal.pidfd_send_signal(fd, signal.SIGKILL)
-            except ProcessLookupError:
-                if index == 0:
-                    error = "exited before the kill"
-            except PermissionError:
-                if index == 0:
-                    error = "permission denied"
-            finally:
-                os.close(fd)
-        return (EventAction.NOTIFIED, error) if error else (EventAction.KILLED, "")
+        return kill_all(pids)
 
     # --- reporting -----------------------------------------------------------------------------
     def module_states(self) -> list[ModuleState]:
