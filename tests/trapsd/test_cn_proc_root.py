@@ -220,23 +220,17 @@ def os_forks(count: int) -> list[int]:
 def test_an_exec_storm_is_read_on_a_timer_and_longer_processes_are_still_judged() -> None:
     """Back-to-back spawns of /bin/true: the tree stops being woken by each exec (from within
     the exec) and reads every millisecond (its own timer); a process that lives longer than
-    that meanwhile is still judged, and the tree keeps none of the exited ones."""
+    that meanwhile is still judged, and the tree keeps none of the exited ones. (That the
+    sockets cannot wake the thread during a storm: tests/trapsd/test_pacing.py. Its context
+    switches here count GIL hand-overs with this thread too, so they prove nothing.)"""
     from trapsd.behaviour.proctree import ProcTree
     from trapsd.behaviour.source import ConnectorSource, WorkQueue
-
-    def wakeups(tid: int) -> int:
-        with open(f"/proc/self/task/{tid}/status") as status:
-            line = next(line for line in status if line.startswith("voluntary_ctxt_switches"))
-        return int(line.split()[1])
 
     work = WorkQueue(100_000)
     source = ConnectorSource(ProcTree(), work, lambda kind: kind == "exec", 0.001)
     source.start()
     try:
         time.sleep(0.3)
-        tid = source._thread.native_id
-        assert tid is not None
-        before, started = wakeups(tid), time.monotonic()
         spawned = []
         for n in range(1000):
             if n == 500:
@@ -244,8 +238,6 @@ def test_an_exec_storm_is_read_on_a_timer_and_longer_processes_are_still_judged(
             pid = os.posix_spawn("/bin/true", ["/bin/true"], {})
             os.waitpid(pid, 0)
             spawned.append(pid)
-        elapsed_ms = 1000 * (time.monotonic() - started)
-        woken = wakeups(tid) - before
         assert sleeper.wait(10) == 0
         judged: set[int] = set()
         deadline = time.monotonic() + 5
@@ -253,7 +245,6 @@ def test_an_exec_storm_is_read_on_a_timer_and_longer_processes_are_still_judged(
             judged.update(item[1] for item in work.take(0.1) if item[0] == "exec")
         assert sleeper.pid in judged
         assert source.counts["storms"] >= 1
-        assert woken < 1.2 * elapsed_ms + 50  # by the timer: at most one a millisecond
         while any(p in source.tree.nodes for p in spawned) and time.monotonic() < deadline:
             time.sleep(0.05)
         assert not any(p in source.tree.nodes for p in spawned)
