@@ -39,7 +39,7 @@ import psutil
 from loadgen import percentile
 from localrun import Programs, healthy
 from pg import ADMIN_URL, fresh_database
-from run import another_esmd, running_esm
+from run import another_esmd, database_args, running_esm
 from sim import bulk_enroll
 from wake_sim import raise_fd_limit
 
@@ -258,7 +258,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             restart: dict[str, Any] = {}
             restarter = None
             if args.restart_at:
-                db = ["--data-dir", str(work / "esm"), "--database-url", url]
+                db = database_args(work, "esm", url)
                 restarter = threading.Timer(
                     args.restart_at, restart_both, (programs, db, ports, groups, restart)
                 )

@@ -65,6 +65,13 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
+def database_args(work: Path, name: str, database_url: str | None = None) -> list[str]:
+    """The ``esmd`` arguments naming the ESM of :func:`running_esm` (SQLite under
+    work/name, or ``database_url``)."""
+    db = ["--data-dir", str(work / name)]
+    return [*db, "--database-url", database_url] if database_url else db
+
+
 @contextmanager
 def running_esm(
     work: Path, name: str, database_url: str | None = None, env: dict[str, str] | None = None
@@ -72,9 +79,7 @@ def running_esm(
     """A fresh ESM (SQLite under work/name, or ``database_url``), served (in ``env``, if
     given); yields (port, admin client, programs)."""
     password = secrets.token_urlsafe(16)
-    db = ["--data-dir", str(work / name)]
-    if database_url:
-        db += ["--database-url", database_url]
+    db = database_args(work, name, database_url)
     with Programs(work, env) as programs:
         init = programs.run(
             "esmd",
@@ -204,7 +209,7 @@ def another_esmd(programs: Programs, work: Path, name: str, database_url: str) -
     """A second ``esmd serve`` on the PostgreSQL database of :func:`running_esm`, healthy:
     (its port, its pid)."""
     port = free_port()
-    db = ["--data-dir", str(work / name), "--database-url", database_url]
+    db = database_args(work, name, database_url)
     pid = programs.start("esmd", "serve", *db, "--port", str(port)).pid
     programs.wait_for("esmd 2", lambda: healthy(f"http://127.0.0.1:{port}"), timeout=30)
     return port, pid

@@ -131,6 +131,7 @@ def test_a_tree_kill_reaches_children_the_process_tree_has_not_read_yet() -> Non
     """Forks may wait on the later socket (or a storm's timer) before the tree has them: the
     kill of a tree also walks /proc/PID/task/*/children."""
     from trapsd.behaviour.engine import BehaviourEngine
+    from trapsd.behaviour.probes import descendants
     from trapsd.config import AgentSettings
     from trapsd.policy import default_policy
 
@@ -138,11 +139,11 @@ def test_a_tree_kill_reaches_children_the_process_tree_has_not_read_yet() -> Non
     assert len(engine.tree) == 0  # never started: it knows no process at all
     shell = subprocess.Popen(["/bin/sh", "-c", "sleep 30 & sleep 30 & (sleep 30 & wait) & wait"])
     try:
-        wait_for(lambda: len(probes_descendants(shell.pid)) >= 4, 5)
-        family = probes_descendants(shell.pid)
+        wait_for(lambda: len(descendants(shell.pid)) >= 4, 5)
+        family = descendants(shell.pid)
         action, error = engine._kill(shell.pid, tree=True)
         assert (action, error) == ("killed", "")
-        assert shell.wait(5) == -9
+        assert killed(shell, 5)
         wait_for(lambda: not any(alive(pid) for pid in family), 5)
     finally:
         if shell.poll() is None:
@@ -157,18 +158,12 @@ def test_the_descendants_of_a_process_that_exited_are_still_killed() -> None:
     try:
         gone = 2**22 + 1  # above any pid_max: never a process
         assert kill_all([gone, orphan.pid]) == ("notified", "exited before the kill")
-        assert orphan.wait(5) == -9
+        assert killed(orphan, 5)
         assert kill_all([gone]) == ("notified", "exited before the kill")
     finally:
         if orphan.poll() is None:
             orphan.kill()
             orphan.wait()
-
-
-def probes_descendants(pid: int) -> list[int]:
-    from trapsd.behaviour.probes import descendants
-
-    return descendants(pid)
 
 
 def alive(pid: int) -> bool:
